@@ -1,0 +1,67 @@
+"""The query functions of the public API: snapshot(), stats(), report()."""
+
+from __future__ import annotations
+
+import gc as _gc
+from typing import IO, Optional
+
+from ._patching import _prune_unobserved, sdk_version
+from ._registry import Stats
+from ._render import render
+from ._report import Report, build_report
+from ._snapshot import Snapshot
+from ._tracker import TRACKER
+
+__all__ = ["build", "report", "snapshot", "stats"]
+
+
+def snapshot() -> Snapshot:
+    """An immutable copy of the live handle records (and counters) right now."""
+    tracker = TRACKER
+    if not tracker.installed:
+        _prune_unobserved(tracker)
+    registry = tracker.registry
+    return Snapshot.of(registry.live_records(), registry.stats())
+
+
+def stats() -> Stats:
+    """Created / released / live / peak per kind, and releases per cause."""
+    return TRACKER.registry.stats()
+
+
+def build(snap: Optional[Snapshot] = None, *, collect: bool = False) -> Report:
+    """The report data for ``snap`` (default: a new snapshot).
+
+    ``collect=True`` runs ``gc.collect()`` first, so only handles that even the cyclic
+    collector cannot free are reported; the report notes that it ran one.
+    """
+    if collect:
+        _gc.collect()
+    data = build_report(
+        snap if snap is not None else snapshot(),
+        installed=TRACKER.installed,
+        sdk_version=sdk_version(),
+    )
+    if collect:
+        from dataclasses import replace
+
+        data = replace(data, notes=(*data.notes, "gc.collect() was run before this report"))
+    return data
+
+
+def report(
+    file: Optional[IO[str]] = None,
+    format: str = "text",
+    *,
+    snap: Optional[Snapshot] = None,
+    collect: bool = False,
+) -> Report:
+    """Write the live-handle report to ``file`` (default stderr) and return its data.
+
+    ``format`` is ``"text"`` or ``"json"`` (schema ``handletrace.report``, version 1).
+    """
+    if format not in ("text", "json"):
+        raise ValueError(f"format must be 'text' or 'json'; got {format!r}")
+    data = build(snap, collect=collect)
+    render(data, file, format)
+    return data

@@ -1,0 +1,474 @@
+"""What handletrace wraps in the SDK, and how it installs and removes those wrappers.
+
+Patching is declarative (``RELEASE_FUNCTIONS`` and ``PATCHED_METHODS``), idempotent and exactly
+reversible: ``uninstall()`` puts back each original only where the attribute is still ours.
+Every wrapper calls the real SDK function, catches its own failures and counts them.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import threading
+import time
+import warnings
+from types import FrameType
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import wrapt
+
+from . import _stacks
+from ._registry import HandleRecord, make_weakref, thread_name
+from ._tracker import TRACKER, Config, Tracker
+
+__all__ = [
+    "HandleTraceWarning",
+    "PATCHED_METHODS",
+    "RELEASE_FUNCTIONS",
+    "SDK_MODULE",
+    "install",
+    "is_installed",
+    "kind_of",
+    "uninstall",
+]
+
+SDK_MODULE = "azure.cognitiveservices.speech"
+
+#: Attribute on a ``_Handle`` / ``ResultFuture`` holding its record's sequence number. It is
+#: popped when the record is released, so a second finalisation can never count twice.
+SEQ_ATTR = "_handletrace_seq"
+
+#: The ``_sdk_lib`` release functions the SDK passes to ``_Handle`` or calls directly.
+RELEASE_FUNCTIONS: Tuple[str, ...] = (
+    "audio_config_release",
+    "audio_data_stream_release",
+    "audio_stream_format_release",
+    "audio_stream_release",
+    "auto_detect_source_lang_config_release",
+    "connection_async_handle_release",
+    "connection_handle_release",
+    "dialog_service_connector_activity_received_event_release",
+    "dialog_service_connector_handle_release",
+    "dialog_service_connector_turn_status_received_release",
+    "grammar_handle_release",
+    "grammar_phrase_handle_release",
+    "keyword_recognition_model_handle_release",
+    "meeting_release_handle",
+    "participant_release_handle",
+    "pronunciation_assessment_config_release",
+    "property_bag_release",
+    "recognizer_async_handle_release",
+    "recognizer_event_handle_release",
+    "recognizer_handle_release",
+    "recognizer_result_handle_release",
+    "source_lang_config_release",
+    "speech_config_release",
+    "speech_recognition_model_handle_release",
+    "speech_synthesis_request_release",
+    "speech_translation_model_handle_release",
+    "speechapi_async_handle_release",
+    "synthesizer_async_handle_release",
+    "synthesizer_event_handle_release",
+    "synthesizer_handle_release",
+    "synthesizer_result_handle_release",
+    "voice_info_handle_release",
+)
+
+#: (module, attribute path) of the Python methods handletrace wraps.
+PATCHED_METHODS: Tuple[Tuple[str, str], ...] = (
+    (SDK_MODULE + ".interop", "_Handle.__init__"),
+    (SDK_MODULE + ".interop", "_Handle.__del__"),
+    (SDK_MODULE + ".speech", "ResultFuture.__init__"),
+)
+
+_SUFFIXES = ("_release_handle", "_handle_release", "_release")
+
+
+def kind_of(release_function_name: str) -> str:
+    """The handle kind named by a release function: ``recognizer_handle_release`` -> ``recognizer``."""
+    for suffix in _SUFFIXES:
+        if release_function_name.endswith(suffix):
+            return release_function_name[: -len(suffix)]
+    return release_function_name
+
+
+class HandleTraceWarning(UserWarning):
+    """handletrace could not do what was asked; the program goes on unchanged."""
+
+
+def _address(handle: Any) -> int:
+    value = getattr(handle, "value", handle)
+    return value if isinstance(value, int) else 0
+
+
+def _frame_self(frame: FrameType) -> Any:
+    code = frame.f_code
+    if code.co_argcount and code.co_varnames[0] == "self":
+        return frame.f_locals.get("self")
+    return None
+
+
+# Async handles belong to whatever started the operation; the release function tells the rest.
+_ASYNC_KIND_BY_OWNER = {
+    "SpeechSynthesizer": "synthesizer_async",
+    "Connection": "connection_async",
+}
+
+
+def _async_kind(owner: Any) -> str:
+    for cls in type(owner).__mro__:
+        kind = _ASYNC_KIND_BY_OWNER.get(cls.__name__)
+        if kind is not None:
+            return kind
+    return "recognizer_async"
+
+
+class _Patcher:
+    """The wrappers in place, with the originals they replaced."""
+
+    def __init__(self, tracker: Tracker, sdk_dir: str, internal_dirs: List[str]) -> None:
+        self.tracker = tracker
+        self.sdk_dir = sdk_dir
+        self.internal_dirs = tuple(internal_dirs)
+        self.methods: List[Tuple[type, str, Any, Any]] = []  # (class, name, original, wrapper)
+        self.functions: List[Tuple[Any, str, Any, Any]] = []  # (lib, name, original, wrapper)
+        self.kinds_by_name: Dict[str, str] = {}
+        self.sample_counter = 0
+
+    # -- record creation (the hot path) ---------------------------------------------------
+    def make_record(
+        self, kind: str, address: int, owner: Any, start: FrameType, source: str, handle: Any
+    ) -> HandleRecord:
+        """Build the record for a new handle; ``start`` is the SDK frame that made it."""
+        tracker = self.tracker
+        config: Config = tracker.config
+        registry = tracker.registry
+        sdk_dir = self.sdk_dir
+        frame: Optional[FrameType] = start
+        parent = None
+        # Owner: the SDK object whose method made the handle; parent: the next SDK object out
+        # (e.g. the ConversationTranscriber whose __init__ made a PropertyCollection).
+        while frame is not None and frame.f_code.co_filename.startswith(sdk_dir):
+            candidate = _frame_self(frame)
+            if candidate is not None and candidate is not owner:
+                if owner is None:
+                    owner = candidate
+                else:
+                    parent = candidate
+                    break
+            frame = frame.f_back
+        seq = registry.next_seq()
+        traceback = _stacks.EMPTY_TRACEBACK
+        sample = config.stack_sample
+        if sample and config.stack_depth and (sample == 1 or seq % sample == 0):
+            traceback = _stacks.capture(config.stack_depth, frame)
+        ident = threading.get_ident()
+        return HandleRecord(
+            seq=seq,
+            kind=kind,
+            address=address,
+            owner=type(owner).__qualname__ if owner is not None else "",
+            parent=type(parent).__qualname__ if parent is not None else None,
+            thread_id=ident,
+            thread_name=thread_name(ident),
+            created_at=time.time(),
+            created_monotonic=time.monotonic(),
+            traceback=traceback,
+            owner_ref=make_weakref(owner),
+            parent_ref=make_weakref(parent),
+            handle_ref=make_weakref(handle),
+            source=source,
+        )
+
+    def kind_for(self, release_fn: Any) -> str:
+        name = getattr(release_fn, "__name__", None) or "unknown"
+        kind = self.kinds_by_name.get(name)
+        if kind is None:
+            kind = self.kinds_by_name[name] = kind_of(name)
+        return kind
+
+    # -- wrappers --------------------------------------------------------------------------
+    def build_wrappers(self) -> Dict[str, Callable[..., Any]]:
+        # Everything a wrapper touches is bound here as a closure variable, not a module
+        # global: finalisers run during interpreter shutdown, after module globals are cleared.
+        tracker = self.tracker
+        registry = tracker.registry
+        get_ident = threading.get_ident
+        getframe = sys._getframe
+        patcher = self
+
+        def handle_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
+            wrapped(*args, **kwargs)
+            if not tracker.installed:
+                return
+            try:
+                if args:
+                    handle = args[0]
+                    release_fn = args[2] if len(args) > 2 else kwargs.get("release_fn")
+                else:
+                    handle = kwargs.get("handle")
+                    release_fn = kwargs.get("release_fn")
+                kind = patcher.kind_for(release_fn)
+                kinds = tracker.config.kinds
+                if kinds is not None and kind not in kinds:
+                    return
+                record = patcher.make_record(
+                    kind, _address(handle), None, getframe(1), "handle", instance
+                )
+                instance.__dict__[SEQ_ATTR] = record.seq
+                registry.add(record)
+            except Exception as exc:
+                registry.count_error("_Handle.__init__", exc)
+
+        def handle_del(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
+            try:
+                seq = instance.__dict__.pop(SEQ_ATTR, None)
+                if seq is not None:
+                    cause = "gc" if tracker.gc_thread == get_ident() else "del"
+                    registry.release(seq, cause)
+            except Exception as exc:
+                try:
+                    registry.count_error("_Handle.__del__", exc)
+                except Exception:
+                    pass
+            wrapped(*args, **kwargs)
+
+        def future_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
+            wrapped(*args, **kwargs)
+            if not tracker.installed:
+                return
+            try:
+                handle = args[0] if args else kwargs.get("async_handle")
+                address = _address(handle)
+                start = getframe(1)
+                creator = _frame_self(start) if start.f_code.co_filename.startswith(
+                    patcher.sdk_dir
+                ) else None
+                kind = _async_kind(creator)
+                kinds = tracker.config.kinds
+                if not address or (kinds is not None and kind not in kinds):
+                    return
+                record = patcher.make_record(kind, address, instance, start, "future", None)
+                instance.__dict__[SEQ_ATTR] = record.seq
+                registry.add(record)
+            except Exception as exc:
+                registry.count_error("ResultFuture.__init__", exc)
+
+        return {
+            "_Handle.__init__": handle_init,
+            "_Handle.__del__": handle_del,
+            "ResultFuture.__init__": future_init,
+        }
+
+    def release_wrapper(self, kind: str) -> Callable[..., Any]:
+        """Wrapper for a release function: notices direct calls on a tracked address."""
+        tracker = self.tracker
+        registry = tracker.registry
+
+        def release(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            if tracker.installed and args:
+                try:
+                    # A release from _Handle.__del__ finds no record: the __del__ wrapper has
+                    # already removed it. Anything still registered here is a direct call.
+                    record = registry.find_address(_address(args[0]))
+                    if record is not None and record.kind == kind:
+                        registry.release(record.seq, "direct")
+                        owner = record.handle_ref() if record.source == "handle" else (
+                            record.owner_ref()
+                        )
+                        if owner is not None:
+                            owner.__dict__.pop(SEQ_ATTR, None)
+                except Exception as exc:
+                    registry.count_error(f"{kind} release", exc)
+            return wrapped(*args, **kwargs)
+
+        return release
+
+    # -- applying and removing -------------------------------------------------------------
+    def apply(self, sdk: Any) -> None:
+        interop = sys.modules[SDK_MODULE + ".interop"]
+        lib = interop._sdk_lib
+        wrappers = self.build_wrappers()
+        for module_name, path in PATCHED_METHODS:
+            cls_name, attr = path.split(".")
+            cls = getattr(sys.modules[module_name], cls_name)
+            original = cls.__dict__[attr]
+            wrapper = wrapt.FunctionWrapper(original, wrappers[path])
+            setattr(cls, attr, wrapper)
+            self.methods.append((cls, attr, original, wrapper))
+        for name in RELEASE_FUNCTIONS:
+            try:
+                original = getattr(lib, name)
+            except AttributeError:
+                continue  # not exported by this SDK version
+            wrapper = wrapt.FunctionWrapper(original, self.release_wrapper(kind_of(name)))
+            setattr(lib, name, wrapper)
+            self.functions.append((lib, name, original, wrapper))
+
+    def remove(self) -> None:
+        for cls, attr, original, wrapper in reversed(self.methods):
+            if cls.__dict__.get(attr) is wrapper:
+                setattr(cls, attr, original)
+        for lib, name, original, wrapper in reversed(self.functions):
+            if lib.__dict__.get(name) is wrapper:
+                setattr(lib, name, original)
+        self.methods.clear()
+        self.functions.clear()
+
+
+# -- SDK compatibility -------------------------------------------------------------------
+
+
+def sdk_problem(sdk: Any) -> Optional[str]:
+    """Why this SDK's internals are not what handletrace expects, or ``None`` if they are."""
+    interop = sys.modules.get(SDK_MODULE + ".interop")
+    speech = sys.modules.get(SDK_MODULE + ".speech")
+    if interop is None or speech is None:
+        return "its interop or speech module is missing"
+    handle_cls = getattr(interop, "_Handle", None)
+    if not isinstance(handle_cls, type):
+        return "interop._Handle is missing"
+    for attr in ("__init__", "__del__"):
+        if attr not in handle_cls.__dict__:
+            return f"interop._Handle.{attr} is missing"
+    init = handle_cls.__dict__["__init__"]
+    code = getattr(init, "__code__", None)
+    if code is None or code.co_varnames[:4] != ("self", "handle", "test_fn", "release_fn"):
+        return "interop._Handle.__init__ no longer takes (handle, test_fn, release_fn)"
+    if getattr(interop, "_sdk_lib", None) is None:
+        return "interop._sdk_lib is missing"
+    future = getattr(speech, "ResultFuture", None)
+    if not isinstance(future, type) or "__init__" not in future.__dict__:
+        return "speech.ResultFuture is missing"
+    return None
+
+
+def sdk_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("azure-cognitiveservices-speech")
+    except Exception:
+        return "unknown"
+
+
+# -- install / uninstall -------------------------------------------------------------------
+
+_hook_registered = False
+
+
+def _patch_sdk(sdk: Any) -> None:
+    """Post-import hook (or direct call): wrap the SDK if tracking is on and not yet wrapped."""
+    tracker = TRACKER
+    if not tracker.installed or tracker.patcher is not None:
+        return
+    problem = sdk_problem(sdk)
+    if problem is not None:
+        tracker.installed = False
+        warnings.warn(
+            f"handletrace: azure-cognitiveservices-speech {sdk_version()} is not supported "
+            f"({problem}); the SDK was left untouched and no handles are tracked. "
+            "Install a supported SDK release (see the handletrace README).",
+            HandleTraceWarning,
+            stacklevel=2,
+        )
+        return
+    sdk_dir = os.path.dirname(os.path.abspath(sdk.__file__))
+    wrapt_dir = os.path.dirname(os.path.abspath(wrapt.__file__))
+    _stacks.set_ignored_prefixes([sdk_dir, wrapt_dir])
+    patcher = _Patcher(tracker, sdk_dir + os.sep, [sdk_dir, wrapt_dir])
+    try:
+        patcher.apply(sdk)
+    except Exception as exc:
+        patcher.remove()
+        tracker.installed = False
+        warnings.warn(
+            f"handletrace: could not wrap azure-cognitiveservices-speech {sdk_version()} "
+            f"({type(exc).__name__}: {exc}); the SDK was left untouched.",
+            HandleTraceWarning,
+            stacklevel=2,
+        )
+        return
+    tracker.patcher = patcher
+
+
+def _on_gc(phase: str, info: Dict[str, int]) -> None:
+    TRACKER.gc_thread = threading.get_ident() if phase == "start" else None
+
+
+def install(
+    *,
+    stack_depth: Optional[int] = None,
+    stack_sample: Optional[int] = None,
+    kinds: Optional[Any] = None,
+) -> bool:
+    """Start tracking native handles; return ``True`` if this call started it.
+
+    Works before or after ``azure.cognitiveservices.speech`` is imported (a post-import hook
+    patches it on import). A second call while installed is a no-op; if it asks for other
+    options, it warns and keeps the ones in force.
+    """
+    global _hook_registered
+    tracker = TRACKER
+    changes: Dict[str, Any] = {}
+    if stack_depth is not None:
+        changes["stack_depth"] = stack_depth
+    if stack_sample is not None:
+        changes["stack_sample"] = stack_sample
+    if kinds is not None:
+        changes["kinds"] = frozenset([kinds] if isinstance(kinds, str) else kinds)
+    config = tracker.config.with_changes(**changes)  # validates; raises ValueError
+    if tracker.installed:
+        if changes and config != tracker.config:
+            warnings.warn(
+                "handletrace.install() called again with different options; it is already "
+                "installed and keeps its current options (call uninstall() first to change them)",
+                HandleTraceWarning,
+                stacklevel=2,
+            )
+        return False
+    tracker.config = config
+    tracker.installed = True
+    _prune_unobserved(tracker)
+    if _on_gc not in gc.callbacks:
+        gc.callbacks.append(_on_gc)
+    sdk = sys.modules.get(SDK_MODULE)
+    if sdk is not None and SDK_MODULE + ".speech" in sys.modules:
+        _patch_sdk(sdk)
+    elif not _hook_registered:
+        _hook_registered = True
+        wrapt.register_post_import_hook(_patch_sdk, SDK_MODULE)
+    return tracker.installed
+
+
+def uninstall() -> bool:
+    """Stop tracking and restore every original SDK attribute; ``True`` if it was installed.
+
+    Handles created while installed keep working. Records of handles still alive stay in the
+    registry until those handles are released or ``install()`` runs again.
+    """
+    tracker = TRACKER
+    if not tracker.installed and tracker.patcher is None:
+        return False
+    tracker.installed = False
+    if tracker.patcher is not None:
+        tracker.patcher.remove()
+        tracker.patcher = None
+    if _on_gc in gc.callbacks:
+        gc.callbacks.remove(_on_gc)
+    tracker.gc_thread = None
+    return True
+
+
+def is_installed() -> bool:
+    """Whether handletrace is tracking (or waiting for the SDK to be imported to track)."""
+    return TRACKER.installed
+
+
+def _prune_unobserved(tracker: Tracker) -> None:
+    """Drop records whose ``_Handle`` died while handletrace was not installed."""
+    registry = tracker.registry
+    for record in registry.live_records():
+        if record.source == "handle" and record.handle_ref() is None:
+            registry.release(record.seq, "untracked")

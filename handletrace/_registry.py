@@ -1,0 +1,229 @@
+"""The live registry of native handles: one record per handle, thread-safe and re-entrant.
+
+SDK callbacks run on native threads and ``__del__`` can run inside any allocation (a garbage
+collection may start inside the registry's own code), so every mutation holds an ``RLock``
+for a few dictionary operations only, and never allocates a GC-tracked object while the
+live table is being iterated (copies use ``dict.copy()``, which is done in C).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Mapping, Optional
+
+from ._compat import DATACLASS_SLOTS
+from ._stacks import EMPTY_TRACEBACK, Traceback
+
+__all__ = ["HandleRecord", "KindStats", "Registry", "Stats", "RELEASE_CAUSES"]
+
+#: Why a handle left the registry.
+#: ``del``: its ``_Handle`` was finalised by reference counting;
+#: ``gc``: finalised by a cyclic garbage collection;
+#: ``forced``: released by handletrace (``dispose()`` / ``release_all()``);
+#: ``direct``: a release function was called directly with its address (e.g. async handles);
+#: ``untracked``: its ``_Handle`` was finalised while handletrace was not installed.
+RELEASE_CAUSES = ("del", "gc", "forced", "direct", "untracked")
+
+
+def _dead_ref() -> None:
+    return None
+
+
+@dataclass(frozen=True, **DATACLASS_SLOTS)
+class HandleRecord:
+    """One live native handle: what it is, who owns it, where and when it was created."""
+
+    seq: int
+    kind: str
+    address: int
+    owner: str
+    parent: Optional[str]
+    thread_id: int
+    thread_name: str
+    created_at: float
+    created_monotonic: float
+    traceback: Traceback = field(default=EMPTY_TRACEBACK, compare=False)
+    #: ``"handle"`` for an ``interop._Handle``; ``"future"`` for the async handle of a
+    #: ``ResultFuture`` (released only when its ``get()`` runs).
+    source: str = "handle"
+    owner_ref: Callable[[], Any] = field(default=_dead_ref, compare=False, repr=False)
+    parent_ref: Callable[[], Any] = field(default=_dead_ref, compare=False, repr=False)
+    handle_ref: Callable[[], Any] = field(default=_dead_ref, compare=False, repr=False)
+
+    def age(self, now: Optional[float] = None) -> float:
+        """Seconds since the handle was created."""
+        return (time.monotonic() if now is None else now) - self.created_monotonic
+
+    @property
+    def owner_label(self) -> str:
+        """The owner class, and the SDK object it belongs to: ``PropertyCollection of X``."""
+        return f"{self.owner} of {self.parent}" if self.parent else self.owner
+
+    @property
+    def address_hex(self) -> str:
+        return f"0x{self.address:x}"
+
+
+@dataclass(frozen=True, **DATACLASS_SLOTS)
+class KindStats:
+    """Counters for one handle kind."""
+
+    kind: str
+    created: int
+    released: int
+    live: int
+    peak: int
+
+
+@dataclass(frozen=True, **DATACLASS_SLOTS)
+class Stats:
+    """Counters since the registry was last cleared."""
+
+    kinds: Mapping[str, KindStats]
+    released_by_cause: Mapping[str, int]
+    instrumentation_errors: int
+    created: int
+    released: int
+    live: int
+
+
+class Registry:
+    """All handle bookkeeping; one instance lives on the global tracker."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._seq = itertools.count(1)
+        self._last_seq = 0
+        self._live: Dict[int, HandleRecord] = {}
+        self._by_address: Dict[int, int] = {}
+        self._created: Dict[str, int] = {}
+        self._released: Dict[str, int] = {}
+        self._live_count: Dict[str, int] = {}
+        self._peak: Dict[str, int] = {}
+        self._by_cause: Dict[str, int] = dict.fromkeys(RELEASE_CAUSES, 0)
+        self.instrumentation_errors = 0
+        self.last_errors: list[str] = []
+
+    # -- mutation -------------------------------------------------------------------------
+    def next_seq(self) -> int:
+        with self._lock:
+            self._last_seq = seq = next(self._seq)
+        return seq
+
+    def add(self, record: HandleRecord) -> None:
+        kind = record.kind
+        with self._lock:
+            self._live[record.seq] = record
+            self._by_address[record.address] = record.seq
+            self._created[kind] = self._created.get(kind, 0) + 1
+            live = self._live_count.get(kind, 0) + 1
+            self._live_count[kind] = live
+            if live > self._peak.get(kind, 0):
+                self._peak[kind] = live
+
+    def release(self, seq: int, cause: str) -> Optional[HandleRecord]:
+        """Remove the record ``seq``; ``None`` if it was already gone (never counted twice)."""
+        with self._lock:
+            record = self._live.pop(seq, None)
+            if record is None:
+                return None
+            if self._by_address.get(record.address) == seq:
+                del self._by_address[record.address]
+            kind = record.kind
+            self._released[kind] = self._released.get(kind, 0) + 1
+            self._live_count[kind] = self._live_count.get(kind, 1) - 1
+            self._by_cause[cause] = self._by_cause.get(cause, 0) + 1
+        return record
+
+    def find_address(self, address: int) -> Optional[HandleRecord]:
+        """The newest live record at ``address`` (addresses are reused after release)."""
+        with self._lock:
+            seq = self._by_address.get(address)
+            return None if seq is None else self._live.get(seq)
+
+    def count_error(self, where: str, exc: BaseException) -> None:
+        """Count an instrumentation failure; keep a short description of the latest few."""
+        with self._lock:
+            self.instrumentation_errors += 1
+            if len(self.last_errors) < 20:
+                # Type and location only: an exception message may quote an argument value.
+                self.last_errors.append(f"{where}: {type(exc).__name__}")
+
+    def clear(self) -> None:
+        """Forget every record and counter (sequence numbers keep increasing)."""
+        with self._lock:
+            self._live.clear()
+            self._by_address.clear()
+            self._created.clear()
+            self._released.clear()
+            self._live_count.clear()
+            self._peak.clear()
+            self._by_cause = dict.fromkeys(RELEASE_CAUSES, 0)
+            self.instrumentation_errors = 0
+            self.last_errors = []
+
+    def reset_lock_after_fork(self) -> None:
+        # A lock held by another thread at fork() time would never be released in the child.
+        self._lock = threading.RLock()
+
+    # -- queries --------------------------------------------------------------------------
+    def live_records(self) -> list[HandleRecord]:
+        """A copy of the live records in creation order."""
+        with self._lock:
+            table = self._live.copy()
+        return [table[seq] for seq in sorted(table)]
+
+    def live_count(self) -> int:
+        return len(self._live)
+
+    def last_seq(self) -> int:
+        """The sequence number of the newest record (a cheap "created since" marker)."""
+        return self._last_seq
+
+    def stats(self) -> Stats:
+        with self._lock:
+            created = dict(self._created)
+            released = dict(self._released)
+            live = dict(self._live_count)
+            peak = dict(self._peak)
+            by_cause = dict(self._by_cause)
+            errors = self.instrumentation_errors
+        kinds = {
+            kind: KindStats(
+                kind=kind,
+                created=created.get(kind, 0),
+                released=released.get(kind, 0),
+                live=live.get(kind, 0),
+                peak=peak.get(kind, 0),
+            )
+            for kind in sorted(set(created) | set(live))
+        }
+        return Stats(
+            kinds=kinds,
+            released_by_cause=by_cause,
+            instrumentation_errors=errors,
+            created=sum(created.values()),
+            released=sum(released.values()),
+            live=sum(live.values()),
+        )
+
+
+def make_weakref(obj: Any) -> Callable[[], Any]:
+    """A weak reference to ``obj``, or a callable returning ``None`` if it cannot have one."""
+    if obj is None:
+        return _dead_ref
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return _dead_ref
+
+
+def thread_name(ident: int) -> str:
+    """The thread's name without creating a ``_DummyThread`` for native SDK threads."""
+    thread = threading._active.get(ident)  # type: ignore[attr-defined]
+    return thread.name if thread is not None else f"native-{ident}"
+

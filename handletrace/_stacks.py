@@ -1,0 +1,157 @@
+"""Cheap creation-stack capture: raw (code object, line) pairs, formatted only on demand.
+
+Like tracemalloc, a captured stack holds no frame and no local variable: only the code
+object (for its file and function name) and the line number. Argument values never enter a
+stack, so subscription keys passed to the SDK cannot leak into a report through one.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import re
+import sys
+from dataclasses import dataclass
+from types import CodeType, FrameType
+from typing import Iterator, Optional, Sequence
+
+from ._compat import DATACLASS_SLOTS
+
+__all__ = ["Frame", "Traceback", "capture", "set_ignored_prefixes"]
+
+
+@dataclass(frozen=True, **DATACLASS_SLOTS)
+class Frame:
+    """One frame of a creation stack."""
+
+    filename: str
+    lineno: int
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.filename}:{self.lineno}"
+
+    def source_line(self) -> str:
+        """The stripped source line, with likely secrets masked (empty if unavailable)."""
+        return redact_source(linecache.getline(self.filename, self.lineno).strip())
+
+    def format(self) -> str:
+        """This frame in the two-line style of a Python traceback."""
+        head = f'  File "{self.filename}", line {self.lineno}, in {self.name}'
+        line = self.source_line()
+        return f"{head}\n    {line}" if line else head
+
+
+class Traceback(Sequence[Frame]):
+    """An immutable creation stack, oldest frame first (most recent call last).
+
+    Frames are built from the raw ``(code, lineno)`` pairs only when first accessed.
+    """
+
+    __slots__ = ("_raw", "_frames", "total_depth")
+
+    def __init__(self, raw: tuple[tuple[CodeType, int], ...], total_depth: Optional[int] = None):
+        # ``raw`` is most recent first, as captured.
+        self._raw = raw
+        self._frames: Optional[tuple[Frame, ...]] = None
+        self.total_depth = len(raw) if total_depth is None else total_depth
+
+    @classmethod
+    def from_frames(cls, frames: Sequence[Frame]) -> Traceback:
+        """A traceback from already-built frames, oldest first (used when loading reports)."""
+        tb = cls(())
+        tb._frames = tuple(frames)
+        tb.total_depth = len(frames)
+        return tb
+
+    @property
+    def frames(self) -> tuple[Frame, ...]:
+        if self._frames is None:
+            self._frames = tuple(
+                Frame(code.co_filename, lineno, code.co_name) for code, lineno in reversed(self._raw)
+            )
+        return self._frames
+
+    @property
+    def origin(self) -> Optional[Frame]:
+        """The most recent frame outside the SDK: the line that created the handle."""
+        frames = self.frames
+        return frames[-1] if frames else None
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def,override]
+        return self.frames[index]
+
+    def __iter__(self) -> Iterator[Frame]:
+        return iter(self.frames)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Traceback) and self.frames == other.frames
+
+    def __hash__(self) -> int:
+        return hash(self.frames)
+
+    def __repr__(self) -> str:
+        return f"<Traceback {len(self)} frames, origin {self.origin}>"
+
+    def format(self, limit: Optional[int] = None) -> list[str]:
+        """Lines like a Python traceback, most recent call last; ``limit`` keeps the newest."""
+        frames = self.frames if limit is None else self.frames[-limit:]
+        return [frame.format() for frame in frames]
+
+
+EMPTY_TRACEBACK = Traceback(())
+
+# Frames whose file lives under one of these directories are "internal" (the SDK, wrapt,
+# handletrace itself) and are trimmed from the top of a stack.
+_ignored_prefixes: tuple[str, ...] = (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
+
+
+def set_ignored_prefixes(prefixes: Sequence[str]) -> None:
+    """Set the directories whose frames are trimmed from the top of every captured stack."""
+    global _ignored_prefixes
+    own = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    _ignored_prefixes = tuple({own, *(os.path.join(p, "") for p in prefixes)})
+
+
+def is_internal(code: CodeType) -> bool:
+    return code.co_filename.startswith(_ignored_prefixes)
+
+
+def capture(depth: int, start: Optional[FrameType] = None) -> Traceback:
+    """Capture up to ``depth`` frames, skipping internal frames at the top of the stack."""
+    frame: Optional[FrameType] = start if start is not None else sys._getframe(1)
+    prefixes = _ignored_prefixes
+    while frame is not None and frame.f_code.co_filename.startswith(prefixes):
+        frame = frame.f_back
+    raw = []
+    total = 0
+    while frame is not None:
+        if total < depth:
+            raw.append((frame.f_code, frame.f_lineno))
+        total += 1
+        frame = frame.f_back
+    return Traceback(tuple(raw), total)
+
+
+# Values passed as these keywords, and string literals on a line that builds a config, are
+# masked in displayed source lines: a report must never show a subscription key or token.
+_SECRET_KEYWORD = re.compile(
+    r"""(\b\w*(?:key|token|secret|password|subscription|credential)\w*\s*=\s*)"""
+    r"""([rbuRBU]{0,2})("[^"]*"|'[^']*')""",
+    re.IGNORECASE,
+)
+_CONFIG_CALL = re.compile(r"(SpeechConfig|TranslationConfig|authorization_token|Authorization)")
+_STRING_LITERAL = re.compile(r"""([rbuRBU]{0,2})("[^"]*"|'[^']*')""")
+
+
+def redact_source(line: str) -> str:
+    """Mask string literals that may hold a secret in a displayed source line."""
+    if not line:
+        return line
+    line = _SECRET_KEYWORD.sub(lambda m: f"{m.group(1)}'***'", line)
+    if _CONFIG_CALL.search(line):
+        line = _STRING_LITERAL.sub("'***'", line)
+    return line
