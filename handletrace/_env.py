@@ -82,14 +82,14 @@ def settings_from_env(
         )
 
     enabled = False
-    raw = env.get(ENV_ENABLE, "")
-    if raw.strip().lower() in _TRUE:
+    flag = env.get(ENV_ENABLE, "")
+    if flag.strip().lower() in _TRUE:
         enabled = True
-    elif raw.strip().lower() not in _FALSE:
-        bad(ENV_ENABLE, raw, "1, true, yes or on to enable; 0, false, no or off to disable")
+    elif flag.strip().lower() not in _FALSE:
+        bad(ENV_ENABLE, flag, "1, true, yes or on to enable; 0, false, no or off to disable")
 
     depth = DEFAULT_STACK_DEPTH
-    raw = env.get(ENV_STACK_DEPTH)
+    raw: Optional[str] = env.get(ENV_STACK_DEPTH)
     if raw is not None:
         parsed = _parse_int(raw, 0, MAX_STACK_DEPTH)
         if parsed is None:
@@ -113,7 +113,9 @@ def settings_from_env(
         if all(name.replace("_", "").isalnum() for name in names):
             kinds = frozenset(names)
         else:
-            bad(ENV_KINDS, raw, "comma-separated kind names such as recognizer,property_bag, or all")
+            bad(
+                ENV_KINDS, raw, "comma-separated kind names such as recognizer,property_bag, or all"
+            )
 
     report = "stderr"
     raw = env.get(ENV_REPORT)

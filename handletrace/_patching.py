@@ -86,7 +86,7 @@ _SUFFIXES = ("_release_handle", "_handle_release", "_release")
 
 
 def kind_of(release_function_name: str) -> str:
-    """The handle kind named by a release function: ``recognizer_handle_release`` -> ``recognizer``."""
+    """The kind a release function names: ``recognizer_handle_release`` -> ``recognizer``."""
     for suffix in _SUFFIXES:
         if release_function_name.endswith(suffix):
             return release_function_name[: -len(suffix)]
@@ -242,9 +242,11 @@ class _Patcher:
                 handle = args[0] if args else kwargs.get("async_handle")
                 address = _address(handle)
                 start = getframe(1)
-                creator = _frame_self(start) if start.f_code.co_filename.startswith(
-                    patcher.sdk_dir
-                ) else None
+                creator = (
+                    _frame_self(start)
+                    if start.f_code.co_filename.startswith(patcher.sdk_dir)
+                    else None
+                )
                 kind = _async_kind(creator)
                 kinds = tracker.config.kinds
                 if not address or (kinds is not None and kind not in kinds):
@@ -274,8 +276,10 @@ class _Patcher:
                     record = registry.find_address(_address(args[0]))
                     if record is not None and record.kind == kind:
                         registry.release(record.seq, "direct")
-                        owner = record.handle_ref() if record.source == "handle" else (
-                            record.owner_ref()
+                        owner = (
+                            record.handle_ref()
+                            if record.source == "handle"
+                            else (record.owner_ref())
                         )
                         if owner is not None:
                             owner.__dict__.pop(SEQ_ATTR, None)

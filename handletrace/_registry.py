@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 from ._compat import DATACLASS_SLOTS
 from ._stacks import EMPTY_TRACEBACK, Traceback
 
-__all__ = ["HandleRecord", "KindStats", "Registry", "Stats", "RELEASE_CAUSES"]
+__all__ = ["HandleRecord", "KindStats", "Registry", "Stats", "Totals", "RELEASE_CAUSES"]
 
 #: Why a handle left the registry.
 #: ``del``: its ``_Handle`` was finalised by reference counting;
@@ -91,6 +91,22 @@ class Stats:
     live: int
 
 
+@dataclass(frozen=True, **DATACLASS_SLOTS)
+class Totals:
+    """Counters since the registry was made: ``clear()`` does not reset them, so they never
+    go down (what cumulative metrics need). ``live`` is per kind now, 0 for kinds seen before."""
+
+    created: Mapping[str, int]
+    released_by_cause: Mapping[str, int]
+    live: Mapping[str, int]
+    instrumentation_errors: int
+
+
+def _add_into(total: Dict[str, int], counts: Mapping[str, int]) -> None:
+    for key, count in counts.items():
+        total[key] = total.get(key, 0) + count
+
+
 class Registry:
     """All handle bookkeeping; one instance lives on the global tracker."""
 
@@ -107,6 +123,10 @@ class Registry:
         self._by_cause: Dict[str, int] = dict.fromkeys(RELEASE_CAUSES, 0)
         self.instrumentation_errors = 0
         self.last_errors: list[str] = []
+        # What clear() forgot, kept for totals(): cumulative counters must never go down.
+        self._cleared_created: Dict[str, int] = {}
+        self._cleared_by_cause: Dict[str, int] = dict.fromkeys(RELEASE_CAUSES, 0)
+        self._cleared_errors = 0
 
     # -- mutation -------------------------------------------------------------------------
     def next_seq(self) -> int:
@@ -154,8 +174,11 @@ class Registry:
                 self.last_errors.append(f"{where}: {type(exc).__name__}")
 
     def clear(self) -> None:
-        """Forget every record and counter (sequence numbers keep increasing)."""
+        """Forget every record and counter (sequence numbers and ``totals()`` keep increasing)."""
         with self._lock:
+            _add_into(self._cleared_created, self._created)
+            _add_into(self._cleared_by_cause, self._by_cause)
+            self._cleared_errors += self.instrumentation_errors
             self._live.clear()
             self._by_address.clear()
             self._created.clear()
@@ -183,6 +206,24 @@ class Registry:
     def last_seq(self) -> int:
         """The sequence number of the newest record (a cheap "created since" marker)."""
         return self._last_seq
+
+    def totals(self) -> Totals:
+        """Created per kind, released per cause and errors since the registry was made."""
+        with self._lock:
+            created = self._created.copy()
+            by_cause = self._by_cause.copy()
+            live = self._live_count.copy()
+            errors = self.instrumentation_errors + self._cleared_errors
+            cleared_created = self._cleared_created.copy()
+            cleared_by_cause = self._cleared_by_cause.copy()
+        _add_into(created, cleared_created)
+        _add_into(by_cause, cleared_by_cause)
+        return Totals(
+            created=created,
+            released_by_cause=by_cause,
+            live={kind: live.get(kind, 0) for kind in sorted(created)},
+            instrumentation_errors=errors,
+        )
 
     def stats(self) -> Stats:
         with self._lock:
@@ -226,4 +267,3 @@ def thread_name(ident: int) -> str:
     """The thread's name without creating a ``_DummyThread`` for native SDK threads."""
     thread = threading._active.get(ident)  # type: ignore[attr-defined]
     return thread.name if thread is not None else f"native-{ident}"
-

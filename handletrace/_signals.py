@@ -102,8 +102,7 @@ def describe_callable(callback: Any) -> CallbackInfo:
     code = getattr(target, "__code__", None)
     qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
     if code is None and not inspect.isroutine(target):
-        call = getattr(type(target), "__call__", None)
-        code = getattr(call, "__code__", None)
+        code = getattr(vars(type(target)).get("__call__"), "__code__", None)
     if code is None:
         return CallbackInfo(qualname, "", 0)
     return CallbackInfo(qualname, code.co_filename, code.co_firstlineno)

@@ -103,7 +103,9 @@ class Snapshot:
         with a sequence number above this marker; ``older_than``: keep records at least this
         many seconds old; ``predicate``: any further test.
         """
-        kind_set = None if kinds is None else frozenset([kinds] if isinstance(kinds, str) else kinds)
+        kind_set = (
+            None if kinds is None else frozenset([kinds] if isinstance(kinds, str) else kinds)
+        )
         owner_set = (
             None if owners is None else frozenset([owners] if isinstance(owners, str) else owners)
         )
@@ -118,9 +120,7 @@ class Snapshot:
                 and (predicate is None or predicate(record))
             )
 
-        return Snapshot(
-            tuple(r for r in self.records if keep(r)), self.taken_at, now, self.stats
-        )
+        return Snapshot(tuple(r for r in self.records if keep(r)), self.taken_at, now, self.stats)
 
     def groups(self) -> list[HandleGroup]:
         """Live handles grouped by creation site, largest group first."""
@@ -148,7 +148,9 @@ class Snapshot:
             key = site_of(record)
             old_counts[key] = old_counts.get(key, 0) + 1
         diffs = [
-            GroupDiff(site, now_counts.get(site, 0), now_counts.get(site, 0) - old_counts.get(site, 0))
+            GroupDiff(
+                site, now_counts.get(site, 0), now_counts.get(site, 0) - old_counts.get(site, 0)
+            )
             for site in {**old_counts, **now_counts}
         ]
         diffs = [d for d in diffs if d.count or d.count_diff]

@@ -68,7 +68,8 @@ class Traceback(Sequence[Frame]):
     def frames(self) -> tuple[Frame, ...]:
         if self._frames is None:
             self._frames = tuple(
-                Frame(code.co_filename, lineno, code.co_name) for code, lineno in reversed(self._raw)
+                Frame(code.co_filename, lineno, code.co_name)
+                for code, lineno in reversed(self._raw)
             )
         return self._frames
 

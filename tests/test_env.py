@@ -35,7 +35,9 @@ LEAKY_SCRIPT = textwrap.dedent(
 )
 
 
-def run_script(tmp_path: Path, env: Dict[str, str], script: str = LEAKY_SCRIPT) -> subprocess.CompletedProcess[str]:
+def run_script(
+    tmp_path: Path, env: Dict[str, str], script: str = LEAKY_SCRIPT
+) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "service.py"
     path.write_text(script)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("HANDLETRACE")}
@@ -132,7 +134,11 @@ def test_env_var_writes_json_report_to_a_file(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "handletrace" not in result.stderr
     data = json.loads(out.read_text())
-    assert (data["schema"], data["version"], data["summary"]["live"]) == ("handletrace.report", 1, 2)
+    assert (data["schema"], data["version"], data["summary"]["live"]) == (
+        "handletrace.report",
+        1,
+        2,
+    )
     assert "FAKEKEY-ENV-0001" not in out.read_text()
 
 
@@ -142,7 +148,10 @@ def test_invalid_env_value_warns_once_and_script_exits_zero(tmp_path: Path) -> N
     assert result.returncode == 0
     assert result.stdout == "script done\n"
     assert result.stderr.count("HandleTraceWarning") == 1
-    assert "ignoring HANDLETRACE_STACK_DEPTH='lots': expected an integer from 0 to 256" in result.stderr
+    assert (
+        "ignoring HANDLETRACE_STACK_DEPTH='lots': expected an integer from 0 to 256"
+        in result.stderr
+    )
     assert "handletrace: 2 live native handles" in result.stderr
 
 

@@ -157,7 +157,9 @@ def test_unknown_format_is_rejected_with_accepted_values(installed: None) -> Non
 )
 def test_malformed_report_raises_report_error(payload: Any, message: str) -> None:
     """Loading a malformed report names the source and the problem."""
-    with pytest.raises(ReportError, match=r"^saved\.json: " + message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        ReportError, match=r"^saved\.json: " + message.replace("(", r"\(").replace(")", r"\)")
+    ):
         Report.from_dict(payload, source="saved.json")
 
 

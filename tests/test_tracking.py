@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import sys
 import threading
 import time
 from typing import Any, List
@@ -31,7 +30,10 @@ def marker() -> int:
     [
         (
             sdk_objects.speech_config,
-            [("speech_config", "SpeechConfig"), ("property_bag", "PropertyCollection of SpeechConfig")],
+            [
+                ("speech_config", "SpeechConfig"),
+                ("property_bag", "PropertyCollection of SpeechConfig"),
+            ],
         ),
         (
             sdk_objects.push_audio_config,
@@ -89,7 +91,9 @@ def marker() -> int:
         "auto_detect_config",
     ],
 )
-def test_sdk_object_is_tracked_with_kind_and_owner(installed: None, builder: Any, expected: Any) -> None:
+def test_sdk_object_is_tracked_with_kind_and_owner(
+    installed: None, builder: Any, expected: Any
+) -> None:
     """Each offline-constructible SDK object's handles are recorded with kind and owner."""
     start = marker()
     obj = builder()  # kept alive: temporaries the builder made are released already
@@ -132,7 +136,11 @@ def test_closure_cycle_keeps_transcriber_live_until_gc(installed: None, no_gc: N
     assert [r.owner for r in live] == ["ConversationTranscriber"]
     origin = live.records[0].traceback.origin
     assert origin is not None
-    assert (origin.filename, origin.lineno, origin.name) == (__file__, creation_line, "process_audio")
+    assert (origin.filename, origin.lineno, origin.name) == (
+        __file__,
+        creation_line,
+        "process_audio",
+    )
 
     gc.collect()
     assert handletrace.snapshot().filter(since=start, kinds=["recognizer"]).records == ()
@@ -185,7 +193,9 @@ def test_unresolved_future_stays_live_and_resolved_future_is_released_directly(
 def test_handle_created_on_another_thread_records_that_thread(installed: None) -> None:
     """Records carry the creating thread's name."""
     holder: List[Any] = []
-    worker = threading.Thread(target=lambda: holder.append(sdk_objects.speech_config()), name="maker")
+    worker = threading.Thread(
+        target=lambda: holder.append(sdk_objects.speech_config()), name="maker"
+    )
     worker.start()
     worker.join()
     records = handletrace.snapshot().filter(kinds=["speech_config"]).records
@@ -322,4 +332,3 @@ def test_frame_of_record_is_formatted_only_on_demand(installed: None) -> None:
     assert record.traceback.origin is not None
     assert record.traceback._frames is not None
     del config
-
