@@ -20,6 +20,7 @@ from ._tracker import DEFAULT_STACK_DEPTH, MAX_STACK_DEPTH, TRACKER
 __all__ = [
     "ENV_ENABLE",
     "ENV_KINDS",
+    "ENV_METRICS",
     "ENV_REPORT",
     "ENV_REPORT_FORMAT",
     "ENV_STACK_DEPTH",
@@ -42,6 +43,9 @@ ENV_KINDS = "HANDLETRACE_KINDS"
 ENV_REPORT = "HANDLETRACE_REPORT"
 #: ``text`` or ``json``; default ``json`` when the report path ends in ``.json``, else ``text``.
 ENV_REPORT_FORMAT = "HANDLETRACE_REPORT_FORMAT"
+#: ``otel`` to export handle metrics through OpenTelemetry (``handletrace.metrics.enable()``
+#: on the global meter provider; needs ``handletrace[otel]``), or ``none`` (default).
+ENV_METRICS = "HANDLETRACE_METRICS"
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
@@ -57,6 +61,7 @@ class EnvSettings:
     kinds: Optional[FrozenSet[str]] = None
     report: str = "stderr"
     report_format: str = "text"
+    metrics: str = "none"
 
 
 def _parse_int(value: str, low: int, high: Optional[int]) -> Optional[int]:
@@ -133,7 +138,15 @@ def settings_from_env(
         else:
             bad(ENV_REPORT_FORMAT, raw, "text or json")
 
-    return EnvSettings(enabled, depth, sample, kinds, report, fmt), problems
+    metrics = "none"
+    raw = env.get(ENV_METRICS)
+    if raw is not None:
+        if raw.strip().lower() in ("otel", "none", ""):
+            metrics = raw.strip().lower() or "none"
+        else:
+            bad(ENV_METRICS, raw, "otel or none")
+
+    return EnvSettings(enabled, depth, sample, kinds, report, fmt, metrics), problems
 
 
 def write_report(destination: str, report_format: str) -> None:
@@ -178,7 +191,22 @@ def activate(settings: EnvSettings, *, report_at_exit: bool = True) -> bool:
         )
         TRACKER.at_exit = hook
         atexit.register(hook)
+    if settings.metrics == "otel":
+        _enable_metrics()
     return installed
+
+
+def _enable_metrics() -> None:
+    """``HANDLETRACE_METRICS=otel``: metrics on the global meter provider (a proxy until the
+    application or ``opentelemetry-instrument`` sets one); a missing OpenTelemetry warns."""
+    try:
+        from .metrics import enable
+
+        enable()
+    except ImportError as exc:
+        warnings.warn(
+            f"handletrace: {ENV_METRICS}=otel ignored: {exc}", HandleTraceWarning, stacklevel=3
+        )
 
 
 def activate_from_env(environ: Optional[Mapping[str, str]] = None) -> bool:

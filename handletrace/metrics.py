@@ -1,0 +1,323 @@
+"""Export handle counts as OpenTelemetry metrics, so leaks show on fleet dashboards.
+
+``handletrace.metrics.enable()`` registers these instruments on a meter named ``handletrace``
+(the global meter provider unless one is passed):
+
+==================================  =====================  ==============================
+instrument                          type                   attributes
+==================================  =====================  ==============================
+``handletrace.handles.live``        observable up-down     ``handletrace.handle.kind``
+``handletrace.handles.created``     observable counter     ``handletrace.handle.kind``
+``handletrace.handles.released``    observable counter     ``handletrace.release.cause``
+``handletrace.leaks.found``         counter                ``handletrace.leak.pattern``
+``handletrace.native.handles``      observable up-down     (none)
+``handletrace.instrumentation.errors``  observable counter  (none)
+==================================  =====================  ==============================
+
+The observable instruments read the registry when a metric reader collects: nothing runs per
+handle, so handle creation costs the same with metrics on or off. Created and released are
+cumulative since the registry was made (``Registry.totals()``): ``registry.clear()`` (only
+``reset_defaults()`` calls it) does not lower them, so they stay monotonic as OpenTelemetry
+counters must. ``handletrace.native.handles`` is the Speech SDK's own handle-table total
+(every native handle, tracked or not), read only once the SDK has been imported.
+
+Importing this module does not import OpenTelemetry; ``enable()`` does, and raises one
+``ImportError`` naming ``pip install handletrace[otel]`` if it is missing.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import warnings
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Mapping, Optional
+
+from ._patching import SDK_MODULE, HandleTraceWarning
+from ._tracker import TRACKER
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+
+__all__ = [
+    "ATTR_HANDLE_KIND",
+    "ATTR_LEAK_PATTERN",
+    "ATTR_RELEASE_CAUSE",
+    "INSTALL_HINT",
+    "METER_NAME",
+    "METRIC_ERRORS",
+    "METRIC_CREATED",
+    "METRIC_LEAKS",
+    "METRIC_LIVE",
+    "METRIC_NATIVE",
+    "METRIC_RELEASED",
+    "disable",
+    "enable",
+    "is_enabled",
+    "record_leak_findings",
+]
+
+#: The instrumentation scope (meter) name.
+METER_NAME = "handletrace"
+#: Live tracked handles per kind (observable up-down counter; a gauge in Prometheus).
+METRIC_LIVE = "handletrace.handles.live"
+#: Tracked handles created, per kind (observable counter, cumulative).
+METRIC_CREATED = "handletrace.handles.created"
+#: Tracked handles released, per cause (observable counter, cumulative).
+METRIC_RELEASED = "handletrace.handles.released"
+#: Leaks found by diagnosis, per pattern (counter; see ``record_leak_findings``).
+METRIC_LEAKS = "handletrace.leaks.found"
+#: Native handles in the Speech SDK's own handle table (observable up-down counter).
+METRIC_NATIVE = "handletrace.native.handles"
+#: Instrumentation failures handletrace caught and counted (observable counter).
+METRIC_ERRORS = "handletrace.instrumentation.errors"
+
+#: Handle kind, e.g. ``recognizer``, ``property_bag`` (from the SDK's release function).
+ATTR_HANDLE_KIND = "handletrace.handle.kind"
+#: Why a handle was released: one of ``handletrace.RELEASE_CAUSES``.
+ATTR_RELEASE_CAUSE = "handletrace.release.cause"
+#: The leak pattern a diagnosis matched.
+ATTR_LEAK_PATTERN = "handletrace.leak.pattern"
+
+#: The one line telling what to install when OpenTelemetry is missing.
+INSTALL_HINT = "pip install handletrace[otel]"
+
+# Pattern names become attribute values: keep them short identifiers so a bad caller cannot
+# create unbounded series (anything else is counted as "other").
+_PATTERN_NAME = re.compile(r"[a-z0-9][a-z0-9_.\-]{0,63}\Z")
+_OTHER_PATTERN = "other"
+
+
+class _Binding:
+    """The instruments registered on one meter provider (kept while that provider lives)."""
+
+    def __init__(self, leaks_counter: Any) -> None:
+        self.leaks_counter = leaks_counter
+
+
+class _MetricsState:
+    """Which meter provider handletrace reports to; ``_STATE`` is the only instance."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active: Optional[_Binding] = None
+        # A provider keeps the instruments (and so their callbacks) registered on it for its
+        # lifetime, and OpenTelemetry ignores the callbacks of a second registration under the
+        # same name: re-enabling on the same provider reuses its binding.
+        self.bindings: weakref.WeakKeyDictionary[Any, _Binding] = weakref.WeakKeyDictionary()
+        self.pinned: List[Any] = []  # (provider, binding) for providers without weak references
+        self.native_count: Optional[Callable[[], int]] = None
+        self.native_unavailable = False
+
+    def binding_for(self, provider: Any) -> Optional[_Binding]:
+        try:
+            return self.bindings.get(provider)
+        except TypeError:
+            return next((b for p, b in self.pinned if p is provider), None)
+
+    def remember(self, provider: Any, binding: _Binding) -> None:
+        try:
+            self.bindings[provider] = binding
+        except TypeError:
+            self.pinned.append((provider, binding))
+
+
+_STATE = _MetricsState()
+
+
+def _otel_metrics() -> Any:
+    try:
+        from opentelemetry import metrics as otel_metrics
+    except ImportError as exc:
+        raise ImportError(
+            "handletrace.metrics needs OpenTelemetry, which is not installed; "
+            f"install it with: {INSTALL_HINT}"
+        ) from exc
+    return otel_metrics
+
+
+def enable(meter_provider: Optional[MeterProvider] = None) -> bool:
+    """Report handle metrics to ``meter_provider`` (default: the global one); ``True`` if this
+    call turned them on.
+
+    With no global provider set yet, OpenTelemetry's proxy provider is used: the instruments
+    start reporting once the application (or ``opentelemetry-instrument``) sets one. A second
+    call while enabled is a no-op; if it names another provider, it warns and keeps the first
+    (call ``disable()`` first to switch).
+    """
+    otel_metrics = _otel_metrics()
+    provider = otel_metrics.get_meter_provider() if meter_provider is None else meter_provider
+    state = _STATE
+    with state.lock:
+        current = state.active
+        binding = state.binding_for(provider)
+        if current is not None:
+            if meter_provider is not None and binding is not current:
+                warnings.warn(
+                    "handletrace.metrics.enable() called again with another meter provider; "
+                    "metrics stay on the first one (call disable() first to switch)",
+                    HandleTraceWarning,
+                    stacklevel=2,
+                )
+            return False
+        if binding is None:
+            binding = _register(provider, otel_metrics)
+            state.remember(provider, binding)
+        state.active = binding
+    return True
+
+
+def disable() -> bool:
+    """Stop reporting; ``True`` if metrics were enabled.
+
+    OpenTelemetry cannot remove instruments from a provider: they stay registered and observe
+    nothing until ``enable()`` is called again.
+    """
+    state = _STATE
+    with state.lock:
+        was_enabled = state.active is not None
+        state.active = None
+    return was_enabled
+
+
+def is_enabled() -> bool:
+    """Whether handle metrics are being reported."""
+    return _STATE.active is not None
+
+
+def record_leak_findings(pattern_counts: Mapping[str, int]) -> None:
+    """Add leaks found by a diagnosis to ``handletrace.leaks.found``: ``{pattern: count}``.
+
+    Does nothing while metrics are off. Pattern names that are not short lower-case
+    identifiers are counted as ``other`` (attribute values must stay few). Never raises.
+    """
+    binding = _STATE.active
+    if binding is None:
+        return
+    try:
+        for pattern, count in pattern_counts.items():
+            if not isinstance(count, int) or count <= 0:
+                continue
+            name = pattern if isinstance(pattern, str) and _PATTERN_NAME.match(pattern) else None
+            binding.leaks_counter.add(count, {ATTR_LEAK_PATTERN: name or _OTHER_PATTERN})
+    except Exception as exc:
+        TRACKER.registry.count_error("metrics.record_leak_findings", exc)
+
+
+# -- instruments -------------------------------------------------------------------------------
+
+
+def _register(provider: Any, otel_metrics: Any) -> _Binding:
+    Observation = otel_metrics.Observation
+    meter = provider.get_meter(METER_NAME, _version())
+    binding = _Binding(
+        meter.create_counter(
+            METRIC_LEAKS, unit="{leak}", description="Leaks found by handletrace diagnosis"
+        )
+    )
+    ref = weakref.ref(binding)
+
+    def observing(read: Callable[[], Iterable[Any]]) -> Callable[[Any], Iterator[Any]]:
+        # Callbacks run on the reader's thread: never raise into OpenTelemetry, and observe
+        # nothing unless this provider is the active one.
+        def callback(options: Any) -> Iterator[Any]:
+            if ref() is None or _STATE.active is not ref():
+                return
+            try:
+                observations: List[Any] = list(read())
+            except Exception as exc:
+                TRACKER.registry.count_error("metrics callback", exc)
+                return
+            yield from observations
+
+        return callback
+
+    def live() -> Iterable[Any]:
+        for kind, count in TRACKER.registry.totals().live.items():
+            yield Observation(count, {ATTR_HANDLE_KIND: kind})
+
+    def created() -> Iterable[Any]:
+        for kind, count in TRACKER.registry.totals().created.items():
+            yield Observation(count, {ATTR_HANDLE_KIND: kind})
+
+    def released() -> Iterable[Any]:
+        for cause, count in TRACKER.registry.totals().released_by_cause.items():
+            yield Observation(count, {ATTR_RELEASE_CAUSE: cause})
+
+    def errors() -> Iterable[Any]:
+        yield Observation(TRACKER.registry.totals().instrumentation_errors)
+
+    def native() -> Iterable[Any]:
+        count = _native_handle_count()
+        if count is not None:
+            yield Observation(count)
+
+    meter.create_observable_up_down_counter(
+        METRIC_LIVE,
+        [observing(live)],
+        unit="{handle}",
+        description="Live native Speech SDK handles tracked by handletrace",
+    )
+    meter.create_observable_counter(
+        METRIC_CREATED,
+        [observing(created)],
+        unit="{handle}",
+        description="Native Speech SDK handles created while tracked",
+    )
+    meter.create_observable_counter(
+        METRIC_RELEASED,
+        [observing(released)],
+        unit="{handle}",
+        description="Tracked native Speech SDK handles released",
+    )
+    meter.create_observable_up_down_counter(
+        METRIC_NATIVE,
+        [observing(native)],
+        unit="{handle}",
+        description="Handles in the Speech SDK's native handle table (tracked or not)",
+    )
+    meter.create_observable_counter(
+        METRIC_ERRORS,
+        [observing(errors)],
+        unit="{error}",
+        description="Instrumentation failures handletrace caught and counted",
+    )
+    return binding
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _native_handle_count() -> Optional[int]:
+    """The SDK's native handle-table total, or ``None`` before the SDK is imported."""
+    state = _STATE
+    count = state.native_count
+    if count is None:
+        if state.native_unavailable:
+            return None
+        interop = sys.modules.get(SDK_MODULE + ".interop")
+        if interop is None:
+            return None  # never import the SDK from a metrics collection
+        count = _native_counter(interop)
+        if count is None:
+            state.native_unavailable = True
+            return None
+        state.native_count = count
+    return count()
+
+
+def _native_counter(interop: Any) -> Optional[Callable[[], int]]:
+    import ctypes
+
+    try:
+        # A function pointer of our own: the SDK's cached attribute keeps its own restype.
+        function = interop._sdk_lib["diagnostics_get_handle_count"]
+    except (AttributeError, TypeError):
+        return None  # not exported by this SDK version
+    function.restype = ctypes.c_size_t
+    function.argtypes = []
+    return lambda: int(function())
