@@ -203,9 +203,10 @@ def _enable_metrics() -> None:
         from .metrics import enable
 
         enable()
-    except ImportError as exc:
+    except Exception as exc:  # tracking is on: a metrics failure must not look like it is not
+        reason = str(exc) if isinstance(exc, ImportError) else f"{type(exc).__name__}: {exc}"
         warnings.warn(
-            f"handletrace: {ENV_METRICS}=otel ignored: {exc}", HandleTraceWarning, stacklevel=3
+            f"handletrace: {ENV_METRICS}=otel ignored: {reason}", HandleTraceWarning, stacklevel=3
         )
 
 

@@ -483,3 +483,35 @@ def test_native_handles_are_not_read_before_the_sdk_is_imported(tmp_path: Path) 
         tmp_path,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "False False\n", "")
+
+
+# -- the Prometheus example ------------------------------------------------------------------------
+
+
+def test_prometheus_example_exposes_the_growing_leak(tmp_path: Path) -> None:
+    """examples/prometheus_metrics.py: three leaky requests show as 3 live recognizers in the
+    Prometheus exposition (through the OpenTelemetry Prometheus exporter)."""
+    pytest.importorskip("opentelemetry.exporter.prometheus")
+    result = run_python(
+        """
+        import gc, sys
+        sys.path.insert(0, "examples")
+        from prometheus_client import generate_latest
+        import prometheus_metrics as example
+        from handletrace.testing import Phrase, Script, SpeechService, silence_wav
+
+        gc.disable()
+        example.serve_metrics(0)
+        with SpeechService(Script(phrases=(Phrase("hello"),))) as service:
+            texts = [example.transcribe(service.host, silence_wav(0.5), False) for _ in range(3)]
+            print(texts)
+            for line in generate_latest().decode().splitlines():
+                if line.startswith('handletrace_handles_live{handletrace_handle_kind="recognizer"'):
+                    print(line.rsplit(" ", 1)[1])
+            gc.collect()
+        """,
+        {"PYTHONPATH": str(REPO)},
+        REPO,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "[['hello'], ['hello'], ['hello']]\n3.0\n"
