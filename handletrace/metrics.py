@@ -3,16 +3,12 @@
 ``handletrace.metrics.enable()`` registers these instruments on a meter named ``handletrace``
 (the global meter provider unless one is passed):
 
-==================================  =====================  ==============================
-instrument                          type                   attributes
-==================================  =====================  ==============================
-``handletrace.handles.live``        observable up-down     ``handletrace.handle.kind``
-``handletrace.handles.created``     observable counter     ``handletrace.handle.kind``
-``handletrace.handles.released``    observable counter     ``handletrace.release.cause``
-``handletrace.leaks.found``         counter                ``handletrace.leak.pattern``
-``handletrace.native.handles``      observable up-down     (none)
-``handletrace.instrumentation.errors``  observable counter  (none)
-==================================  =====================  ==============================
+- ``handletrace.handles.live``: observable up-down counter by ``handletrace.handle.kind``
+- ``handletrace.handles.created``: observable counter by ``handletrace.handle.kind``
+- ``handletrace.handles.released``: observable counter by ``handletrace.release.cause``
+- ``handletrace.leaks.found``: counter by ``handletrace.leak.pattern``
+- ``handletrace.native.handles``: observable up-down counter (no attributes)
+- ``handletrace.instrumentation.errors``: observable counter (no attributes)
 
 The observable instruments read the registry when a metric reader collects: nothing runs per
 handle, so handle creation costs the same with metrics on or off. Created and released are
