@@ -1,0 +1,300 @@
+"""The report as one self-contained HTML page: summary, creation stacks and drawn cycles.
+
+No script, no external stylesheet, font or image: the page can be attached to a CI run or
+mailed. Every value from the report is HTML-escaped (source lines are already redacted).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from html import escape
+from typing import IO, Any, List, Optional, Sequence
+
+from ._report import Report, ReportFrame, ReportGroup
+
+__all__ = ["format_html", "render_html", "svg_cycle"]
+
+_CSS = """
+:root { --bad: #b00020; --ok: #0a7a3a; --muted: #5f6368; --line: #d7d7d7; --code: #f6f8fa; }
+* { box-sizing: border-box; }
+body { font-family: system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif;
+       margin: 0 auto; padding: 1.5rem 2rem 3rem; max-width: 1100px; color: #1a1a1a; }
+h1 { font-size: 1.5rem; margin: 0 0 .3rem; }
+h2 { font-size: 1.15rem; margin: 2rem 0 .6rem; border-bottom: 1px solid var(--line);
+     padding-bottom: .2rem; }
+h3 { font-size: 1rem; margin: 0 0 .4rem; }
+.meta { color: var(--muted); font-size: .9rem; margin-bottom: 1rem; }
+.badge { display: inline-block; padding: .15rem .6rem; border-radius: 1rem; color: white;
+         font-weight: 600; font-size: .9rem; vertical-align: middle; }
+.badge.bad { background: var(--bad); } .badge.ok { background: var(--ok); }
+table { border-collapse: collapse; margin: .4rem 0 1rem; font-size: .9rem; }
+th, td { border: 1px solid var(--line); padding: .25rem .6rem; text-align: right; }
+th { background: #fafafa; }
+td.l, th.l { text-align: left; }
+code, pre, .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, monospace; }
+pre { background: var(--code); padding: .6rem .8rem; overflow-x: auto; font-size: .82rem;
+      line-height: 1.35; border-radius: 4px; margin: .3rem 0 .8rem; }
+.group { border: 1px solid var(--line); border-left: 4px solid var(--bad); border-radius: 4px;
+         padding: .8rem 1rem; margin: 0 0 1.2rem; }
+.group .where { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: .9rem; }
+.note { background: #fff8e1; border-left: 4px solid #f4b400; padding: .4rem .8rem;
+        margin: .3rem 0; font-size: .9rem; }
+.frame-src { color: #444; }
+.frame-user { font-weight: 600; }
+details > summary { cursor: pointer; color: var(--muted); font-size: .9rem; }
+.diagnosis { margin: .4rem 0 .8rem; }
+.diagnosis .label { font-weight: 600; }
+.fix { background: #e8f5e9; border-left: 4px solid var(--ok); padding: .4rem .8rem;
+       font-size: .9rem; white-space: pre-wrap; }
+"""
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def _traceback_html(frames: Sequence[ReportFrame]) -> str:
+    lines = ["Traceback (most recent call last):"]
+    for index, frame in enumerate(frames):
+        css = "frame-user" if index == len(frames) - 1 else ""
+        lines.append(
+            f'<span class="{css}">  File "{escape(frame.filename)}", line {frame.lineno}, '
+            f"in {escape(frame.name)}</span>"
+        )
+        if frame.line:
+            lines.append(f'<span class="frame-src">    {escape(frame.line)}</span>')
+    return "<pre>" + "\n".join(lines) + "</pre>"
+
+
+# -- cycle drawing ---------------------------------------------------------------------------
+
+_BOX_W = 360
+_BOX_H = 40
+_GAP = 46
+
+
+def _wrap(text: str, limit: int = 48) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def svg_cycle(nodes: Sequence[str], edges: Sequence[str] = (), *, closed: bool = True) -> str:
+    """Draw a reference chain as boxes joined by labelled arrows, like the seed's figure.
+
+    ``nodes`` are what holds what, in order; ``edges[i]`` labels the arrow from ``nodes[i]``
+    to ``nodes[i + 1]`` (and the last one, when ``closed``, the arrow back to ``nodes[0]``).
+    """
+    n = len(nodes)
+    if n == 0:
+        return ""
+    left = 20
+    width = left + _BOX_W + 220
+    height = 20 + n * _BOX_H + (n - 1) * _GAP + (40 if closed else 20)
+    out: List[str] = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" font-family="DejaVu Sans, Helvetica, sans-serif">',
+        "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" "
+        "markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" "
+        "fill=\"#444\"/></marker></defs>",
+    ]
+    centre = left + _BOX_W / 2
+    for i, label in enumerate(nodes):
+        y = 20 + i * (_BOX_H + _GAP)
+        first = i == 0
+        fill = "#fdecea" if first else "#f4f6fb"
+        stroke = "#b00020" if first else "#6b7a99"
+        out.append(
+            f'<rect x="{left}" y="{y}" width="{_BOX_W}" height="{_BOX_H}" rx="6" '
+            f'fill="{fill}" stroke="{stroke}" stroke-width="1.5"/>'
+        )
+        out.append(
+            f'<text x="{centre}" y="{y + _BOX_H / 2 + 5}" text-anchor="middle" font-size="13" '
+            f'font-family="DejaVu Sans Mono, monospace">{escape(_wrap(label))}</text>'
+        )
+        if i + 1 < n:
+            y1, y2 = y + _BOX_H, y + _BOX_H + _GAP
+            out.append(
+                f'<line x1="{centre}" y1="{y1}" x2="{centre}" y2="{y2 - 2}" stroke="#444" '
+                'stroke-width="1.5" marker-end="url(#arrow)"/>'
+            )
+            if i < len(edges) and edges[i]:
+                out.append(
+                    f'<text x="{centre + 10}" y="{(y1 + y2) / 2 + 4}" font-size="12" '
+                    f'fill="#333">{escape(_wrap(edges[i], 40))}</text>'
+                )
+    if closed and n > 1:
+        last_y = 20 + (n - 1) * (_BOX_H + _GAP) + _BOX_H / 2
+        first_y = 20 + _BOX_H / 2
+        rx = left + _BOX_W
+        loop_x = rx + 40
+        out.append(
+            f'<path d="M{rx},{last_y} H{loop_x} V{first_y} H{rx + 2}" fill="none" '
+            'stroke="#b00020" stroke-width="1.8" marker-end="url(#arrow)"/>'
+        )
+        label = edges[n - 1] if len(edges) >= n and edges[n - 1] else "refers back"
+        out.append(
+            f'<text x="{loop_x + 8}" y="{(first_y + last_y) / 2}" font-size="12" '
+            f'fill="#b00020">{escape(_wrap(label, 26))}</text>'
+        )
+        out.append(
+            f'<text x="{loop_x + 8}" y="{(first_y + last_y) / 2 + 16}" font-size="11" '
+            'fill="#b00020">(reference cycle)</text>'
+        )
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _diagnosis_html(group: ReportGroup) -> str:
+    """The diagnosis of a group (classification, cycle, fix) when the report carries one."""
+    diagnosis: Any = getattr(group, "diagnosis", None)
+    if diagnosis is None:
+        return ""
+    parts = ['<div class="diagnosis">']
+    label = getattr(diagnosis, "label", None) or getattr(diagnosis, "classification", None)
+    if label:
+        parts.append(f'<div><span class="label">Diagnosis:</span> {escape(str(label))}</div>')
+    summary = getattr(diagnosis, "summary", None) or getattr(diagnosis, "explanation", None)
+    if summary:
+        parts.append(f"<p>{escape(str(summary))}</p>")
+    cycle = getattr(diagnosis, "cycle", None)
+    if cycle:
+        nodes, edges = _cycle_parts(cycle)
+        if nodes:
+            parts.append(svg_cycle(nodes, edges))
+    fix = getattr(diagnosis, "fix", None)
+    if fix:
+        parts.append(f'<div class="fix">{escape(str(fix))}</div>')
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
+def _cycle_parts(cycle: Any) -> tuple[list[str], list[str]]:
+    """Node and edge labels from a cycle given as steps (objects with ``label``/``edge``),
+    ``(node, edge)`` pairs, or plain strings."""
+    nodes: list[str] = []
+    edges: list[str] = []
+    steps = getattr(cycle, "steps", cycle)
+    for step in steps:
+        if isinstance(step, str):
+            nodes.append(step)
+            edges.append("")
+        elif isinstance(step, (tuple, list)) and len(step) == 2:
+            nodes.append(str(step[0]))
+            edges.append(str(step[1] or ""))
+        else:
+            nodes.append(str(getattr(step, "label", None) or getattr(step, "node", step)))
+            edges.append(str(getattr(step, "edge", "") or ""))
+    return nodes, edges
+
+
+# -- page ----------------------------------------------------------------------------------
+
+
+def _group_html(index: int, group: ReportGroup) -> str:
+    where = (
+        f"{escape(group.site.filename)}:{group.site.lineno} in <code>{escape(group.site.name)}</code>"
+        if group.site
+        else "(no creation stack captured)"
+    )
+    ages = _age(group.age_min) if group.age_min == group.age_max else (
+        f"{_age(group.age_min)} to {_age(group.age_max)}"
+    )
+    kinds = "\n".join(
+        f'<tr><td>{n}</td><td class="l mono">{escape(kind)}</td><td class="l">{escape(owner)}</td></tr>'
+        for kind, owner, n in group.kinds
+    )
+    handles = "\n".join(
+        f'<tr><td>{h.seq}</td><td class="l mono">{escape(h.kind)}</td><td class="l mono">'
+        f"{escape(h.address)}</td><td class=\"l\">{escape(h.owner)}"
+        f"{(' of ' + escape(h.parent)) if h.parent else ''}</td><td class=\"l\">"
+        f"{escape(h.thread)}</td><td>{_age(h.age)}</td></tr>"
+        for h in group.handles
+    )
+    more = group.count - len(group.handles)
+    return f"""<section class="group" id="group-{index}">
+<h3>#{index} &nbsp;{_plural(group.count, "handle")} created at <span class="where">{where}</span></h3>
+<div class="meta">age {ages}; fingerprint <code>{escape(group.fingerprint)}</code></div>
+{_diagnosis_html(group)}
+<table><tr><th>count</th><th class="l">kind</th><th class="l">owner</th></tr>
+{kinds}
+</table>
+{_traceback_html(group.traceback) if group.traceback else ""}
+<details><summary>{_plural(len(group.handles), "handle")} listed{f" ({more} more not listed)" if more > 0 else ""}</summary>
+<table><tr><th>seq</th><th class="l">kind</th><th class="l">address</th><th class="l">owner</th>
+<th class="l">thread</th><th>age</th></tr>
+{handles}
+</table></details>
+</section>"""
+
+
+def format_html(report: Report, *, title: Optional[str] = None) -> str:
+    """The report as a complete, self-contained HTML document."""
+    heading = title or "handletrace report"
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(report.generated_at))
+    if report.clean:
+        badge = '<span class="badge ok">no live native handles</span>'
+    else:
+        badge = (
+            f'<span class="badge bad">{_plural(report.live, "live native handle")} in '
+            f'{_plural(len(report.groups), "group")}</span>'
+        )
+    causes = ", ".join(f"{c} {n}" for c, n in report.released_by_cause.items() if n)
+    notes = []
+    if not report.installed:
+        notes.append("handletrace was not installed: handles were not being tracked")
+    if report.instrumentation_errors:
+        notes.append(
+            f"{_plural(report.instrumentation_errors, 'instrumentation error')} "
+            "(caught; the program was not affected)"
+        )
+    notes.extend(report.notes)
+    notes_html = "\n".join(f'<div class="note">{escape(n)}</div>' for n in notes)
+    kind_rows = "\n".join(
+        f'<tr><td class="l mono">{escape(kind)}</td><td>{c.get("created", 0)}</td>'
+        f'<td>{c.get("released", 0)}</td><td>{c.get("live", 0)}</td><td>{c.get("peak", 0)}</td></tr>'
+        for kind, c in sorted(report.kinds.items())
+    )
+    kinds_table = (
+        '<h2>Handles by kind</h2><table><tr><th class="l">kind</th><th>created</th>'
+        f"<th>released</th><th>live</th><th>peak</th></tr>\n{kind_rows}\n</table>"
+        if kind_rows
+        else ""
+    )
+    groups = "\n".join(_group_html(i, g) for i, g in enumerate(report.groups, 1))
+    groups_html = f"<h2>Live handles by creation site</h2>\n{groups}" if groups else ""
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(heading)}</title>
+<style>{_CSS}</style>
+</head>
+<body>
+<h1>{escape(heading)} {badge}</h1>
+<div class="meta">generated {escape(when)} &middot; pid {report.pid} &middot; Python
+{escape(report.python)} &middot; azure-cognitiveservices-speech {escape(report.sdk_version)}</div>
+<table>
+<tr><th class="l">live</th><td>{report.live}</td></tr>
+<tr><th class="l">created</th><td>{report.created}</td></tr>
+<tr><th class="l">released</th><td>{report.released}{f" ({escape(causes)})" if causes else ""}</td></tr>
+</table>
+{notes_html}
+{kinds_table}
+{groups_html}
+</body>
+</html>
+"""
+
+
+def render_html(report: Report, file: Optional[IO[str]] = None) -> None:
+    """Write the HTML page to ``file`` (default ``sys.stderr``, like the other renderers)."""
+    (file if file is not None else sys.stderr).write(format_html(report))

@@ -1,0 +1,639 @@
+"""pytest plugin: fail the tests that leave native Speech SDK handles alive.
+
+Inert unless asked: installed, it only registers its options, its marker and its fixture.
+
+* ``pytest --handletrace`` checks every test; ``@pytest.mark.handletrace(...)`` checks one
+  test (with options); ``@pytest.mark.handletrace(False)`` exempts one.
+* The ``handletrace_handles`` fixture gives a test the handles it has created so far.
+
+A checked test fails when native handles it created are still alive after it ended (after
+its function-scoped fixtures were torn down). Automatic garbage collection is switched off
+while a checked test runs, as native memory never triggers it in production, so a handle
+that only the cyclic collector would free is found deterministically instead of by luck.
+Only after the check does the plugin run ``gc.collect()``, to tell "cyclic garbage" (freed
+by that collection) from "still reachable" in the failure section, and to free them.
+
+Attribution is per test: a test owns the handles created from the start of its setup to the
+end of its teardown, except during the setup of fixtures of a wider scope (class, module,
+package, session), which belong to no test. A handle created by one test and released in the
+next is blamed on the first (it was alive when the first ended).
+
+Configuration, highest precedence first (house rule 10): marker arguments, command line,
+environment, ini file (``pytest.ini``, ``pyproject.toml`` ``[tool.pytest.ini_options]``,
+``tox.ini``, ``setup.cfg``), default. An invalid value stops the run with a message naming
+the value and where it came from.
+
+=================================  ===============================  ==========================
+command line                       environment                      ini
+=================================  ===============================  ==========================
+``--handletrace``,                 ``HANDLETRACE_PYTEST=1|0``       ``handletrace = true``
+``--no-handletrace``
+``--handletrace-allow=KINDS``      ``HANDLETRACE_PYTEST_ALLOW``     ``handletrace_allow``
+``--handletrace-stack-depth=N``    ``HANDLETRACE_STACK_DEPTH``      ``handletrace_stack_depth``
+=================================  ===============================  ==========================
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import os
+from dataclasses import dataclass, replace
+from typing import IO, Any, Dict, FrozenSet, Iterable, Iterator, List, Mapping, Optional, Tuple
+
+import pytest
+
+from ._registry import HandleRecord, Stats
+from ._snapshot import Snapshot
+from ._tracker import DEFAULT_STACK_DEPTH, MAX_STACK_DEPTH, TRACKER
+
+__all__ = [
+    "ENV_PYTEST",
+    "ENV_PYTEST_ALLOW",
+    "FIXTURE",
+    "MARKER",
+    "CreatedHandles",
+    "MarkerOptions",
+    "Settings",
+    "SettingsError",
+    "handletrace",
+    "resolve_settings",
+]
+
+MARKER = "handletrace"
+FIXTURE = "handletrace_handles"
+SECTION = "handletrace"
+LEAK_PREFIX = "handletrace: "
+
+#: ``1``/``true``/``yes``/``on`` to check every test, ``0``/``false``/``no``/``off`` not to.
+ENV_PYTEST = "HANDLETRACE_PYTEST"
+#: Comma-separated handle kinds that may outlive a test (e.g. ``speech_config``).
+ENV_PYTEST_ALLOW = "HANDLETRACE_PYTEST_ALLOW"
+#: Shared with ``HANDLETRACE=1`` activation: frames kept per creation stack.
+ENV_STACK_DEPTH = "HANDLETRACE_STACK_DEPTH"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_WIDER_SCOPES = frozenset({"class", "module", "package", "session"})
+
+MANAGER_KEY = pytest.StashKey["Manager"]()
+MARKER_OPTIONS_KEY = pytest.StashKey["Optional[MarkerOptions]"]()
+
+
+# -- settings ----------------------------------------------------------------------------
+
+
+class SettingsError(ValueError):
+    """One or more configuration values are invalid (each line says which and where)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The session-wide configuration, after resolution and validation."""
+
+    enabled: bool = False
+    allow: FrozenSet[str] = frozenset()
+    stack_depth: int = DEFAULT_STACK_DEPTH
+
+
+def _known_kinds() -> FrozenSet[str]:
+    from ._patching import _ASYNC_KIND_BY_OWNER, RELEASE_FUNCTIONS, kind_of
+
+    return frozenset(
+        {kind_of(name) for name in RELEASE_FUNCTIONS}
+        | set(_ASYNC_KIND_BY_OWNER.values())
+        | {"recognizer_async"}
+    )
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("expected 1, true, yes or on to enable; 0, false, no or off to disable")
+
+
+def _parse_kinds(value: Any) -> FrozenSet[str]:
+    items = [value] if isinstance(value, str) else list(value)
+    names = {part.strip() for item in items for part in str(item).replace(",", " ").split()}
+    names.discard("")
+    unknown = sorted(names - _known_kinds())
+    if unknown:
+        raise ValueError(
+            f"unknown handle kind {', '.join(repr(u) for u in unknown)}; known kinds: "
+            + ", ".join(sorted(_known_kinds()))
+        )
+    return frozenset(names)
+
+
+def _parse_depth(value: Any) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = -1
+    if not 0 <= number <= MAX_STACK_DEPTH:
+        raise ValueError(f"expected an integer from 0 to {MAX_STACK_DEPTH}")
+    return number
+
+
+_SETTINGS = (
+    # field, parser, command-line option, environment variable, ini name
+    ("enabled", _parse_bool, "--handletrace", ENV_PYTEST, "handletrace"),
+    ("allow", _parse_kinds, "--handletrace-allow", ENV_PYTEST_ALLOW, "handletrace_allow"),
+    ("stack_depth", _parse_depth, "--handletrace-stack-depth", ENV_STACK_DEPTH, "handletrace_stack_depth"),
+)
+
+
+def resolve_settings(
+    cli: Mapping[str, Any],
+    ini: Mapping[str, Any],
+    environ: Optional[Mapping[str, str]] = None,
+    *,
+    ini_file: str = "the ini file",
+) -> Settings:
+    """Resolve every setting: command line, then environment, then ini, then the default.
+
+    ``cli`` and ``ini`` map field names to raw values (``None``/missing: not given). Every
+    value given is validated, even one that a higher source overrides; all problems are
+    raised together as one :class:`SettingsError`.
+    """
+    env = os.environ if environ is None else environ
+    chosen: Dict[str, Any] = {}
+    problems: List[str] = []
+    for name, parse, option, variable, ini_name in _SETTINGS:
+        sources = (
+            (cli.get(name), f"command line option {option}"),
+            (env.get(variable), f"environment variable {variable}"),
+            (ini.get(name), f"ini option {ini_name} in {ini_file}"),
+        )
+        for raw, where in sources:
+            if raw is None or (isinstance(raw, (str, list)) and not raw and name != "allow"):
+                continue
+            try:
+                value = parse(raw)
+            except ValueError as exc:
+                problems.append(f"handletrace: invalid value {raw!r} from {where}: {exc}")
+                continue
+            chosen.setdefault(name, value)
+    if problems:
+        raise SettingsError("\n".join(problems))
+    return Settings(**chosen)
+
+
+# -- marker --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MarkerOptions:
+    """What ``@pytest.mark.handletrace(...)`` asks for one test."""
+
+    enabled: bool = True
+    allow: Optional[FrozenSet[str]] = None  #: ``None``: the session's allowed kinds
+    max_leaks: int = 0
+    allow_cycles: bool = False
+
+
+def handletrace(
+    enabled: bool = True,
+    *,
+    allow: Optional[Iterable[str]] = None,
+    max_leaks: int = 0,
+    allow_cycles: bool = False,
+) -> MarkerOptions:
+    """check this test for native Speech SDK handles it leaves alive (also without --handletrace). enabled=False exempts the test from --handletrace; allow: handle kinds that may outlive it (replaces --handletrace-allow); max_leaks: how many other handles may; allow_cycles=True accepts handles that only the cyclic garbage collector frees."""  # noqa: E501
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be True or False, got {enabled!r}")
+    if not isinstance(max_leaks, int) or isinstance(max_leaks, bool) or max_leaks < 0:
+        raise ValueError(f"max_leaks must be an integer >= 0, got {max_leaks!r}")
+    if not isinstance(allow_cycles, bool):
+        raise TypeError(f"allow_cycles must be True or False, got {allow_cycles!r}")
+    kinds = None if allow is None else _parse_kinds(allow)
+    return MarkerOptions(enabled, kinds, max_leaks, allow_cycles)
+
+
+def _marker_help() -> str:
+    parts = []
+    star = False
+    for p in inspect.signature(handletrace).parameters.values():
+        if p.kind is p.KEYWORD_ONLY and not star:
+            parts.append("*")
+            star = True
+        parts.append(f"{p.name}={p.default!r}")
+    return f"{MARKER}({', '.join(parts)}): {handletrace.__doc__}"
+
+
+def marker_options(item: pytest.Item) -> Optional[MarkerOptions]:
+    """The item's marker options (validated at collection), ``None`` without a marker."""
+    if MARKER_OPTIONS_KEY in item.stash:
+        return item.stash[MARKER_OPTIONS_KEY]
+    marker = item.get_closest_marker(MARKER)
+    options = None if marker is None else handletrace(*marker.args, **marker.kwargs)
+    item.stash[MARKER_OPTIONS_KEY] = options
+    return options
+
+
+# -- attribution ---------------------------------------------------------------------------
+
+
+class _Window:
+    """Which sequence numbers belong to the running test.
+
+    Those above ``start`` (and up to ``end`` once it ended), except the ranges created while
+    fixtures of a wider scope were being set up. Only integers: nothing here keeps a handle
+    alive.
+    """
+
+    __slots__ = ("start", "end", "excluded", "nodeid")
+
+    def __init__(self, start: int, nodeid: str) -> None:
+        self.start = start
+        self.end: Optional[int] = None
+        self.excluded: List[Tuple[int, int]] = []
+        self.nodeid = nodeid
+
+    def owns(self, seq: int) -> bool:
+        if seq <= self.start or (self.end is not None and seq > self.end):
+            return False
+        return not any(low < seq <= high for low, high in self.excluded)
+
+    def created(self) -> int:
+        """How many tracked handles the test created (its sequence numbers)."""
+        end = self.end if self.end is not None else TRACKER.registry.last_seq()
+        total = end - self.start
+        merged: List[Tuple[int, int]] = []
+        for low, high in sorted(self.excluded):
+            if merged and low <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+            else:
+                merged.append((low, high))
+        return total - sum(min(high, end) - max(low, self.start) for low, high in merged)
+
+    def live_records(self) -> List[HandleRecord]:
+        return [r for r in TRACKER.registry.live_records() if self.owns(r.seq)]
+
+
+class CreatedHandles:
+    """The native handles the running test has created (its function-scoped fixtures
+    included, wider-scoped fixtures excluded), read live from the registry."""
+
+    def __init__(self, window: _Window) -> None:
+        self._window = window
+
+    def snapshot(self) -> Snapshot:
+        """The test's handles that are alive now, in creation order."""
+        return Snapshot.of(self._window.live_records(), TRACKER.registry.stats())
+
+    def count(self, kind: Optional[str] = None) -> int:
+        """How many of the test's handles (of ``kind``) are alive now."""
+        return sum(1 for r in self._window.live_records() if kind is None or r.kind == kind)
+
+    def count_by_kind(self) -> Dict[str, int]:
+        return self.snapshot().count_by_kind()
+
+    def report(self, file: Optional[IO[str]] = None, format: str = "text") -> Any:
+        """Write the report of the test's live handles (like ``handletrace.report()``)."""
+        from ._api import report
+
+        return report(file, format, snap=self.snapshot())
+
+    def __repr__(self) -> str:
+        return f"<CreatedHandles of {self._window.nodeid}: {self.count()} alive>"
+
+
+# -- the verdict ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the check found for one test (plain data: no record, no handle)."""
+
+    failed: bool
+    leaked: int  #: handles alive when the test ended (not counting allowed kinds)
+    cyclic: int  #: of those, how many ``gc.collect()`` then freed
+    headline: str
+    text: str  #: the report for the failure section
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _pytest_dirs() -> Tuple[str, ...]:
+    import _pytest
+    import pluggy
+
+    from ._frontend import module_dir
+
+    return (module_dir(_pytest), module_dir(pluggy), module_dir(pytest), module_dir(_check))
+
+
+def _check(window: _Window, allow: FrozenSet[str], options: MarkerOptions) -> Optional[Verdict]:
+    """Compare what the test left alive with what it may; ``None`` when nothing is left."""
+    from ._api import build
+    from ._frontend import collect_and_split, trim_frames
+    from ._render import format_text
+
+    registry = TRACKER.registry
+    window.end = registry.last_seq()
+    alive = window.live_records()
+    suspects = [r for r in alive if r.kind not in allow]
+    if not suspects:
+        return None
+    created = window.created()
+    stats = Stats(
+        kinds={},
+        released_by_cause={},
+        instrumentation_errors=registry.stats().instrumentation_errors,
+        created=created,
+        released=max(0, created - len(alive)),
+        live=len(suspects),
+    )
+    # Build the report while the leaked objects still exist (the diagnosis looks at them).
+    data = trim_frames(build(Snapshot.of(suspects, stats)), _pytest_dirs())
+    seqs = [r.seq for r in suspects]
+    del alive, suspects
+    collected = collect_and_split(seqs)
+    counted = collected.reachable if options.allow_cycles else collected.checked
+    notes = [
+        "these handles were created by this test (its function-scoped fixtures included) and "
+        "were still alive after its teardown; automatic garbage collection was off during the test",
+        *collected.notes(),
+    ]
+    if allow:
+        notes.append(f"kinds allowed to outlive the test, not counted: {', '.join(sorted(allow))}")
+    data = replace(data, notes=(*data.notes, *notes))
+    what = []
+    if collected.cyclic:
+        what.append(f"{collected.cyclic} cyclic garbage")
+    if collected.reachable:
+        what.append(f"{collected.reachable} still reachable")
+    n = collected.checked
+    headline = (
+        f"{LEAK_PREFIX}{_plural(n, 'native handle')} created by this test "
+        f"{'is' if n == 1 else 'are'} still alive after it ended ({', '.join(what)})"
+    )
+    return Verdict(
+        failed=counted > options.max_leaks,
+        leaked=n,
+        cyclic=collected.cyclic,
+        headline=headline,
+        text=format_text(data),
+    )
+
+
+def is_leak_report(report: Any) -> bool:
+    """Whether ``report`` is a call report that failed because of a leak found by the plugin."""
+    return (
+        getattr(report, "when", None) == "call"
+        and report.failed
+        and isinstance(report.longrepr, str)
+        and report.longrepr.startswith(LEAK_PREFIX)
+    )
+
+
+# -- the manager ---------------------------------------------------------------------------
+
+
+class Manager:
+    """All plugin state for one pytest session (registered in ``pytest_configure``)."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.installed_by_us = False
+        self.unsupported = False
+        self.current: Optional[_Window] = None
+        self.checked = 0
+        self.leaks: List[Tuple[str, int, int]] = []  # (nodeid, handles, cyclic): text only
+
+    # -- tracking ------------------------------------------------------------------------
+    def ensure_installed(self) -> bool:
+        if TRACKER.installed:
+            return True
+        if self.unsupported:
+            return False
+        from ._patching import install
+
+        if install(stack_depth=self.settings.stack_depth):
+            self.installed_by_us = True
+            return True
+        self.unsupported = True
+        return False
+
+    def options_for(self, item: pytest.Item) -> Optional[MarkerOptions]:
+        """The options to check ``item`` with, or ``None`` if it is not checked."""
+        options = marker_options(item)
+        if options is None:
+            return MarkerOptions() if self.settings.enabled else None
+        return options if options.enabled else None
+
+    # -- hooks ---------------------------------------------------------------------------
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Iterator[None]:
+        window = self.current
+        if window is None or fixturedef.scope not in _WIDER_SCOPES:
+            yield
+            return
+        registry = TRACKER.registry
+        before = registry.last_seq()
+        try:
+            yield
+        finally:
+            after = registry.last_seq()
+            if after > before:
+                window.excluded.append((before, after))
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: List[pytest.Item]) -> None:
+        for item in items:
+            try:
+                marker_options(item)
+            except (TypeError, ValueError) as exc:
+                raise pytest.UsageError(
+                    f"handletrace: invalid @pytest.mark.{MARKER}(...) on {item.nodeid}: {exc}"
+                ) from None
+
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: Optional[pytest.Item]) -> Any:
+        options = self.options_for(item)
+        if options is None and FIXTURE not in getattr(item, "fixturenames", ()):
+            return None
+        if not self.ensure_installed():
+            return None
+        from _pytest.runner import runtestprotocol
+
+        ihook = item.ihook
+        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        window = self.current = _Window(TRACKER.registry.last_seq(), item.nodeid)
+        gc_was_enabled = gc.isenabled()
+        verdict = None
+        try:
+            if options is not None:
+                gc.disable()
+            reports = runtestprotocol(item, nextitem=nextitem, log=False)
+            if options is not None:
+                self.checked += 1
+                verdict = self._verdict(window, options, reports)
+        finally:
+            self.current = None  # pop rather than get: the window goes with the test
+            if gc_was_enabled:
+                gc.enable()
+        if verdict is not None:
+            self._apply(verdict, item, reports)
+        for report in reports:
+            ihook.pytest_runtest_logreport(report=report)
+        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        return True
+
+    def _verdict(
+        self, window: _Window, options: MarkerOptions, reports: List[pytest.TestReport]
+    ) -> Optional[Verdict]:
+        call = next((r for r in reports if r.when == "call"), None)
+        if call is None or call.skipped or hasattr(call, "wasxfail"):
+            return None  # setup failed, skipped or xfail: nothing to judge
+        allow = options.allow if options.allow is not None else self.settings.allow
+        return _check(window, allow, options)
+
+    def _apply(self, verdict: Verdict, item: pytest.Item, reports: List[pytest.TestReport]) -> None:
+        call = next(r for r in reports if r.when == "call")
+        if verdict.failed:
+            self.leaks.append((item.nodeid, verdict.leaked, verdict.cyclic))
+        if call.passed and verdict.failed:
+            call.outcome = "failed"
+            call.longrepr = verdict.headline
+            call.sections.append((SECTION, verdict.text))
+        elif call.failed:
+            call.sections.append(
+                (
+                    SECTION,
+                    verdict.text
+                    + "note: the test failed; its traceback keeps its local variables alive, "
+                    "so some of these handles may be held only by that\n",
+                )
+            )
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_report_teststatus(self, report: Any, config: pytest.Config) -> Iterator[Any]:
+        outcome = yield
+        if is_leak_report(report):
+            outcome.force_result(("failed", "L", ("LEAKED", {"red": True})))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.unsupported:
+            terminalreporter.write_line(
+                "handletrace: this azure-cognitiveservices-speech release is not supported; "
+                "no handle was tracked",
+                yellow=True,
+            )
+        if self.leaks:
+            terminalreporter.write_sep(
+                "=", f"handletrace: {_plural(len(self.leaks), 'test')} leaked native handles", red=True
+            )
+            for nodeid, handles, cyclic in self.leaks:
+                extra = f" ({cyclic} cyclic garbage)" if cyclic else ""
+                terminalreporter.write_line(f"{nodeid}: {_plural(handles, 'handle')}{extra}")
+        elif self.settings.enabled and self.checked:
+            terminalreporter.write_line(
+                f"handletrace: {_plural(self.checked, 'test')} checked, no native handle leaked"
+            )
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.installed_by_us:
+            from ._patching import uninstall
+
+            uninstall()
+            self.installed_by_us = False
+
+
+# -- module-level hooks ----------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("handletrace", "native handle leak checks (handletrace)")
+    group.addoption(
+        "--handletrace",
+        action="store_true",
+        default=None,
+        dest="handletrace",
+        help="fail every test that leaves native Speech SDK handles alive after it ends "
+        f"(or that only the cyclic GC frees). Environment: {ENV_PYTEST}=1.",
+    )
+    group.addoption(
+        "--no-handletrace",
+        action="store_false",
+        dest="handletrace",
+        help="do not check every test (overrides the environment and ini); "
+        "marked tests are still checked.",
+    )
+    group.addoption(
+        "--handletrace-allow",
+        metavar="KINDS",
+        default=None,
+        help="comma-separated handle kinds that may outlive a test, e.g. speech_config. "
+        f"Environment: {ENV_PYTEST_ALLOW}.",
+    )
+    group.addoption(
+        "--handletrace-stack-depth",
+        metavar="N",
+        default=None,
+        help=f"frames kept per creation stack (0-{MAX_STACK_DEPTH}, default "
+        f"{DEFAULT_STACK_DEPTH}). Environment: {ENV_STACK_DEPTH}.",
+    )
+    parser.addini("handletrace", "check every test for native handle leaks (true/false)", default="")
+    parser.addini(
+        "handletrace_allow", "handle kinds that may outlive a test", type="args", default=[]
+    )
+    parser.addini(
+        "handletrace_stack_depth", "frames kept per creation stack (0-256)", default=""
+    )
+
+
+def _ini_value(config: pytest.Config, name: str) -> Any:
+    try:
+        value = config.getini(name)
+    except ValueError:
+        return None
+    return value if value not in ("", []) else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", _marker_help())
+    inifile = str(config.inipath) if config.inipath else "the ini file"
+    try:
+        settings = resolve_settings(
+            {
+                "enabled": config.getoption("handletrace"),
+                "allow": config.getoption("handletrace_allow"),
+                "stack_depth": config.getoption("handletrace_stack_depth"),
+            },
+            {
+                "enabled": _ini_value(config, "handletrace"),
+                "allow": _ini_value(config, "handletrace_allow"),
+                "stack_depth": _ini_value(config, "handletrace_stack_depth"),
+            },
+            ini_file=inifile,
+        )
+    except SettingsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    manager = Manager(config, settings)
+    config.stash[MANAGER_KEY] = manager
+    config.pluginmanager.register(manager, "handletrace-manager")
+    if settings.enabled:
+        manager.ensure_installed()
+
+
+@pytest.fixture
+def handletrace_handles(request: pytest.FixtureRequest) -> CreatedHandles:
+    """The native Speech SDK handles this test has created so far (its function-scoped
+    fixtures included): ``.snapshot()``, ``.count(kind=None)``, ``.count_by_kind()``,
+    ``.report(file, format)``. Tracking is switched on for the test if it was off."""
+    manager = request.config.stash.get(MANAGER_KEY, None)
+    window = manager.current if manager is not None else None
+    if window is None:
+        # Another plugin ran the test protocol: count from now on.
+        if manager is not None:
+            manager.ensure_installed()
+        window = _Window(TRACKER.registry.last_seq(), request.node.nodeid)
+    return CreatedHandles(window)
