@@ -1,0 +1,57 @@
+"""A local Speech service and audio helpers for testing code that uses the Speech SDK.
+
+``SpeechService`` is a websocket server on ``127.0.0.1`` that the real
+``azure-cognitiveservices-speech`` SDK connects to instead of Azure: it answers every
+recognition turn as its ``Script`` says (phrases, hypotheses, speaker ids, error replies,
+delays) and records what it saw, secrets redacted. Importing this package starts nothing and
+imports neither the SDK nor ``websockets``; they are imported when first needed.
+
+Example::
+
+    import azure.cognitiveservices.speech as speechsdk
+    from handletrace.testing import Phrase, Script, SpeechService, push_stream_audio_config
+    from handletrace.testing import silence_wav
+
+    with SpeechService(Script(phrases=(Phrase("hello world"),))) as service:
+        audio = push_stream_audio_config(silence_wav(1.0))
+        recognizer = speechsdk.SpeechRecognizer(
+            speechsdk.SpeechConfig(host=service.host), audio_config=audio.config
+        )
+        audio.feed_on_session_started(recognizer)
+        assert recognizer.recognize_once().text == "hello world"
+        del recognizer  # release recognizers before the service stops
+"""
+
+from ._audio import PushAudio, pcm_from_wav, push_stream_audio_config, silence_wav, tone_wav
+from ._records import REDACTED, ConnectionRecord, TurnRecord
+from ._script import (
+    DEFAULT_SCRIPT,
+    TICKS_PER_SECOND,
+    CloseError,
+    Fault,
+    HandshakeError,
+    Phrase,
+    Script,
+    StatusError,
+)
+from ._service import SpeechService
+
+__all__ = [
+    "DEFAULT_SCRIPT",
+    "REDACTED",
+    "TICKS_PER_SECOND",
+    "CloseError",
+    "ConnectionRecord",
+    "Fault",
+    "HandshakeError",
+    "Phrase",
+    "PushAudio",
+    "Script",
+    "SpeechService",
+    "StatusError",
+    "TurnRecord",
+    "pcm_from_wav",
+    "push_stream_audio_config",
+    "silence_wav",
+    "tone_wav",
+]
