@@ -354,6 +354,11 @@ class Sampler:
             if self._errors > 100:  # something is badly wrong: stop sampling, keep running
                 break
 
+    @property
+    def thread(self) -> Optional[threading.Thread]:
+        """The sampling thread (``None`` before :meth:`start`)."""
+        return self._thread
+
     def snapshot(self) -> Timeline:
         """The timeline so far (the sampler keeps running)."""
         with self._lock:
@@ -733,19 +738,25 @@ def _panel(
     return x, y
 
 
-def format_svg(timeline: Timeline, *, width: int = 900, title: Optional[str] = None) -> str:
-    """The timeline as a standalone SVG: live handles per kind (and total), then RSS."""
+def format_svg(
+    timeline: Timeline, *, width: int = 940, title: Optional[str] = None, header: bool = True
+) -> str:
+    """The timeline as a standalone SVG: live handles per kind (and total), then RSS.
+
+    ``header=False`` leaves out the title and summary lines (a page around it shows them).
+    """
     summary = summarize(timeline)
     samples = timeline.samples
     keep = _thin(len(samples))
     t0 = samples[0].t if samples else 0.0
     times = [samples[i].t - t0 for i in keep]
     span = max(times[-1] if times else 0.0, timeline.interval)
-    left, right_legend = 70.0, 190.0
+    left, right_legend = 70.0, 250.0
     plot_w = width - left - right_legend - 20
     panel_h = 230.0
     has_rss = timeline.has_rss
-    height = 100 + panel_h + 45 + ((panel_h * 0.7 + 80) if has_rss else 0) + 30
+    top = 100.0 if header else 30.0
+    height = top + panel_h + 45 + ((panel_h * 0.7 + 80) if has_rss else 0) + 30
     heading = title or "handletrace timeline" + (f": {timeline.label}" if timeline.label else "")
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height:.0f}" '
@@ -761,11 +772,11 @@ def format_svg(timeline: Timeline, *, width: int = 900, title: Optional[str] = N
         ".sub{font-size:12px;fill:#444}"
         "</style>",
         f'<rect width="{width}" height="{height:.0f}" fill="white"/>',
-        f'<text x="20" y="26" class="title">{escape(heading)}</text>',
     ]
-    for i, line in enumerate(_describe(summary)):
-        parts.append(f'<text x="20" y="{46 + 16 * i}" class="sub">{escape(line)}</text>')
-    top = 100.0
+    if header:
+        parts.append(f'<text x="20" y="26" class="title">{escape(heading)}</text>')
+        for i, line in enumerate(_describe(summary)):
+            parts.append(f'<text x="20" y="{46 + 16 * i}" class="sub">{escape(line)}</text>')
     x, y = _panel(
         parts,
         left=left,
@@ -872,7 +883,7 @@ td:first-child, th:first-child {{ text-align: left; font-family: ui-monospace, m
 (every {timeline.interval * 1000:.0f} ms). Trend:
 <span class="trend-{summary.trend}">{summary.trend}</span>.</p>
 <p>{"<br>".join(escape(line) for line in _describe(summary))}</p>
-{format_svg(timeline, title=heading)}
+{format_svg(timeline, title=heading, header=False)}
 <table>
 <tr><th>kind</th><th>first</th><th>last</th><th>peak</th></tr>
 {rows}

@@ -1,0 +1,613 @@
+"""The ``handletrace`` command line (also ``python -m handletrace``).
+
+One class per subcommand; its docstring is its ``--help``. ``main(argv=None) -> int`` never
+raises for a user error: it prints one line and returns :data:`EXIT_USAGE`.
+
+Exit codes: the program's own for ``run``; :data:`EXIT_USAGE` (2) for a usage error or an
+unreadable file; :data:`EXIT_LEAKS` (3) with ``--fail-on-leak`` when live handles are found
+and the program itself succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import inspect
+import json
+import os
+import sys
+import threading
+import traceback
+import types
+from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+__all__ = ["EXIT_LEAKS", "EXIT_USAGE", "ReportCommand", "RunCommand", "main"]
+
+EXIT_USAGE = 2
+EXIT_LEAKS = 3
+
+REPORT_FORMATS = ("text", "json", "html")
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for: reported as one line, exit code 2."""
+
+
+def _format_from_path(path: Optional[str], default: str = "text") -> str:
+    if not path:
+        return default
+    lower = path.lower()
+    if lower.endswith(".json"):
+        return "json"
+    if lower.endswith((".html", ".htm")):
+        return "html"
+    if lower.endswith(".svg"):
+        return "svg"
+    return default
+
+
+def _open_output(destination: str) -> Tuple[IO[str], bool]:
+    """(stream, close_it) for ``stdout``, ``stderr``, ``-`` (stdout) or a file path."""
+    if destination in ("-", "stdout"):
+        return sys.stdout, False
+    if destination == "stderr":
+        return sys.stderr, False
+    try:
+        return open(destination, "w", encoding="utf-8"), True
+    except OSError as exc:
+        raise UsageError(f"cannot write {destination}: {exc.strerror or exc}") from None
+
+
+def _write_report(report: Any, destination: str, fmt: str) -> None:
+    """Render ``report`` (a :class:`~handletrace.Report`) to ``destination`` as ``fmt``."""
+    from ._html import format_html
+    from ._render import format_text
+    from ._terminal import Style
+
+    stream, close = _open_output(destination)
+    try:
+        if fmt == "json":
+            json.dump(report.to_dict(), stream, indent=2)
+            stream.write("\n")
+        elif fmt == "html":
+            stream.write(format_html(report))
+        else:
+            text = format_text(report)
+            style = Style.for_stream(stream)
+            if style.enabled:
+                first, _, rest = text.partition("\n")
+                text = style(first, "bold", "green" if report.clean else "red") + "\n" + rest
+            stream.write(text)
+        stream.flush()
+    finally:
+        if close:
+            stream.close()
+
+
+def _check_format(value: Optional[str], allowed: Sequence[str], option: str) -> Optional[str]:
+    if value is not None and value not in allowed:
+        raise UsageError(f"{option} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+# -- run -----------------------------------------------------------------------------------
+
+
+def _parse_kinds(value: str) -> List[str]:
+    from ._patching import _ASYNC_KIND_BY_OWNER, RELEASE_FUNCTIONS, kind_of
+
+    known = {kind_of(n) for n in RELEASE_FUNCTIONS} | set(_ASYNC_KIND_BY_OWNER.values())
+    known.add("recognizer_async")
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [n for n in names if n not in known]
+    if not names or unknown:
+        raise UsageError(
+            f"--kinds: unknown handle kind {', '.join(map(repr, unknown)) or repr(value)}; "
+            f"known kinds: {', '.join(sorted(known))}"
+        )
+    return names
+
+
+class _Program:
+    """The program to run, prepared like ``python script.py`` / ``python -m module`` would."""
+
+    def __init__(self, target: str, module_mode: bool, args: Sequence[str]) -> None:
+        self.target = target
+        self.module_mode = module_mode
+        self.args = list(args)
+        self.code: Optional[types.CodeType] = None
+        self.main_module = types.ModuleType("__main__")
+        self.argv0 = target
+        self.path0 = ""
+        self.syntax_error: Optional[BaseException] = None
+        self._saved_main: Optional[types.ModuleType] = None
+        self._prepare()
+
+    def _prepare(self) -> None:
+        namespace = self.main_module.__dict__
+        namespace["__builtins__"] = __builtins__
+        if self.module_mode:
+            # Like python -m: the current directory comes first on sys.path.
+            self.path0 = os.getcwd()
+            sys.path.insert(0, self.path0)
+            try:
+                spec = importlib.util.find_spec(self.target)
+                if spec is not None and spec.submodule_search_locations is not None:
+                    spec = importlib.util.find_spec(self.target + ".__main__")
+                    if spec is None:
+                        raise UsageError(
+                            f"No module named {self.target}.__main__; '{self.target}' is a "
+                            "package and cannot be directly executed"
+                        )
+            except (ImportError, ValueError) as exc:
+                raise UsageError(f"cannot import {self.target}: {exc}") from None
+            finally:
+                sys.path.remove(self.path0)
+            if spec is None or spec.loader is None:
+                raise UsageError(f"No module named {self.target}")
+            get_code = getattr(spec.loader, "get_code", None)
+            code = get_code(spec.name) if get_code is not None else None
+            if code is None:
+                raise UsageError(f"cannot run {self.target}: its loader gives no code")
+            self.code = code
+            self.argv0 = spec.origin or self.target
+            namespace.update(
+                __file__=spec.origin,
+                __spec__=spec,
+                __loader__=spec.loader,
+                __package__=spec.parent,
+                __cached__=getattr(spec, "cached", None),
+            )
+            return
+        path = self.target
+        if os.path.isdir(path) or not os.path.exists(path):
+            if not os.path.exists(path):
+                raise UsageError(f"can't open file {os.path.abspath(path)!r}: no such file")
+            raise UsageError(f"{path} is a directory; give the script inside it")
+        try:
+            with open(path, "rb") as source:
+                data = source.read()
+            self.code = compile(data, path, "exec", dont_inherit=True)
+        except OSError as exc:
+            raise UsageError(f"can't open file {path!r}: {exc.strerror or exc}") from None
+        except (SyntaxError, ValueError) as exc:
+            # As python does: the program "ran" and failed with a SyntaxError.
+            self.code = None
+            self.syntax_error = exc
+        self.path0 = os.path.dirname(os.path.abspath(path))
+        namespace.update(__file__=path, __spec__=None, __loader__=None, __package__=None,
+                         __cached__=None)
+
+    def run(self) -> int:
+        """Run the program; its exit code (exceptions are printed like python prints them)."""
+        self._saved_main = sys.modules.get("__main__")
+        saved_argv = sys.argv
+        saved_path0 = sys.path[0] if sys.path else None
+        sys.argv = [self.argv0, *self.args]
+        if sys.path:
+            sys.path[0] = self.path0
+        else:
+            sys.path.append(self.path0)
+        sys.modules["__main__"] = self.main_module
+        try:
+            if self.code is None:
+                raise self.syntax_error or RuntimeError("no code to run")
+            exec(self.code, self.main_module.__dict__)
+            return 0
+        except SystemExit as exc:
+            return _exit_code(exc.code)
+        except KeyboardInterrupt:
+            _print_exception(*sys.exc_info())
+            return 130
+        except BaseException:
+            _print_exception(*sys.exc_info())
+            return 1
+        finally:
+            # __main__ stays the program's module until the report is written: its globals
+            # are alive at exit as they would be under python.
+            sys.argv = saved_argv
+            if saved_path0 is not None:
+                sys.path[0] = saved_path0
+
+    def restore(self) -> None:
+        """Put back the ``__main__`` module that was there before :meth:`run`."""
+        saved = self._saved_main
+        if saved is not None:
+            sys.modules["__main__"] = saved
+
+
+def _machinery_dirs() -> Tuple[str, ...]:
+    """Where the frames that start the program come from (trimmed from creation stacks)."""
+    import runpy
+
+    from ._frontend import module_dir
+
+    dirs = [module_dir(_machinery_dirs), os.path.abspath(runpy.__file__), "<frozen runpy>"]
+    if sys.argv and sys.argv[0]:
+        dirs.append(os.path.abspath(sys.argv[0]))  # the console script
+    return tuple(dirs)
+
+
+def _exit_code(code: Any) -> int:
+    """The process exit status ``sys.exit(code)`` gives (a non-integer is printed: 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return int(code)
+    try:
+        sys.stderr.write(f"{code}\n")
+    except Exception:
+        pass
+    return 1
+
+
+def _print_exception(etype: Any, value: Any, tb: Any) -> None:
+    """Print like python's top level: without this module's frames, through sys.excepthook."""
+    here = os.path.abspath(__file__)
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) == here:
+        tb = tb.tb_next
+    try:
+        sys.stdout.flush()
+    except Exception:
+        pass
+    try:
+        sys.excepthook(etype, value, tb)
+    except Exception:
+        traceback.print_exception(etype, value, tb)
+
+
+def _wait_for_threads(exclude: Sequence[Optional[threading.Thread]]) -> None:
+    """Join the program's non-daemon threads, as the interpreter does before exiting."""
+    current = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is current or thread in exclude or thread.daemon:
+            continue
+        try:
+            thread.join()
+        except RuntimeError:
+            pass
+
+
+class RunCommand:
+    """Run a Python program with native-handle tracking from its first line, then report.
+
+    handletrace run [options] script.py [args...]
+    handletrace run [options] -m module [args...]
+
+    The program runs in this interpreter as python would run it (sys.argv, sys.path[0],
+    __main__). When its code returns or raises SystemExit, handletrace waits for its
+    non-daemon threads and writes the report of the native handles still alive, before
+    the program's atexit handlers run. It then runs gc.collect() once and notes which of
+    those handles were cyclic garbage and which are still reachable.
+
+    Exit code: the program's own (an uncaught exception prints its traceback and gives 1,
+    KeyboardInterrupt 130). With --fail-on-leak: 3 if handles were alive at the report and
+    the program exited 0.
+    """
+
+    name = "run"
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "-m",
+            dest="module_mode",
+            action="store_true",
+            help="run a library module as a script (like python -m)",
+        )
+        parser.add_argument(
+            "--report",
+            metavar="DEST",
+            default="stderr",
+            help="where the report goes: stderr (default), stdout, none, or a file path",
+        )
+        parser.add_argument(
+            "--format",
+            choices=REPORT_FORMATS,
+            default=None,
+            help="report format (default: from the report file's extension .json/.html, else text)",
+        )
+        parser.add_argument(
+            "--fail-on-leak",
+            action="store_true",
+            help=f"exit {EXIT_LEAKS} when native handles are alive at the report (for CI)",
+        )
+        parser.add_argument(
+            "--timeline",
+            metavar="DEST",
+            default=None,
+            help="sample live handles per kind and RSS while the program runs, and write the "
+            "chart: a .svg, .html, .json or .txt path, or stderr/stdout for a terminal chart",
+        )
+        parser.add_argument(
+            "--interval",
+            metavar="MS",
+            type=float,
+            default=100.0,
+            help="timeline sampling interval in milliseconds (default 100)",
+        )
+        parser.add_argument(
+            "--stack-depth",
+            metavar="N",
+            type=int,
+            default=None,
+            help="frames kept per creation stack (0-256, default 16)",
+        )
+        parser.add_argument(
+            "--stack-sample",
+            metavar="N",
+            type=int,
+            default=None,
+            help="capture a creation stack for every handle (1, default), one in N, or none (0)",
+        )
+        parser.add_argument(
+            "--kinds",
+            metavar="KINDS",
+            default=None,
+            help="only track these comma-separated handle kinds (e.g. recognizer,property_bag)",
+        )
+        parser.add_argument("target", metavar="script.py | module", help="the program to run")
+        parser.add_argument(
+            "args", nargs=argparse.REMAINDER, help="arguments passed on to the program"
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        from . import _api
+        from ._frontend import collect_and_split, trim_frames
+        from ._patching import install, is_installed
+        from ._tracker import TRACKER
+
+        fmt = args.format or _format_from_path(args.report if args.report not in (
+            "stderr", "stdout", "none", "-") else None)
+        if fmt == "svg":
+            raise UsageError("--report cannot be an .svg file; use .json, .html or a text file")
+        if not 0.001 <= args.interval / 1000.0 <= 3600:
+            raise UsageError(f"--interval must be from 1 to 3600000 ms; got {args.interval:g}")
+        kinds = _parse_kinds(args.kinds) if args.kinds is not None else None
+        program = _Program(args.target, args.module_mode, args.args)
+        was_installed = is_installed()
+        try:
+            install(stack_depth=args.stack_depth, stack_sample=args.stack_sample, kinds=kinds)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        hook = TRACKER.at_exit
+        if hook is not None:  # HANDLETRACE=1 activation: this report replaces its at-exit one
+            import atexit
+
+            atexit.unregister(hook)
+            TRACKER.at_exit = None
+        sampler = None
+        if args.timeline is not None:
+            from ._timeline import Sampler
+
+            label = os.path.basename(args.target) if not args.module_mode else args.target
+            sampler = Sampler(args.interval / 1000.0, label=label).start()
+        code = 0
+        try:
+            code = program.run()
+            _wait_for_threads([sampler.thread if sampler is not None else None])
+            timeline = sampler.stop() if sampler is not None else None
+            self._flush()
+            snap = _api.snapshot()
+            report = trim_frames(_api.build(snap), _machinery_dirs())
+            seqs = [record.seq for record in snap.records]
+            del snap
+            if seqs:
+                from dataclasses import replace
+
+                collected = collect_and_split(seqs)
+                report = replace(report, notes=(*report.notes, *collected.notes()))
+            if args.report.lower() != "none":
+                _write_report(report, args.report, fmt)
+            if timeline is not None:
+                self._write_timeline(timeline, args.timeline)
+        finally:
+            if sampler is not None:
+                sampler.stop()
+            program.restore()
+            if not was_installed:
+                from ._patching import uninstall
+
+                uninstall()
+        if args.fail_on_leak and code == 0 and report.live:
+            return EXIT_LEAKS
+        return code
+
+    @staticmethod
+    def _flush() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+
+    @staticmethod
+    def _write_timeline(timeline: Any, destination: str) -> None:
+        from ._terminal import Style
+        from ._timeline import format_for_path, render_timeline
+
+        if destination in ("stderr", "stdout", "-"):
+            stream = sys.stderr if destination == "stderr" else sys.stdout
+            render_timeline(timeline, stream, "text", style=Style.for_stream(stream))
+            return
+        stream, close = _open_output(destination)
+        try:
+            render_timeline(timeline, stream, format_for_path(destination))
+        finally:
+            if close:
+                stream.close()
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+class ReportCommand:
+    """Render a saved report (or timeline) JSON file.
+
+    handletrace report FILE.json [--format text|json|html] [-o OUT]
+
+    FILE is a report written by `handletrace run --report x.json`, HANDLETRACE_REPORT or
+    handletrace.report(format="json"), or a timeline written by `--timeline x.json`; "-"
+    reads standard input. Reports render as text, JSON or a self-contained HTML page with the
+    creation stacks (and the drawn reference cycles when the report has a diagnosis);
+    timelines as a terminal chart (text), JSON, SVG or HTML. A file that cannot be read or
+    is not a handletrace file gives one error line and exit code 2.
+    """
+
+    name = "report"
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("file", metavar="FILE", help="the JSON file (- for standard input)")
+        parser.add_argument(
+            "--format",
+            choices=("text", "json", "html", "svg"),
+            default=None,
+            help="output format (default: from -o's extension, else text; svg is for timelines)",
+        )
+        parser.add_argument(
+            "-o", "--output", metavar="OUT", default="-", help="output file (default: stdout)"
+        )
+        parser.add_argument(
+            "--fail-on-leak",
+            action="store_true",
+            help=f"exit {EXIT_LEAKS} if the report has live handles",
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        from ._report import Report, ReportError
+        from ._timeline import Timeline, TimelineError, render_timeline
+
+        source = "<stdin>" if args.file == "-" else args.file
+        data = self._load(args.file, source)
+        schema = data.get("schema") if isinstance(data, dict) else None
+        fmt = args.format or _format_from_path(args.output if args.output != "-" else None)
+        if schema == "handletrace.timeline":
+            try:
+                timeline = Timeline.from_dict(data, source=source)
+            except TimelineError as exc:
+                raise UsageError(str(exc)) from None
+            from ._terminal import Style
+
+            stream, close = _open_output(args.output)
+            try:
+                style = Style.for_stream(stream) if fmt == "text" else None
+                render_timeline(timeline, stream, fmt, style=style)
+            finally:
+                if close:
+                    stream.close()
+            return 0
+        try:
+            report = Report.from_dict(data, source=source)
+        except ReportError as exc:
+            raise UsageError(str(exc)) from None
+        if fmt == "svg":
+            raise UsageError("svg is a timeline format; a report renders as text, json or html")
+        _write_report(report, args.output, fmt)
+        return EXIT_LEAKS if args.fail_on_leak and report.live else 0
+
+    @staticmethod
+    def _load(path: str, source: str) -> Any:
+        try:
+            if path == "-":
+                text = sys.stdin.read()
+            else:
+                with open(path, encoding="utf-8") as handle:
+                    text = handle.read()
+        except FileNotFoundError:
+            raise UsageError(f"{source}: no such file") from None
+        except IsADirectoryError:
+            raise UsageError(f"{source}: is a directory") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{source}: not a text file (not UTF-8)") from None
+        except OSError as exc:
+            raise UsageError(f"{source}: cannot read ({exc.strerror or exc})") from None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(
+                f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+            ) from None
+        except RecursionError:
+            raise UsageError(f"{source}: JSON nested too deeply") from None
+
+
+# -- main ----------------------------------------------------------------------------------
+
+COMMANDS: Dict[str, Callable[[], Any]] = {
+    "run": RunCommand,
+    "report": ReportCommand,
+}
+
+
+def _demo_command() -> Optional[Any]:
+    """The ``demo`` subcommand, when this build has the demo (``handletrace._demo``)."""
+    try:
+        spec = importlib.util.find_spec("handletrace._demo")
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+
+    class DemoCommand:
+        """Show the seed's leak and its fix against the local speech service (no Azure).
+
+        handletrace demo [options]
+        """
+
+        name = "demo"
+
+        def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+            parser.add_argument("demo_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+        def run(self, args: argparse.Namespace) -> int:
+            from . import _demo
+
+            return int(_demo.run_demo(list(args.demo_args)))  # type: ignore[attr-defined]
+
+    return DemoCommand
+
+
+def _build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, Any]]:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="handletrace",
+        description="Find and fix native-handle leaks in the Azure Speech SDK for Python.",
+    )
+    parser.add_argument("--version", action="version", version=f"handletrace {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands: Dict[str, Any] = {}
+    available = dict(COMMANDS)
+    demo = _demo_command()
+    if demo is not None:
+        available["demo"] = demo
+    for name, cls in available.items():
+        command = cls()
+        doc = inspect.cleandoc(cls.__doc__ or "")
+        summary = doc.splitlines()[0] if doc else ""
+        sub = subparsers.add_parser(
+            name,
+            help=summary,
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.prepare_parser(sub)
+        commands[name] = command
+    return parser, commands
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    parser, commands = _build_parser()
+    try:
+        args = parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed)
+        return _exit_code(exc.code)
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write("handletrace: error: a command is required (run, report)\n")
+        return EXIT_USAGE
+    try:
+        return int(commands[args.command].run(args))
+    except UsageError as exc:
+        sys.stderr.write(f"handletrace {args.command}: error: {exc}\n")
+        return EXIT_USAGE
