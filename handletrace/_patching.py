@@ -7,6 +7,7 @@ Every wrapper calls the real SDK function, catches its own failures and counts t
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import sys
@@ -19,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import wrapt
 
 from . import _stacks
-from ._registry import HandleRecord, make_weakref, thread_name
+from ._registry import RecordFields, make_weakref, thread_name
 from ._tracker import TRACKER, Config, Tracker
 
 __all__ = [
@@ -109,6 +110,11 @@ def _frame_self(frame: FrameType) -> Any:
     return None
 
 
+_get_ident = threading.get_ident
+# Running threads by ident (read without creating a _DummyThread for native SDK threads).
+_active_threads: Dict[int, threading.Thread] = threading._active  # type: ignore[attr-defined]
+
+
 # Async handles belong to whatever started the operation; the release function tells the rest.
 _ASYNC_KIND_BY_OWNER = {
     "SpeechSynthesizer": "synthesizer_async",
@@ -134,51 +140,62 @@ class _Patcher:
         self.methods: List[Tuple[type, str, Any, Any]] = []  # (class, name, original, wrapper)
         self.functions: List[Tuple[Any, str, Any, Any]] = []  # (lib, name, original, wrapper)
         self.kinds_by_name: Dict[str, str] = {}
+        # id(release wrapper) -> (the real release function, its kind); see handle_init.
+        self.unwrapped: Dict[int, Tuple[Any, str]] = {}
         self.sample_counter = 0
 
     # -- record creation (the hot path) ---------------------------------------------------
     def make_record(
         self, kind: str, address: int, owner: Any, start: FrameType, source: str, handle: Any
-    ) -> HandleRecord:
-        """Build the record for a new handle; ``start`` is the SDK frame that made it."""
+    ) -> RecordFields:
+        """The record fields for a new handle; ``start`` is the SDK frame that made it.
+
+        Returns the fields in ``HandleRecord`` order; the registry builds the record itself
+        only when one is asked for (building it costs more than the rest of this function).
+        """
         tracker = self.tracker
         config: Config = tracker.config
-        registry = tracker.registry
         sdk_dir = self.sdk_dir
         frame: Optional[FrameType] = start
         parent = None
         # Owner: the SDK object whose method made the handle; parent: the next SDK object out
         # (e.g. the ConversationTranscriber whose __init__ made a PropertyCollection).
-        while frame is not None and frame.f_code.co_filename.startswith(sdk_dir):
-            candidate = _frame_self(frame)
-            if candidate is not None and candidate is not owner:
-                if owner is None:
-                    owner = candidate
-                else:
-                    parent = candidate
-                    break
+        # (_frame_self inlined: this loop runs for every handle.)
+        while frame is not None:
+            code = frame.f_code
+            if not code.co_filename.startswith(sdk_dir):
+                break
+            if code.co_argcount and code.co_varnames[0] == "self":
+                candidate = frame.f_locals.get("self")
+                if candidate is not None and candidate is not owner:
+                    if owner is None:
+                        owner = candidate
+                    else:
+                        parent = candidate
+                        break
             frame = frame.f_back
-        seq = registry.next_seq()
+        seq = tracker.registry.next_seq()
         traceback = _stacks.EMPTY_TRACEBACK
         sample = config.stack_sample
         if sample and config.stack_depth and (sample == 1 or seq % sample == 0):
             traceback = _stacks.capture(config.stack_depth, frame)
-        ident = threading.get_ident()
-        return HandleRecord(
-            seq=seq,
-            kind=kind,
-            address=address,
-            owner=type(owner).__qualname__ if owner is not None else "",
-            parent=type(parent).__qualname__ if parent is not None else None,
-            thread_id=ident,
-            thread_name=thread_name(ident),
-            created_at=time.time(),
-            created_monotonic=time.monotonic(),
-            traceback=traceback,
-            owner_ref=make_weakref(owner),
-            parent_ref=make_weakref(parent),
-            handle_ref=make_weakref(handle),
-            source=source,
+        ident = _get_ident()
+        thread = _active_threads.get(ident)
+        return (
+            seq,
+            kind,
+            address,
+            type(owner).__qualname__ if owner is not None else "",
+            type(parent).__qualname__ if parent is not None else None,
+            ident,
+            thread.name if thread is not None else thread_name(ident),
+            time.time(),
+            time.monotonic(),
+            traceback,
+            source,
+            make_weakref(owner),
+            make_weakref(parent),
+            make_weakref(handle),
         )
 
     def kind_for(self, release_fn: Any) -> str:
@@ -189,7 +206,14 @@ class _Patcher:
         return kind
 
     # -- wrappers --------------------------------------------------------------------------
-    def build_wrappers(self) -> Dict[str, Callable[..., Any]]:
+    def build_wrappers(self, originals: Dict[str, Any]) -> Dict[str, Callable[..., Any]]:
+        """Plain functions replacing the SDK methods in ``originals`` (path -> original).
+
+        They are plain functions rather than ``wrapt.FunctionWrapper`` objects because they
+        run for every handle: binding a FunctionWrapper costs more per call than the rest of
+        the bookkeeping (see benchmarks/README.md). Each calls the original first or last,
+        whatever happens in handletrace's own code.
+        """
         # Everything a wrapper touches is bound here as a closure variable, not a module
         # global: finalisers run during interpreter shutdown, after module globals are cleared.
         tracker = self.tracker
@@ -197,50 +221,56 @@ class _Patcher:
         get_ident = threading.get_ident
         getframe = sys._getframe
         patcher = self
+        unwrapped = self.unwrapped
+        original_handle_init = originals["_Handle.__init__"]
+        original_handle_del = originals["_Handle.__del__"]
+        original_future_init = originals["ResultFuture.__init__"]
 
-        def handle_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
-            wrapped(*args, **kwargs)
+        def handle_init(
+            self: Any, handle: Any, test_fn: Any, release_fn: Any, *args: Any, **kwargs: Any
+        ) -> None:
+            # The _Handle keeps the real release function, not handletrace's wrapper of it:
+            # its __del__ then releases without passing through the wrapper (the __del__
+            # wrapper below has already removed the record).
+            entry = unwrapped.get(id(release_fn))
+            original_handle_init(
+                self, handle, test_fn, release_fn if entry is None else entry[0], *args, **kwargs
+            )
             if not tracker.installed:
                 return
             try:
-                if args:
-                    handle = args[0]
-                    release_fn = args[2] if len(args) > 2 else kwargs.get("release_fn")
-                else:
-                    handle = kwargs.get("handle")
-                    release_fn = kwargs.get("release_fn")
-                kind = patcher.kind_for(release_fn)
+                kind = entry[1] if entry is not None else patcher.kind_for(release_fn)
                 kinds = tracker.config.kinds
                 if kinds is not None and kind not in kinds:
                     return
                 record = patcher.make_record(
-                    kind, _address(handle), None, getframe(1), "handle", instance
+                    kind, _address(handle), None, getframe(1), "handle", self
                 )
-                instance.__dict__[SEQ_ATTR] = record.seq
+                self.__dict__[SEQ_ATTR] = record[0]
                 registry.add(record)
             except Exception as exc:
                 registry.count_error("_Handle.__init__", exc)
 
-        def handle_del(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
+        def handle_del(self: Any) -> None:
             try:
-                seq = instance.__dict__.pop(SEQ_ATTR, None)
+                seq = self.__dict__.pop(SEQ_ATTR, None)
                 if seq is not None:
-                    cause = "gc" if tracker.gc_thread == get_ident() else "del"
-                    registry.release(seq, cause)
+                    gc_thread = tracker.gc_thread
+                    cause = "gc" if gc_thread is not None and gc_thread == get_ident() else "del"
+                    registry.discard(seq, cause)
             except Exception as exc:
                 try:
                     registry.count_error("_Handle.__del__", exc)
                 except Exception:
                     pass
-            wrapped(*args, **kwargs)
+            original_handle_del(self)
 
-        def future_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
-            wrapped(*args, **kwargs)
+        def future_init(self: Any, async_handle: Any, *args: Any, **kwargs: Any) -> None:
+            original_future_init(self, async_handle, *args, **kwargs)
             if not tracker.installed:
                 return
             try:
-                handle = args[0] if args else kwargs.get("async_handle")
-                address = _address(handle)
+                address = _address(async_handle)
                 start = getframe(1)
                 creator = (
                     _frame_self(start)
@@ -251,17 +281,20 @@ class _Patcher:
                 kinds = tracker.config.kinds
                 if not address or (kinds is not None and kind not in kinds):
                     return
-                record = patcher.make_record(kind, address, instance, start, "future", None)
-                instance.__dict__[SEQ_ATTR] = record.seq
+                record = patcher.make_record(kind, address, self, start, "future", None)
+                self.__dict__[SEQ_ATTR] = record[0]
                 registry.add(record)
             except Exception as exc:
                 registry.count_error("ResultFuture.__init__", exc)
 
-        return {
+        wrappers: Dict[str, Callable[..., Any]] = {
             "_Handle.__init__": handle_init,
             "_Handle.__del__": handle_del,
             "ResultFuture.__init__": future_init,
         }
+        for path, wrapper in wrappers.items():
+            functools.update_wrapper(wrapper, originals[path])  # sets __wrapped__
+        return wrappers
 
     def release_wrapper(self, kind: str) -> Callable[..., Any]:
         """Wrapper for a release function: notices direct calls on a tracked address."""
@@ -293,12 +326,14 @@ class _Patcher:
     def apply(self, sdk: Any) -> None:
         interop = sys.modules[SDK_MODULE + ".interop"]
         lib = interop._sdk_lib
-        wrappers = self.build_wrappers()
+        targets = []
         for module_name, path in PATCHED_METHODS:
             cls_name, attr = path.split(".")
             cls = getattr(sys.modules[module_name], cls_name)
-            original = cls.__dict__[attr]
-            wrapper = wrapt.FunctionWrapper(original, wrappers[path])
+            targets.append((path, cls, attr, cls.__dict__[attr]))
+        wrappers = self.build_wrappers({path: original for path, _, _, original in targets})
+        for path, cls, attr, original in targets:
+            wrapper = wrappers[path]
             setattr(cls, attr, wrapper)
             self.methods.append((cls, attr, original, wrapper))
         for name in RELEASE_FUNCTIONS:
@@ -306,9 +341,13 @@ class _Patcher:
                 original = getattr(lib, name)
             except AttributeError:
                 continue  # not exported by this SDK version
-            wrapper = wrapt.FunctionWrapper(original, self.release_wrapper(kind_of(name)))
+            kind = kind_of(name)
+            # wrapt here (not a plain function): the SDK sets ``restype`` on these objects,
+            # and a FunctionWrapper forwards that to the ctypes function.
+            wrapper = wrapt.FunctionWrapper(original, self.release_wrapper(kind))
             setattr(lib, name, wrapper)
             self.functions.append((lib, name, original, wrapper))
+            self.unwrapped[id(wrapper)] = (original, kind)
 
     def remove(self) -> None:
         for cls, attr, original, wrapper in reversed(self.methods):
@@ -319,6 +358,7 @@ class _Patcher:
                 setattr(lib, name, original)
         self.methods.clear()
         self.functions.clear()
+        self.unwrapped.clear()
 
 
 # -- SDK compatibility -------------------------------------------------------------------

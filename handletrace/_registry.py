@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from ._compat import DATACLASS_SLOTS
 from ._stacks import EMPTY_TRACEBACK, Traceback
@@ -27,6 +27,10 @@ __all__ = ["HandleRecord", "KindStats", "Registry", "Stats", "Totals", "RELEASE_
 #: ``direct``: a release function was called directly with its address (e.g. async handles);
 #: ``untracked``: its ``_Handle`` was finalised while handletrace was not installed.
 RELEASE_CAUSES = ("del", "gc", "forced", "direct", "untracked")
+
+
+#: A record's fields in ``HandleRecord`` field order (what the wrappers register).
+RecordFields = Tuple[Any, ...]
 
 
 def _dead_ref() -> None:
@@ -114,12 +118,10 @@ class Registry:
         self._lock = threading.RLock()
         self._seq = itertools.count(1)
         self._last_seq = 0
-        self._live: Dict[int, HandleRecord] = {}
+        self._live: Dict[int, Union[HandleRecord, RecordFields]] = {}
         self._by_address: Dict[int, int] = {}
-        self._created: Dict[str, int] = {}
-        self._released: Dict[str, int] = {}
-        self._live_count: Dict[str, int] = {}
-        self._peak: Dict[str, int] = {}
+        # kind -> [created, released, live, peak]: one lookup per event on the hot path.
+        self._counts: Dict[str, List[int]] = {}
         self._by_cause: Dict[str, int] = dict.fromkeys(RELEASE_CAUSES, 0)
         self.instrumentation_errors = 0
         self.last_errors: list[str] = []
@@ -130,40 +132,65 @@ class Registry:
 
     # -- mutation -------------------------------------------------------------------------
     def next_seq(self) -> int:
-        with self._lock:
-            self._last_seq = seq = next(self._seq)
+        # No lock: next() on an itertools.count is atomic under the GIL (one C call).
+        self._last_seq = seq = next(self._seq)
         return seq
 
-    def add(self, record: HandleRecord) -> None:
-        kind = record.kind
+    def add(self, record: Union[HandleRecord, RecordFields]) -> None:
+        """Register a live handle: a record, or its fields in ``HandleRecord`` order.
+
+        Fields (what the wrappers pass) are turned into a ``HandleRecord`` only when a
+        record is asked for: building the frozen dataclass costs more than all the rest of
+        the bookkeeping per handle, and most handles are released without being looked at.
+        """
+        if type(record) is tuple:
+            seq, kind, address = record[0], record[1], record[2]
+        else:
+            seq, kind, address = record.seq, record.kind, record.address  # type: ignore[union-attr]
         with self._lock:
-            self._live[record.seq] = record
-            self._by_address[record.address] = record.seq
-            self._created[kind] = self._created.get(kind, 0) + 1
-            live = self._live_count.get(kind, 0) + 1
-            self._live_count[kind] = live
-            if live > self._peak.get(kind, 0):
-                self._peak[kind] = live
+            self._live[seq] = record
+            self._by_address[address] = seq
+            counts = self._counts.get(kind)
+            if counts is None:
+                counts = self._counts[kind] = [0, 0, 0, 0]
+            counts[0] += 1
+            live = counts[2] = counts[2] + 1
+            if live > counts[3]:
+                counts[3] = live
 
     def release(self, seq: int, cause: str) -> Optional[HandleRecord]:
         """Remove the record ``seq``; ``None`` if it was already gone (never counted twice)."""
+        entry = self._pop(seq, cause)
+        return None if entry is None else _as_record(entry)
+
+    def discard(self, seq: int, cause: str) -> bool:
+        """Like ``release()`` without building the record: ``False`` if it was already gone."""
+        return self._pop(seq, cause) is not None
+
+    def _pop(self, seq: int, cause: str) -> Union[HandleRecord, RecordFields, None]:
         with self._lock:
-            record = self._live.pop(seq, None)
-            if record is None:
+            entry = self._live.pop(seq, None)
+            if entry is None:
                 return None
-            if self._by_address.get(record.address) == seq:
-                del self._by_address[record.address]
-            kind = record.kind
-            self._released[kind] = self._released.get(kind, 0) + 1
-            self._live_count[kind] = self._live_count.get(kind, 1) - 1
+            if type(entry) is tuple:
+                kind, address = entry[1], entry[2]
+            else:
+                kind, address = entry.kind, entry.address  # type: ignore[union-attr]
+            if self._by_address.get(address) == seq:
+                del self._by_address[address]
+            counts = self._counts.get(kind)
+            if counts is not None:  # never inserts: stats() may be iterating _counts
+                counts[1] += 1
+                counts[2] -= 1
             self._by_cause[cause] = self._by_cause.get(cause, 0) + 1
-        return record
+        return entry
 
     def find_address(self, address: int) -> Optional[HandleRecord]:
         """The newest live record at ``address`` (addresses are reused after release)."""
         with self._lock:
             seq = self._by_address.get(address)
-            return None if seq is None else self._live.get(seq)
+            entry = None if seq is None else self._live.get(seq)
+        return None if entry is None else _as_record(entry)
 
     def count_error(self, where: str, exc: BaseException) -> None:
         """Count an instrumentation failure; keep a short description of the latest few."""
@@ -176,15 +203,12 @@ class Registry:
     def clear(self) -> None:
         """Forget every record and counter (sequence numbers and ``totals()`` keep increasing)."""
         with self._lock:
-            _add_into(self._cleared_created, self._created)
+            _add_into(self._cleared_created, self._column(0))
             _add_into(self._cleared_by_cause, self._by_cause)
             self._cleared_errors += self.instrumentation_errors
             self._live.clear()
             self._by_address.clear()
-            self._created.clear()
-            self._released.clear()
-            self._live_count.clear()
-            self._peak.clear()
+            self._counts.clear()
             self._by_cause = dict.fromkeys(RELEASE_CAUSES, 0)
             self.instrumentation_errors = 0
             self.last_errors = []
@@ -194,11 +218,24 @@ class Registry:
         self._lock = threading.RLock()
 
     # -- queries --------------------------------------------------------------------------
+    def _column(self, index: int) -> Dict[str, int]:
+        """One counter per kind (0 created, 1 released, 2 live, 3 peak); caller holds the lock."""
+        return {kind: counts[index] for kind, counts in self._counts.items()}
+
     def live_records(self) -> list[HandleRecord]:
         """A copy of the live records in creation order."""
         with self._lock:
             table = self._live.copy()
-        return [table[seq] for seq in sorted(table)]
+        records = [_as_record(table[seq]) for seq in sorted(table)]
+        # Keep the built records, so the next snapshot does not build them again.
+        built = [record for record in records if table[record.seq] is not record]
+        if built:
+            with self._lock:
+                live = self._live
+                for record in built:
+                    if live.get(record.seq) is table[record.seq]:
+                        live[record.seq] = record
+        return records
 
     def live_count(self) -> int:
         return len(self._live)
@@ -210,9 +247,9 @@ class Registry:
     def totals(self) -> Totals:
         """Created per kind, released per cause and errors since the registry was made."""
         with self._lock:
-            created = self._created.copy()
+            created = self._column(0)
             by_cause = self._by_cause.copy()
-            live = self._live_count.copy()
+            live = self._column(2)
             errors = self.instrumentation_errors + self._cleared_errors
             cleared_created = self._cleared_created.copy()
             cleared_by_cause = self._cleared_by_cause.copy()
@@ -227,10 +264,10 @@ class Registry:
 
     def stats(self) -> Stats:
         with self._lock:
-            created = dict(self._created)
-            released = dict(self._released)
-            live = dict(self._live_count)
-            peak = dict(self._peak)
+            created = self._column(0)
+            released = self._column(1)
+            live = self._column(2)
+            peak = self._column(3)
             by_cause = dict(self._by_cause)
             errors = self.instrumentation_errors
         kinds = {
@@ -251,6 +288,10 @@ class Registry:
             released=sum(released.values()),
             live=sum(live.values()),
         )
+
+
+def _as_record(entry: Union[HandleRecord, RecordFields]) -> HandleRecord:
+    return HandleRecord(*entry) if type(entry) is tuple else entry  # type: ignore[return-value]
 
 
 def make_weakref(obj: Any) -> Callable[[], Any]:

@@ -13,11 +13,11 @@ import re
 import sys
 from dataclasses import dataclass
 from types import CodeType, FrameType
-from typing import Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from ._compat import DATACLASS_SLOTS
 
-__all__ = ["Frame", "Traceback", "capture", "set_ignored_prefixes"]
+__all__ = ["Frame", "Traceback", "capture", "line_of", "set_ignored_prefixes"]
 
 
 @dataclass(frozen=True, **DATACLASS_SLOTS)
@@ -45,16 +45,17 @@ class Frame:
 class Traceback(Sequence[Frame]):
     """An immutable creation stack, oldest frame first (most recent call last).
 
-    Frames are built from the raw ``(code, lineno)`` pairs only when first accessed.
+    Frames are built from the raw ``(code, instruction offset)`` pairs only when first
+    accessed: even the line number is worked out then, not when the stack is captured.
     """
 
     __slots__ = ("_raw", "_frames", "total_depth")
 
-    def __init__(self, raw: tuple[tuple[CodeType, int], ...], total_depth: Optional[int] = None):
-        # ``raw`` is most recent first, as captured.
+    def __init__(self, raw: tuple[Any, ...], total_depth: Optional[int] = None):
+        # ``raw`` is flat and most recent first, as captured: code, f_lasti, code, f_lasti...
         self._raw = raw
         self._frames: Optional[tuple[Frame, ...]] = None
-        self.total_depth = len(raw) if total_depth is None else total_depth
+        self.total_depth = len(raw) // 2 if total_depth is None else total_depth
 
     @classmethod
     def from_frames(cls, frames: Sequence[Frame]) -> Traceback:
@@ -67,9 +68,10 @@ class Traceback(Sequence[Frame]):
     @property
     def frames(self) -> tuple[Frame, ...]:
         if self._frames is None:
+            raw = self._raw
             self._frames = tuple(
-                Frame(code.co_filename, lineno, code.co_name)
-                for code, lineno in reversed(self._raw)
+                Frame(raw[i].co_filename, line_of(raw[i], raw[i + 1]), raw[i].co_name)
+                for i in range(len(raw) - 2, -1, -2)
             )
         return self._frames
 
@@ -122,19 +124,61 @@ def is_internal(code: CodeType) -> bool:
 
 
 def capture(depth: int, start: Optional[FrameType] = None) -> Traceback:
-    """Capture up to ``depth`` frames, skipping internal frames at the top of the stack."""
+    """Capture up to ``depth`` frames, skipping internal frames at the top of the stack.
+
+    This runs for every tracked handle, so it keeps only the code object and the offset of
+    the current instruction (``f_lasti``) per frame; the line number costs a line-table walk
+    and is worked out by ``line_of()`` when the stack is first shown.
+    """
     frame: Optional[FrameType] = start if start is not None else sys._getframe(1)
     prefixes = _ignored_prefixes
     while frame is not None and frame.f_code.co_filename.startswith(prefixes):
         frame = frame.f_back
-    raw = []
+    raw: list[Any] = []
+    append = raw.append
     total = 0
-    while frame is not None:
-        if total < depth:
-            raw.append((frame.f_code, frame.f_lineno))
+    while frame is not None and total < depth:
+        append(frame.f_code)
+        append(frame.f_lasti)
+        total += 1
+        frame = frame.f_back
+    while frame is not None:  # the total depth is still known
         total += 1
         frame = frame.f_back
     return Traceback(tuple(raw), total)
+
+
+_line_cache: dict[tuple[CodeType, int], int] = {}
+
+
+def line_of(code: CodeType, lasti: int) -> int:
+    """The source line of the instruction at byte offset ``lasti`` (what ``f_lineno`` gives)."""
+    key = (code, lasti)
+    line = _line_cache.get(key)
+    if line is None:
+        line = _line_cache[key] = _compute_line(code, lasti)
+        if len(_line_cache) > 50_000:
+            _line_cache.clear()
+    return line
+
+
+def _compute_line(code: CodeType, lasti: int) -> int:
+    if lasti < 0:
+        return code.co_firstlineno
+    co_lines = getattr(code, "co_lines", None)
+    if co_lines is not None:  # Python 3.10+
+        for start, end, line in co_lines():
+            if start <= lasti < end:
+                return code.co_firstlineno if line is None else line
+        return code.co_firstlineno
+    import dis  # Python 3.9: the line-number table through dis
+
+    line = code.co_firstlineno
+    for offset, lineno in dis.findlinestarts(code):
+        if offset > lasti:
+            break
+        line = lineno
+    return line
 
 
 # Values passed as these keywords, and string literals on a line that builds a config, are
