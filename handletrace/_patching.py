@@ -24,6 +24,7 @@ from ._registry import RecordFields, make_weakref, thread_name
 from ._tracker import TRACKER, Config, Tracker
 
 __all__ = [
+    "ACCESS_METHODS",
     "HandleTraceWarning",
     "PATCHED_METHODS",
     "RELEASE_FUNCTIONS",
@@ -81,6 +82,44 @@ PATCHED_METHODS: Tuple[Tuple[str, str], ...] = (
     (SDK_MODULE + ".interop", "_Handle.__init__"),
     (SDK_MODULE + ".interop", "_Handle.__del__"),
     (SDK_MODULE + ".speech", "ResultFuture.__init__"),
+)
+
+#: (module, attribute path) of SDK methods wrapped to keep access records (``_access.py``):
+#: who connected which signal, and who started / stopped an operation, at which line.
+#: Entries this SDK version does not define are skipped.
+ACCESS_METHODS: Tuple[Tuple[str, str], ...] = (
+    (SDK_MODULE + ".speech", "EventSignal.connect"),
+    (SDK_MODULE + ".speech", "EventSignal.disconnect_all"),
+    (SDK_MODULE + ".speech", "Recognizer.start_continuous_recognition"),
+    (SDK_MODULE + ".speech", "Recognizer.stop_continuous_recognition"),
+    (SDK_MODULE + ".speech", "Recognizer.start_keyword_recognition"),
+    (SDK_MODULE + ".speech", "Recognizer.stop_keyword_recognition"),
+    (SDK_MODULE + ".speech", "SpeechRecognizer.start_continuous_recognition_async"),
+    (SDK_MODULE + ".speech", "SpeechRecognizer.stop_continuous_recognition_async"),
+    (SDK_MODULE + ".speech", "SpeechRecognizer.start_keyword_recognition_async"),
+    (SDK_MODULE + ".speech", "SpeechRecognizer.stop_keyword_recognition_async"),
+    (SDK_MODULE + ".speech", "SourceLanguageRecognizer.start_continuous_recognition_async"),
+    (SDK_MODULE + ".speech", "SourceLanguageRecognizer.stop_continuous_recognition_async"),
+    (SDK_MODULE + ".speech", "KeywordRecognizer.stop_recognition_async"),
+    (SDK_MODULE + ".speech", "SpeechSynthesizer.start_speaking"),
+    (SDK_MODULE + ".speech", "SpeechSynthesizer.start_speaking_text"),
+    (SDK_MODULE + ".speech", "SpeechSynthesizer.start_speaking_ssml"),
+    (SDK_MODULE + ".speech", "SpeechSynthesizer.start_speaking_text_async"),
+    (SDK_MODULE + ".speech", "SpeechSynthesizer.start_speaking_ssml_async"),
+    (SDK_MODULE + ".speech", "SpeechSynthesizer.stop_speaking"),
+    (SDK_MODULE + ".speech", "SpeechSynthesizer.stop_speaking_async"),
+    (SDK_MODULE + ".transcription", "ConversationTranscriber.start_transcribing_async"),
+    (SDK_MODULE + ".transcription", "ConversationTranscriber.stop_transcribing_async"),
+    (SDK_MODULE + ".transcription", "MeetingTranscriber.start_transcribing_async"),
+    (SDK_MODULE + ".transcription", "MeetingTranscriber.stop_transcribing_async"),
+    (SDK_MODULE + ".translation", "TranslationRecognizer.start_continuous_recognition_async"),
+    (SDK_MODULE + ".translation", "TranslationRecognizer.stop_continuous_recognition_async"),
+    (SDK_MODULE + ".dialog", "DialogServiceConnector.start_keyword_recognition"),
+    (SDK_MODULE + ".dialog", "DialogServiceConnector.start_keyword_recognition_async"),
+    (SDK_MODULE + ".dialog", "DialogServiceConnector.stop_keyword_recognition"),
+    (SDK_MODULE + ".dialog", "DialogServiceConnector.stop_keyword_recognition_async"),
+    (SDK_MODULE + ".dialog", "DialogServiceConnector.stop_listening"),
+    (SDK_MODULE + ".dialog", "DialogServiceConnector.stop_listening_async"),
 )
 
 _SUFFIXES = ("_release_handle", "_handle_release", "_release")
@@ -348,6 +387,18 @@ class _Patcher:
             setattr(lib, name, wrapper)
             self.functions.append((lib, name, original, wrapper))
             self.unwrapped[id(wrapper)] = (original, kind)
+        # Access records (not on the per-handle path, so wrapt is fine here).
+        from ._access import access_wrapper
+
+        for module_name, path in ACCESS_METHODS:
+            cls_name, attr = path.split(".")
+            cls = getattr(sys.modules.get(module_name), cls_name, None)
+            if not isinstance(cls, type) or attr not in cls.__dict__:
+                continue  # not defined by this SDK version
+            original = cls.__dict__[attr]
+            wrapper = wrapt.FunctionWrapper(original, access_wrapper(self, path))
+            setattr(cls, attr, wrapper)
+            self.methods.append((cls, attr, original, wrapper))
 
     def remove(self) -> None:
         for cls, attr, original, wrapper in reversed(self.methods):
