@@ -187,7 +187,7 @@ def plan_turn(script: Script, mode: str, turn_ticks: int, *, detailed: bool = Fa
     phrases = script.phrases[:1] if interactive else script.phrases
     replies: List[Reply] = []
     cursor = 0
-    slot = turn_ticks // len(phrases) if phrases else 0
+    slot = turn_ticks // len(script.phrases) if script.phrases else 0
     for phrase in phrases:
         offset = cursor if phrase.offset is None else phrase.offset
         duration = slot if phrase.duration is None else phrase.duration

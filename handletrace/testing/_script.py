@@ -52,8 +52,11 @@ class Phrase:
 class HandshakeError:
     """Refuse the websocket handshake with an HTTP status code.
 
-    Observed SDK mapping: 400 -> BadRequest; 401/403 -> AuthenticationFailure; 429, 500 and
-    503 are retried (set ``SPEECH-Error-MaxRetryCount`` to ``"0"`` to keep tests fast).
+    ``CancellationErrorCode`` seen with SDK 1.53.0: 400 -> BadRequest, 401 and 403 ->
+    AuthenticationFailure, 429 -> TooManyRequests, 500 -> ServiceError, 503 ->
+    ServiceUnavailable. The SDK retries 429/500/503 (about 1 s in all) unless the speech
+    config sets ``SPEECH-Error-MaxRetryCount`` to ``"0"``. Each attempt is one
+    ``ConnectionRecord`` with this ``status``.
     """
 
     status: int
@@ -67,7 +70,10 @@ class HandshakeError:
 class CloseError:
     """Close the websocket with ``code`` where the turn would end (after the phrases).
 
-    Observed SDK mapping: 1007 -> BadRequest; 1011 -> ServiceError.
+    ``CancellationErrorCode`` seen with SDK 1.53.0: 1007 -> BadRequest, 1011 ->
+    ServiceError, 1008 (and other error codes) -> ConnectionFailure. A normal close (1000)
+    is no error to the SDK: it waits for its own timeout (20 s continuous, 60 s
+    ``recognize_once``) and cancels with ServiceTimeout.
     """
 
     code: int
@@ -82,9 +88,13 @@ class CloseError:
 class StatusError:
     """Send a ``speech.phrase`` with a failing ``RecognitionStatus`` where the turn would end.
 
-    ``status`` is the service's ``RecognitionStatus``, e.g. ``"Error"``, ``"BadRequest"``,
-    ``"TooManyRequests"``, ``"Forbidden"`` or ``"ServiceUnavailable"``; the SDK cancels the
-    session with the matching ``CancellationErrorCode``.
+    ``status`` is the service's ``RecognitionStatus``. ``CancellationErrorCode`` seen with
+    SDK 1.53.0: ``"Error"`` -> ServiceError; ``"BadRequest"``, ``"TooManyRequests"``,
+    ``"Forbidden"`` and ``"ServiceUnavailable"`` -> the code of the same name.
+
+    In continuous modes set ``SPEECH-StopRecognitionTimeoutInSeconds`` to ``"0"`` on the
+    speech config: otherwise stopping recognition after the error takes about 1 s and
+    releasing the recognizer blocks for 10 s (measured with SDK 1.53.0).
     """
 
     status: str = "Error"

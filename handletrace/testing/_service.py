@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple, Type
@@ -128,16 +129,28 @@ class SpeechService:
         self._thread: Optional[threading.Thread] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._stopping: Optional[asyncio.Event] = None
-        self._pending: Dict[int, _Connection] = {}
+        self._ready: Optional[concurrent.futures.Future[int]] = None
+        # connections between _process_request and _handle
+        self._pending: weakref.WeakKeyDictionary[ServerConnection, _Connection] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> SpeechService:
         """Start serving (a no-op if already started); returns the service itself."""
+        try:
+            import websockets.asyncio.server  # noqa: F401  (the API this module uses)
+        except ImportError as error:
+            raise RuntimeError(
+                "SpeechService needs websockets>=13 (pip install 'handletrace[testing]')"
+            ) from error
         with self._lock:
-            if self._thread is not None:
+            ready = self._ready
+            if ready is not None:  # started, or starting in another thread
+                ready.result(timeout=_START_TIMEOUT)
                 return self
-            ready: concurrent.futures.Future[int] = concurrent.futures.Future()
+            ready = concurrent.futures.Future()
             loop = asyncio.new_event_loop()
             thread = threading.Thread(
                 target=self._run,
@@ -145,14 +158,14 @@ class SpeechService:
                 name="handletrace-speech-service",
                 daemon=True,
             )
-            self._thread, self._loop = thread, loop
+            self._thread, self._loop, self._ready = thread, loop, ready
         thread.start()
         try:
             port = ready.result(timeout=_START_TIMEOUT)
         except BaseException:
             thread.join(_STOP_TIMEOUT)
             with self._lock:
-                self._thread = self._loop = None
+                self._thread = self._loop = self._ready = None
             raise
         with self._lock:
             self._port = port
@@ -161,9 +174,15 @@ class SpeechService:
     def stop(self) -> None:
         """Close every connection and stop serving (a no-op if not running)."""
         with self._lock:
-            thread, loop, stopping = self._thread, self._loop, self._stopping
-            if thread is None or loop is None:
+            thread, loop, ready = self._thread, self._loop, self._ready
+            if thread is None or loop is None or ready is None:
                 return
+        try:
+            ready.result(timeout=_START_TIMEOUT)  # a concurrent start() has finished
+        except BaseException:
+            return  # that start() failed and cleans up after itself
+        with self._lock:
+            stopping = self._stopping
         if stopping is not None:
             try:
                 loop.call_soon_threadsafe(stopping.set)
@@ -172,7 +191,7 @@ class SpeechService:
         if thread is not threading.current_thread():
             thread.join(_STOP_TIMEOUT)
         with self._lock:
-            self._thread = self._loop = self._stopping = None
+            self._thread = self._loop = self._stopping = self._ready = None
             self._port = None
             self._changed.notify_all()
 
@@ -281,6 +300,7 @@ class SpeechService:
 
     async def _serve(self, ready: concurrent.futures.Future[int]) -> None:
         from websockets.asyncio.server import serve
+        from websockets.typing import Subprotocol
 
         stopping = asyncio.Event()
         with self._lock:
@@ -290,7 +310,7 @@ class SpeechService:
             "127.0.0.1",
             self._requested_port,
             process_request=self._process_request,
-            subprotocols=["USP"],  # type: ignore[list-item]
+            subprotocols=[Subprotocol("USP")],
             ping_interval=None,
             close_timeout=1.0,
             max_size=2**24,
@@ -321,9 +341,8 @@ class SpeechService:
             fault = script.fault
             if isinstance(fault, HandshakeError):
                 state.status = fault.status
-                state.close_code = None
             else:
-                self._pending[id(connection)] = state
+                self._pending[connection] = state
         if isinstance(fault, HandshakeError):
             try:
                 reason = http.HTTPStatus(fault.status).phrase
@@ -336,7 +355,7 @@ class SpeechService:
         from websockets.exceptions import ConnectionClosed
 
         with self._lock:
-            state = self._pending.pop(id(connection), None)
+            state = self._pending.pop(connection, None)
             if state is None:  # not seen by _process_request: serve it unrecorded
                 state = _Connection("", (), (), 101)
             state.open = True
@@ -442,3 +461,5 @@ class SpeechService:
                 await connection.send(format_message(reply.path, turn.request_id, reply.body))
         except ConnectionClosed:
             pass
+        except Exception:  # never lose an error in a background task
+            logger.exception("SpeechService failed to answer turn %s", turn.request_id)
