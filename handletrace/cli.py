@@ -246,6 +246,8 @@ def _print_exception(etype: Any, value: Any, tb: Any) -> None:
     here = os.path.abspath(__file__)
     while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) == here:
         tb = tb.tb_next
+    if isinstance(value, BaseException):
+        value.__traceback__ = tb  # some Pythons print value.__traceback__, not tb
     try:
         sys.stdout.flush()
     except Exception:
