@@ -28,7 +28,19 @@ import sys
 import threading
 import warnings
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Mapping, Optional
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Set,
+    Tuple,
+)
 
 from ._patching import SDK_MODULE, HandleTraceWarning
 from ._tracker import TRACKER
@@ -51,6 +63,7 @@ __all__ = [
     "disable",
     "enable",
     "is_enabled",
+    "record_diagnosis",
     "record_leak_findings",
 ]
 
@@ -62,7 +75,7 @@ METRIC_LIVE = "handletrace.handles.live"
 METRIC_CREATED = "handletrace.handles.created"
 #: Tracked handles released, per cause (observable counter, cumulative).
 METRIC_RELEASED = "handletrace.handles.released"
-#: Leaks found by diagnosis, per pattern (counter; see ``record_leak_findings``).
+#: Leaked handles found by diagnosis, per pattern (counter; see ``record_diagnosis``).
 METRIC_LEAKS = "handletrace.leaks.found"
 #: Native handles in the Speech SDK's own handle table (observable up-down counter).
 METRIC_NATIVE = "handletrace.native.handles"
@@ -104,6 +117,8 @@ class _MetricsState:
         self.bindings: weakref.WeakKeyDictionary[Any, _Binding] = weakref.WeakKeyDictionary()
         self.pinned: List[Any] = []  # (provider, binding) for providers without weak references
         self.native_count: Optional[Callable[[], int]] = None
+        # (pattern, handle seq) already counted by record_diagnosis(), for live handles.
+        self.counted_findings: Set[Tuple[str, int]] = set()
         self.native_unavailable = False
 
     def binding_for(self, provider: Any) -> Optional[_Binding]:
@@ -183,10 +198,11 @@ def is_enabled() -> bool:
 
 
 def record_leak_findings(pattern_counts: Mapping[str, int]) -> None:
-    """Add leaks found by a diagnosis to ``handletrace.leaks.found``: ``{pattern: count}``.
+    """Add ``{pattern: count}`` to ``handletrace.leaks.found`` as given (no deduplication:
+    ``record_diagnosis()`` counts each handle once). Does nothing while metrics are off.
 
-    Does nothing while metrics are off. Pattern names that are not short lower-case
-    identifiers are counted as ``other`` (attribute values must stay few). Never raises.
+    Pattern names that are not short lower-case identifiers are counted as ``other``
+    (attribute values must stay few). Never raises.
     """
     binding = _STATE.active
     if binding is None:
@@ -201,6 +217,38 @@ def record_leak_findings(pattern_counts: Mapping[str, int]) -> None:
         TRACKER.registry.count_error("metrics.record_leak_findings", exc)
 
 
+def record_diagnosis(diagnosis: Any) -> None:
+    """Count the handles a diagnosis matched to a known leak pattern (``leaks.found``).
+
+    Each handle counts once per pattern for the life of the process, however often it is
+    diagnosed again (handles are told apart by their record's ``seq``, which is never reused).
+    ``diagnosis`` is what handletrace's diagnosis returns: ``.handles`` maps each ``seq`` to an
+    object whose ``.findings`` have a ``.pattern``. Does nothing while metrics are off; never
+    raises.
+    """
+    state = _STATE
+    if state.active is None:
+        return
+    registry = TRACKER.registry
+    try:
+        live = {record.seq for record in registry.live_records()}
+        counts: Dict[str, int] = {}
+        with state.lock:
+            counted = {key for key in state.counted_findings if key[1] in live}
+            for seq, handle in diagnosis.handles.items():
+                if seq not in live:
+                    continue
+                for pattern in {finding.pattern for finding in handle.findings}:
+                    if (pattern, seq) not in counted:
+                        counted.add((pattern, seq))
+                        counts[pattern] = counts.get(pattern, 0) + 1
+            state.counted_findings = counted
+    except Exception as exc:
+        registry.count_error("metrics.record_diagnosis", exc)
+        return
+    record_leak_findings(counts)
+
+
 # -- instruments -------------------------------------------------------------------------------
 
 
@@ -209,7 +257,9 @@ def _register(provider: Any, otel_metrics: Any) -> _Binding:
     meter = provider.get_meter(METER_NAME, _version())
     binding = _Binding(
         meter.create_counter(
-            METRIC_LEAKS, unit="{leak}", description="Leaks found by handletrace diagnosis"
+            METRIC_LEAKS,
+            unit="{handle}",
+            description="Leaked handles found by handletrace diagnosis, per known pattern",
         )
     )
     ref = weakref.ref(binding)

@@ -255,6 +255,22 @@ def test_zero_and_negative_findings_are_ignored(exported: Exported) -> None:
     assert metrics.METRIC_LEAKS not in exported.collect()
 
 
+def test_record_diagnosis_counts_each_leaked_handle_once(
+    installed: None, no_gc: None, exported: Exported
+) -> None:
+    """A diagnosis run again over the same leaks adds nothing; a new leak adds its handles."""
+    diagnosis = pytest.importorskip("handletrace._diagnosis")
+    sdk_objects.make_leaky_transcriber([])
+    sdk_objects.make_leaky_transcriber([])
+    metrics.record_diagnosis(diagnosis.diagnose())
+    metrics.record_diagnosis(diagnosis.diagnose())
+    # Each leaked transcriber: its recognizer handle and its property bag.
+    assert exported.collect()[metrics.METRIC_LEAKS] == {"callback-captures-owner": 4}
+    sdk_objects.make_leaky_transcriber([])
+    metrics.record_diagnosis(diagnosis.diagnose())
+    assert exported.collect()[metrics.METRIC_LEAKS] == {"callback-captures-owner": 6}
+
+
 def test_record_leak_findings_does_nothing_while_disabled() -> None:
     """Without enable(), findings are dropped silently (and OpenTelemetry is not needed)."""
     metrics.record_leak_findings({"callback_cycle": 1})
