@@ -45,6 +45,10 @@ pre { background: var(--code); padding: .6rem .8rem; overflow-x: auto; font-size
 details > summary { cursor: pointer; color: var(--muted); font-size: .9rem; }
 .diagnosis { margin: .4rem 0 .8rem; }
 .diagnosis .label { font-weight: 600; }
+.finding { margin: .3rem 0; }
+tr.bad td { background: #fdecea; }
+.small { font-size: .82rem; }
+h4 { font-size: .95rem; margin: .8rem 0 .3rem; }
 .fix { background: #e8f5e9; border-left: 4px solid var(--ok); padding: .4rem .8rem;
        font-size: .9rem; white-space: pre-wrap; }
 """
@@ -152,47 +156,120 @@ def svg_cycle(nodes: Sequence[str], edges: Sequence[str] = (), *, closed: bool =
     return "\n".join(out)
 
 
+def _path_svg(path: Any, closed: bool) -> str:
+    """A reference path (``steps`` with ``label``/``note``) drawn as boxes and arrows."""
+    steps = tuple(getattr(path, "steps", ()) or ())
+    if not steps:
+        return ""
+    nodes = [str(getattr(step, "label", step)) for step in steps]
+    edges = [str(getattr(step, "note", "") or "") for step in steps]
+    return svg_cycle(nodes, edges, closed=closed)
+
+
+def _where(filename: str, lineno: int) -> str:
+    return f"{escape(filename)}:{lineno}" if filename else ""
+
+
 def _diagnosis_html(group: ReportGroup) -> str:
-    """The diagnosis of a group (classification, cycle, fix) when the report carries one."""
-    diagnosis: Any = getattr(group, "diagnosis", None)
-    if diagnosis is None:
+    """The group's diagnosis (classification, cycle, findings and fixes, signals, access
+    records) when the report carries one; empty otherwise."""
+    classification = tuple(getattr(group, "classification", ()) or ())
+    if not classification:
         return ""
     parts = ['<div class="diagnosis">']
-    label = getattr(diagnosis, "label", None) or getattr(diagnosis, "classification", None)
-    if label:
-        parts.append(f'<div><span class="label">Diagnosis:</span> {escape(str(label))}</div>')
-    summary = getattr(diagnosis, "summary", None) or getattr(diagnosis, "explanation", None)
-    if summary:
-        parts.append(f"<p>{escape(str(summary))}</p>")
-    cycle = getattr(diagnosis, "cycle", None)
-    if cycle:
-        nodes, edges = _cycle_parts(cycle)
-        if nodes:
-            parts.append(svg_cycle(nodes, edges))
-    fix = getattr(diagnosis, "fix", None)
-    if fix:
-        parts.append(f'<div class="fix">{escape(str(fix))}</div>')
+    counts = ", ".join(f"{n} {escape(str(state))}" for state, n in classification)
+    parts.append(f'<div><span class="label">Diagnosis:</span> {counts}</div>')
+    for finding in getattr(group, "findings", ()) or ():
+        where = _where(finding.filename, finding.lineno)
+        parts.append(
+            f'<div class="finding"><span class="label">{escape(finding.title)}</span>'
+            f"{f' at <code>{where}</code>' if where else ''}"
+            f"{f' ({finding.count} objects)' if finding.count > 1 else ''}: "
+            f"{escape(finding.message)}</div>"
+        )
+        if finding.fix:
+            parts.append(f'<div class="fix">{escape(finding.fix)}</div>')
+    cycle = getattr(group, "cycle", None)
+    if cycle is not None and getattr(cycle, "steps", None):
+        parts.append("<h4>The reference cycle keeping these handles alive</h4>")
+        parts.append(f"<p class=\"mono small\">{escape(str(cycle))}</p>")
+        parts.append(_path_svg(cycle, closed=True))
+        held = tuple(getattr(cycle, "held", ()) or ())
+        if held:
+            parts.append("<p>which keeps alive:</p>")
+            parts.append(svg_cycle([str(s.label) for s in held], [s.note for s in held], closed=False))
+    root_path = getattr(group, "root_path", None)
+    if root_path is not None and getattr(root_path, "steps", None):
+        root = getattr(root_path, "root", "")
+        parts.append(f"<h4>Still referenced{f' from {escape(root)}' if root else ''}</h4>")
+        parts.append(f"<p class=\"mono small\">{escape(str(root_path))}</p>")
+        parts.append(_path_svg(root_path, closed=False))
+    signals = tuple(getattr(group, "signals", ()) or ())
+    if signals:
+        subject = escape(getattr(group, "subject", "") or "the SDK object")
+        rows = []
+        for signal in signals:
+            callbacks = "<br>".join(
+                f"<code>{escape(cb.qualname)}</code> {_where(cb.filename, cb.lineno)}"
+                for cb in signal.callbacks
+            )
+            state = "connected" if signal.callbacks else ("created" if signal.created else "")
+            css = ' class="bad"' if signal.callbacks else ""
+            rows.append(
+                f'<tr{css}><td class="l mono">{escape(signal.name)}</td><td class="l">'
+                f'{escape(signal.declared_by)}</td><td class="l">{state}</td>'
+                f'<td class="l">{callbacks}</td></tr>'
+            )
+        parts.append(
+            f"<details><summary>Event signals of {subject} ({len(signals)})</summary>"
+            '<table><tr><th class="l">signal</th><th class="l">declared by</th>'
+            '<th class="l">state</th><th class="l">callbacks</th></tr>'
+            + "\n".join(rows)
+            + "</table></details>"
+        )
+    access = tuple(getattr(group, "access", ()) or ())
+    if access:
+        rows = []
+        for entry in access:
+            flag = ""
+            if entry.disconnected is False:
+                flag = ' class="bad"'
+            rows.append(
+                f'<tr{flag}><td class="l mono">{escape(entry.action)}</td><td class="l mono">'
+                f'{escape(entry.target)}</td><td class="l">{_where(entry.filename, entry.lineno)}'
+                f'</td><td class="l mono">{escape(entry.line)}</td><td class="l">'
+                f'{"never disconnected" if entry.disconnected is False else ""}</td></tr>'
+            )
+        parts.append(
+            f"<details><summary>Calls on the object ({len(access)})</summary>"
+            '<table><tr><th class="l">call</th><th class="l">target</th><th class="l">where'
+            '</th><th class="l">line</th><th class="l"></th></tr>'
+            + "\n".join(rows)
+            + "</table></details>"
+        )
     parts.append("</div>")
     return "\n".join(parts)
 
 
-def _cycle_parts(cycle: Any) -> tuple[list[str], list[str]]:
-    """Node and edge labels from a cycle given as steps (objects with ``label``/``edge``),
-    ``(node, edge)`` pairs, or plain strings."""
-    nodes: list[str] = []
-    edges: list[str] = []
-    steps = getattr(cycle, "steps", cycle)
-    for step in steps:
-        if isinstance(step, str):
-            nodes.append(step)
-            edges.append("")
-        elif isinstance(step, (tuple, list)) and len(step) == 2:
-            nodes.append(str(step[0]))
-            edges.append(str(step[1] or ""))
-        else:
-            nodes.append(str(getattr(step, "label", None) or getattr(step, "node", step)))
-            edges.append(str(getattr(step, "edge", "") or ""))
-    return nodes, edges
+def _native_html(report: Report) -> str:
+    native = getattr(report, "native", None)
+    if native is None or not getattr(native, "rows", ()):
+        return ""
+    lines = []
+    for row in native.rows:
+        css = ' class="bad"' if row.native != row.tracked else ""
+        lines.append(
+            f'<tr{css}><td class="l mono">{escape(row.native_type or "(none)")}</td>'
+            f'<td class="l mono">{escape(", ".join(row.kinds))}</td><td>{row.native}</td>'
+            f"<td>{row.tracked}</td></tr>"
+        )
+    rows = "\n".join(lines)
+    what = "change since the baseline" if getattr(native, "relative", False) else "live now"
+    return (
+        f"<h2>The SDK's own handle table ({what})</h2>"
+        '<table><tr><th class="l">native type</th><th class="l">kinds</th><th>native</th>'
+        f"<th>tracked</th></tr>\n{rows}\n</table>"
+    )
 
 
 # -- page ----------------------------------------------------------------------------------
@@ -256,6 +333,15 @@ def format_html(report: Report, *, title: Optional[str] = None) -> str:
             "(caught; the program was not affected)"
         )
     notes.extend(report.notes)
+    diagnosis = getattr(report, "diagnosis", None)
+    if diagnosis is not None:
+        counts = ", ".join(f"{n} {state}" for state, n in diagnosis.classification)
+        notes.append(
+            f"diagnosis: {counts or 'nothing to classify'}; {_plural(diagnosis.findings, 'finding')} "
+            f"(heap scan of {diagnosis.objects_scanned:,} objects in "
+            f"{diagnosis.duration * 1000:.0f} ms"
+            + ("; gc.collect() was run first)" if diagnosis.gc_collected else ")")
+        )
     notes_html = "\n".join(f'<div class="note">{escape(n)}</div>' for n in notes)
     kind_rows = "\n".join(
         f'<tr><td class="l mono">{escape(kind)}</td><td>{c.get("created", 0)}</td>'
@@ -289,6 +375,7 @@ def format_html(report: Report, *, title: Optional[str] = None) -> str:
 </table>
 {notes_html}
 {kinds_table}
+{_native_html(report)}
 {groups_html}
 </body>
 </html>
