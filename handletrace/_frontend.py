@@ -16,8 +16,9 @@ __all__ = ["Collected", "collect_and_split", "module_dir", "trim_frames"]
 
 def module_dir(module: object) -> str:
     """The directory of a module or package, with a trailing separator."""
-    path = getattr(module, "__file__", None) or getattr(
-        getattr(module, "__code__", None), "co_filename", ""
+    path = str(
+        getattr(module, "__file__", None)
+        or getattr(getattr(module, "__code__", None), "co_filename", "")
     )
     return os.path.join(os.path.dirname(os.path.abspath(path)), "")
 

@@ -4,6 +4,8 @@ No script, no external stylesheet, font or image: the page can be attached to a 
 mailed. Every value from the report is HTML-escaped (source lines are already redacted).
 """
 
+# ruff: noqa: E501  (HTML/SVG templates are easier to check unwrapped)
+
 from __future__ import annotations
 
 import sys
@@ -105,9 +107,9 @@ def svg_cycle(nodes: Sequence[str], edges: Sequence[str] = (), *, closed: bool =
     out: List[str] = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" font-family="DejaVu Sans, Helvetica, sans-serif">',
-        "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" "
-        "markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" "
-        "fill=\"#444\"/></marker></defs>",
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
+        'fill="#444"/></marker></defs>',
     ]
     centre = left + _BOX_W / 2
     for i, label in enumerate(nodes):
@@ -192,17 +194,19 @@ def _diagnosis_html(group: ReportGroup) -> str:
     cycle = getattr(group, "cycle", None)
     if cycle is not None and getattr(cycle, "steps", None):
         parts.append("<h4>The reference cycle keeping these handles alive</h4>")
-        parts.append(f"<p class=\"mono small\">{escape(str(cycle))}</p>")
+        parts.append(f'<p class="mono small">{escape(str(cycle))}</p>')
         parts.append(_path_svg(cycle, closed=True))
         held = tuple(getattr(cycle, "held", ()) or ())
         if held:
             parts.append("<p>which keeps alive:</p>")
-            parts.append(svg_cycle([str(s.label) for s in held], [s.note for s in held], closed=False))
+            parts.append(
+                svg_cycle([str(s.label) for s in held], [s.note for s in held], closed=False)
+            )
     root_path = getattr(group, "root_path", None)
     if root_path is not None and getattr(root_path, "steps", None):
         root = getattr(root_path, "root", "")
         parts.append(f"<h4>Still referenced{f' from {escape(root)}' if root else ''}</h4>")
-        parts.append(f"<p class=\"mono small\">{escape(str(root_path))}</p>")
+        parts.append(f'<p class="mono small">{escape(str(root_path))}</p>')
         parts.append(_path_svg(root_path, closed=False))
     signals = tuple(getattr(group, "signals", ()) or ())
     if signals:
@@ -238,7 +242,7 @@ def _diagnosis_html(group: ReportGroup) -> str:
                 f'<tr{flag}><td class="l mono">{escape(entry.action)}</td><td class="l mono">'
                 f'{escape(entry.target)}</td><td class="l">{_where(entry.filename, entry.lineno)}'
                 f'</td><td class="l mono">{escape(entry.line)}</td><td class="l">'
-                f'{"never disconnected" if entry.disconnected is False else ""}</td></tr>'
+                f"{'never disconnected' if entry.disconnected is False else ''}</td></tr>"
             )
         parts.append(
             f"<details><summary>Calls on the object ({len(access)})</summary>"
@@ -281,8 +285,10 @@ def _group_html(index: int, group: ReportGroup) -> str:
         if group.site
         else "(no creation stack captured)"
     )
-    ages = _age(group.age_min) if group.age_min == group.age_max else (
-        f"{_age(group.age_min)} to {_age(group.age_max)}"
+    ages = (
+        _age(group.age_min)
+        if group.age_min == group.age_max
+        else (f"{_age(group.age_min)} to {_age(group.age_max)}")
     )
     kinds = "\n".join(
         f'<tr><td>{n}</td><td class="l mono">{escape(kind)}</td><td class="l">{escape(owner)}</td></tr>'
@@ -290,8 +296,8 @@ def _group_html(index: int, group: ReportGroup) -> str:
     )
     handles = "\n".join(
         f'<tr><td>{h.seq}</td><td class="l mono">{escape(h.kind)}</td><td class="l mono">'
-        f"{escape(h.address)}</td><td class=\"l\">{escape(h.owner)}"
-        f"{(' of ' + escape(h.parent)) if h.parent else ''}</td><td class=\"l\">"
+        f'{escape(h.address)}</td><td class="l">{escape(h.owner)}'
+        f'{(" of " + escape(h.parent)) if h.parent else ""}</td><td class="l">'
         f"{escape(h.thread)}</td><td>{_age(h.age)}</td></tr>"
         for h in group.handles
     )
@@ -321,7 +327,7 @@ def format_html(report: Report, *, title: Optional[str] = None) -> str:
     else:
         badge = (
             f'<span class="badge bad">{_plural(report.live, "live native handle")} in '
-            f'{_plural(len(report.groups), "group")}</span>'
+            f"{_plural(len(report.groups), 'group')}</span>"
         )
     causes = ", ".join(f"{c} {n}" for c, n in report.released_by_cause.items() if n)
     notes = []
@@ -345,7 +351,7 @@ def format_html(report: Report, *, title: Optional[str] = None) -> str:
     notes_html = "\n".join(f'<div class="note">{escape(n)}</div>' for n in notes)
     kind_rows = "\n".join(
         f'<tr><td class="l mono">{escape(kind)}</td><td>{c.get("created", 0)}</td>'
-        f'<td>{c.get("released", 0)}</td><td>{c.get("live", 0)}</td><td>{c.get("peak", 0)}</td></tr>'
+        f"<td>{c.get('released', 0)}</td><td>{c.get('live', 0)}</td><td>{c.get('peak', 0)}</td></tr>"
         for kind, c in sorted(report.kinds.items())
     )
     kinds_table = (

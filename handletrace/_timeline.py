@@ -10,6 +10,8 @@ the resident set size from ``/proc/self/statm`` (``psutil`` where there is no ``
 nothing where neither exists). It never raises into the program: failures are counted.
 """
 
+# ruff: noqa: E501  (HTML/SVG templates are easier to check unwrapped)
+
 from __future__ import annotations
 
 import json
@@ -457,7 +459,12 @@ def axis_range(
 
 
 def best_axis(
-    low: float, high: float, *, zero: bool, integral: bool = False, choices: Sequence[int] = (4, 5, 6)
+    low: float,
+    high: float,
+    *,
+    zero: bool,
+    integral: bool = False,
+    choices: Sequence[int] = (4, 5, 6),
 ) -> Tuple[float, float, int]:
     """The :func:`axis_range` among ``choices`` of interval counts that wastes the least room."""
     best: Optional[Tuple[float, float, int]] = None
@@ -585,7 +592,9 @@ def _chart_lines(
         axis_chars[col] = "┴"
         text = format_seconds(t)
         end = col + len(text)
-        if end <= len(label_chars) and all(c == " " for c in label_chars[max(0, col - 1) : end + 1]):
+        if end <= len(label_chars) and all(
+            c == " " for c in label_chars[max(0, col - 1) : end + 1]
+        ):
             label_chars[col:end] = list(text)
     lines.append(f"{labels[0]:>{pad}} └" + "".join(axis_chars))
     lines.append(" " * (pad + 2) + "".join(label_chars).rstrip())
@@ -659,7 +668,9 @@ MAX_KIND_LINES = 7  # kinds drawn individually; the rest only count in the total
 DASHES = ("", "7 4", "2 3", "10 3 2 3")
 
 
-def _polyline(points: Sequence[Tuple[float, float]], colour: str, width: float, dash: str = "") -> str:
+def _polyline(
+    points: Sequence[Tuple[float, float]], colour: str, width: float, dash: str = ""
+) -> str:
     coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
     extra = f' stroke-dasharray="{dash}"' if dash else ""
     return (
@@ -708,29 +719,30 @@ def _panel(
     title: str,
 ) -> Tuple[Callable[[float], float], Callable[[float], float]]:
     y_min, y_max, intervals = bounds
+
     def x(t: float) -> float:
         return left + (t / span) * width if span > 0 else left
 
     def y(v: float) -> float:
         return top + height - ((v - y_min) / (y_max - y_min)) * height
 
-    parts.append(
-        f'<text x="{left}" y="{top - 10}" class="panel-title">{escape(title)}</text>'
-    )
-    parts.append(
-        f'<rect x="{left}" y="{top}" width="{width}" height="{height}" class="plot"/>'
-    )
+    parts.append(f'<text x="{left}" y="{top - 10}" class="panel-title">{escape(title)}</text>')
+    parts.append(f'<rect x="{left}" y="{top}" width="{width}" height="{height}" class="plot"/>')
     for i in range(intervals + 1):
         v = y_min + (y_max - y_min) * i / intervals
         yy = y(v)
-        parts.append(f'<line x1="{left}" y1="{yy:.1f}" x2="{left + width}" y2="{yy:.1f}" class="grid"/>')
+        parts.append(
+            f'<line x1="{left}" y1="{yy:.1f}" x2="{left + width}" y2="{yy:.1f}" class="grid"/>'
+        )
         parts.append(
             f'<text x="{left - 8}" y="{yy + 4:.1f}" class="tick" text-anchor="end">'
             f"{escape(y_label(v))}</text>"
         )
     for t in _time_ticks(span, 6):
         xx = x(t)
-        parts.append(f'<line x1="{xx:.1f}" y1="{top + height}" x2="{xx:.1f}" y2="{top + height + 5}" class="axis"/>')
+        parts.append(
+            f'<line x1="{xx:.1f}" y1="{top + height}" x2="{xx:.1f}" y2="{top + height + 5}" class="axis"/>'
+        )
         parts.append(
             f'<text x="{xx:.1f}" y="{top + height + 18}" class="tick" text-anchor="middle">'
             f"{escape(format_seconds(t))}</text>"
@@ -810,11 +822,17 @@ def format_svg(
             f'<text x="{legend_x + 24}" y="{ly}" class="legend">{escape(kind)} '
             f"(peak {summary.peaks.get(kind, 0)})</text>"
         )
-    parts.append(f'<line x1="{legend_x}" y1="{legend_y - 4}" x2="{legend_x + 18}" y2="{legend_y - 4}" stroke="#111" stroke-width="3"/>')
-    parts.append(f'<text x="{legend_x + 24}" y="{legend_y}" class="legend">all kinds (peak {summary.live_peak})</text>')
+    parts.append(
+        f'<line x1="{legend_x}" y1="{legend_y - 4}" x2="{legend_x + 18}" y2="{legend_y - 4}" stroke="#111" stroke-width="3"/>'
+    )
+    parts.append(
+        f'<text x="{legend_x + 24}" y="{legend_y}" class="legend">all kinds (peak {summary.live_peak})</text>'
+    )
     if len(kinds) > MAX_KIND_LINES:
         ly = legend_y + 18 * (MAX_KIND_LINES + 1)
-        parts.append(f'<text x="{legend_x}" y="{ly}" class="legend">+{len(kinds) - MAX_KIND_LINES} more kinds</text>')
+        parts.append(
+            f'<text x="{legend_x}" y="{ly}" class="legend">+{len(kinds) - MAX_KIND_LINES} more kinds</text>'
+        )
     if not kinds:
         parts.append(
             f'<text x="{left + plot_w / 2}" y="{top + panel_h / 2}" class="sub" '

@@ -175,8 +175,9 @@ class _Program:
             self.code = None
             self.syntax_error = exc
         self.path0 = os.path.dirname(os.path.abspath(path))
-        namespace.update(__file__=path, __spec__=None, __loader__=None, __package__=None,
-                         __cached__=None)
+        namespace.update(
+            __file__=path, __spec__=None, __loader__=None, __package__=None, __cached__=None
+        )
 
     def run(self) -> int:
         """Run the program; its exit code (exceptions are printed like python prints them)."""
@@ -358,8 +359,9 @@ class RunCommand:
         from ._patching import install, is_installed
         from ._tracker import TRACKER
 
-        fmt = args.format or _format_from_path(args.report if args.report not in (
-            "stderr", "stdout", "none", "-") else None)
+        fmt = args.format or _format_from_path(
+            args.report if args.report not in ("stderr", "stdout", "none", "-") else None
+        )
         if fmt == "svg":
             raise UsageError("--report cannot be an .svg file; use .json, .html or a text file")
         if not 0.001 <= args.interval / 1000.0 <= 3600:
@@ -561,9 +563,8 @@ def _demo_command() -> Optional[Any]:
             parser.add_argument("demo_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
         def run(self, args: argparse.Namespace) -> int:
-            from . import _demo
-
-            return int(_demo.run_demo(list(args.demo_args)))  # type: ignore[attr-defined]
+            demo = importlib.import_module("handletrace._demo")
+            return int(demo.run_demo(list(args.demo_args)))
 
     return DemoCommand
 

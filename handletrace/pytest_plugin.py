@@ -144,7 +144,13 @@ _SETTINGS = (
     # field, parser, command-line option, environment variable, ini name
     ("enabled", _parse_bool, "--handletrace", ENV_PYTEST, "handletrace"),
     ("allow", _parse_kinds, "--handletrace-allow", ENV_PYTEST_ALLOW, "handletrace_allow"),
-    ("stack_depth", _parse_depth, "--handletrace-stack-depth", ENV_STACK_DEPTH, "handletrace_stack_depth"),
+    (
+        "stack_depth",
+        _parse_depth,
+        "--handletrace-stack-depth",
+        ENV_STACK_DEPTH,
+        "handletrace_stack_depth",
+    ),
 )
 
 
@@ -447,7 +453,9 @@ class Manager:
             if after > before:
                 window.excluded.append((before, after))
 
-    def pytest_collection_modifyitems(self, config: pytest.Config, items: List[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: List[pytest.Item]
+    ) -> None:
         for item in items:
             try:
                 marker_options(item)
@@ -516,7 +524,7 @@ class Manager:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_report_teststatus(self, report: Any, config: pytest.Config) -> Iterator[Any]:
-        outcome = yield
+        outcome: Any = yield
         if is_leak_report(report):
             outcome.force_result(("failed", "L", ("LEAKED", {"red": True})))
 
@@ -529,7 +537,9 @@ class Manager:
             )
         if self.leaks:
             terminalreporter.write_sep(
-                "=", f"handletrace: {_plural(len(self.leaks), 'test')} leaked native handles", red=True
+                "=",
+                f"handletrace: {_plural(len(self.leaks), 'test')} leaked native handles",
+                red=True,
             )
             for nodeid, handles, cyclic in self.leaks:
                 extra = f" ({cyclic} cyclic garbage)" if cyclic else ""
@@ -581,13 +591,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"frames kept per creation stack (0-{MAX_STACK_DEPTH}, default "
         f"{DEFAULT_STACK_DEPTH}). Environment: {ENV_STACK_DEPTH}.",
     )
-    parser.addini("handletrace", "check every test for native handle leaks (true/false)", default="")
+    parser.addini(
+        "handletrace", "check every test for native handle leaks (true/false)", default=""
+    )
     parser.addini(
         "handletrace_allow", "handle kinds that may outlive a test", type="args", default=[]
     )
-    parser.addini(
-        "handletrace_stack_depth", "frames kept per creation stack (0-256)", default=""
-    )
+    parser.addini("handletrace_stack_depth", "frames kept per creation stack (0-256)", default="")
 
 
 def _ini_value(config: pytest.Config, name: str) -> Any:

@@ -54,9 +54,7 @@ def test_run_prints_the_report_of_a_leaky_program_and_exits_0(
     out, err = capsys.readouterr()
     assert code == 0
     assert out == "handled 3 requests\n"
-    assert err.startswith(
-        "handletrace: 6 live native handles in 1 group (pid "
-    )
+    assert err.startswith("handletrace: 6 live native handles in 1 group (pid ")
     assert "    3 x recognizer    ConversationTranscriber\n" in err
     assert f'File "{LEAKY}", line 19, in handle_request' in err
     assert "note: 6 of 6 handles were cyclic garbage" in err
@@ -99,8 +97,7 @@ def test_run_report_to_stdout_comes_after_the_program_output(
     """--report stdout appends the report to the program's own output."""
     assert main(["run", "--report", "stdout", FIXED, "1", "0"]) == 0
     assert capsys.readouterr().out == (
-        "handled 1 requests\n"
-        "handletrace: no live native handles (created 8, released 8 (del 8))\n"
+        "handled 1 requests\nhandletrace: no live native handles (created 8, released 8 (del 8))\n"
     )
 
 
@@ -243,7 +240,9 @@ def test_run_syntax_error_is_reported_like_python(
     assert "SyntaxError" in capsys.readouterr().err
 
 
-def test_run_waits_for_the_programs_threads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_waits_for_the_programs_threads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A non-daemon thread still running when the main code ends is waited for."""
     path = script(
         tmp_path,
@@ -281,7 +280,9 @@ def test_run_unknown_kind_names_the_known_ones(capsys: pytest.CaptureFixture[str
     """--kinds with a misspelt kind is refused with the list of kinds."""
     assert main(["run", "--kinds", "recogniser", FIXED]) == EXIT_USAGE
     err = capsys.readouterr().err
-    assert err.startswith("handletrace run: error: --kinds: unknown handle kind 'recogniser'; known")
+    assert err.startswith(
+        "handletrace run: error: --kinds: unknown handle kind 'recogniser'; known"
+    )
     assert err.count("\n") == 1
 
 
@@ -302,7 +303,9 @@ def test_run_without_a_program_is_a_usage_error(capsys: pytest.CaptureFixture[st
 def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     """`handletrace` alone: usage and exit 2."""
     assert main([]) == EXIT_USAGE
-    assert capsys.readouterr().err.endswith("handletrace: error: a command is required (run, report)\n")
+    assert capsys.readouterr().err.endswith(
+        "handletrace: error: a command is required (run, report)\n"
+    )
 
 
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
@@ -318,8 +321,23 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 
 def _timeline_of(tmp_path: Path, program: str, requests: str) -> Timeline:
     out = tmp_path / "timeline.json"
-    assert main(["run", "--report", "none", "--timeline", str(out), "--interval", "5",
-                 program, requests, "0.01"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--report",
+                "none",
+                "--timeline",
+                str(out),
+                "--interval",
+                "5",
+                program,
+                requests,
+                "0.01",
+            ]
+        )
+        == 0
+    )
     return Timeline.from_dict(json.loads(out.read_text()))
 
 
@@ -344,8 +362,9 @@ def test_timeline_of_the_fixed_program_is_flat(tmp_path: Path) -> None:
     assert summary.samples >= 10
 
 
-@pytest.mark.parametrize(("suffix", "start"), [(".svg", "<svg"), (".html", "<!DOCTYPE html>"),
-                                               (".txt", "")])
+@pytest.mark.parametrize(
+    ("suffix", "start"), [(".svg", "<svg"), (".html", "<!DOCTYPE html>"), (".txt", "")]
+)
 def test_timeline_file_format_follows_its_extension(
     tmp_path: Path, suffix: str, start: str
 ) -> None:
@@ -403,8 +422,10 @@ def test_report_json_round_trips(saved_report: Path, capsys: pytest.CaptureFixtu
 
 def test_report_fail_on_leak(saved_report: Path) -> None:
     """report --fail-on-leak exits 3 for a report with live handles."""
-    assert main(["report", "--fail-on-leak", "--format", "json", "-o", os.devnull,
-                 str(saved_report)]) == EXIT_LEAKS
+    assert (
+        main(["report", "--fail-on-leak", "--format", "json", "-o", os.devnull, str(saved_report)])
+        == EXIT_LEAKS
+    )
 
 
 def test_report_renders_a_saved_timeline_as_svg(
@@ -426,14 +447,27 @@ def _bad_files() -> List[tuple]:
         ("empty", "", "not valid JSON (line 1, column 1: Expecting value)"),
         ("a_list", "[1, 2]", "the top level should be dict, got list"),
         ("other_schema", '{"schema": "something.else"}', "not a handletrace report"),
-        ("future_version", json.dumps({**valid, "version": 99}), "report version 99 is not supported"),
-        ("missing_fields", json.dumps(valid), "not a valid handletrace report (KeyError('summary'))"),
-        ("bad_timeline", '{"schema": "handletrace.timeline", "version": 1, "samples": [{"t": "x"}]}',
-         "not a valid handletrace timeline"),
+        (
+            "future_version",
+            json.dumps({**valid, "version": 99}),
+            "report version 99 is not supported",
+        ),
+        (
+            "missing_fields",
+            json.dumps(valid),
+            "not a valid handletrace report (KeyError('summary'))",
+        ),
+        (
+            "bad_timeline",
+            '{"schema": "handletrace.timeline", "version": 1, "samples": [{"t": "x"}]}',
+            "not a valid handletrace timeline",
+        ),
     ]
 
 
-@pytest.mark.parametrize(("name", "content", "message"), _bad_files(), ids=[c[0] for c in _bad_files()])
+@pytest.mark.parametrize(
+    ("name", "content", "message"), _bad_files(), ids=[c[0] for c in _bad_files()]
+)
 def test_report_malformed_file_is_one_error_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: str, message: str
 ) -> None:
@@ -447,7 +481,9 @@ def test_report_malformed_file_is_one_error_line_and_exit_2(
     assert err.count("\n") == 1
 
 
-def test_report_binary_file_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_binary_file_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Bytes that are not UTF-8 are refused in one line."""
     path = tmp_path / "blob.json"
     path.write_bytes(b"\xff\xfe\x00garbage")
@@ -457,14 +493,18 @@ def test_report_binary_file_is_one_error_line(tmp_path: Path, capsys: pytest.Cap
     )
 
 
-def test_report_missing_file_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_missing_file_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A missing file: exit 2, one line."""
     path = tmp_path / "nope.json"
     assert main(["report", str(path)]) == EXIT_USAGE
     assert capsys.readouterr().err == f"handletrace report: error: {path}: no such file\n"
 
 
-def test_report_directory_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_directory_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A directory instead of a file: exit 2, one line."""
     assert main(["report", str(tmp_path)]) == EXIT_USAGE
     assert capsys.readouterr().err == f"handletrace report: error: {tmp_path}: is a directory\n"

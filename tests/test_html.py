@@ -64,7 +64,7 @@ def leak_report(installed: None, no_gc: None) -> Report:
 def test_page_is_a_complete_self_contained_document(leak_report: Report) -> None:
     """One HTML document; no script, no external stylesheet, font or image."""
     page = format_html(leak_report)
-    assert page.startswith("<!DOCTYPE html>\n<html lang=\"en\">")
+    assert page.startswith('<!DOCTYPE html>\n<html lang="en">')
     tags = parse(page).tags
     names = {tag for tag, _ in tags}
     assert "script" not in names and "link" not in names and "img" not in names
@@ -76,7 +76,10 @@ def test_page_shows_the_summary_and_each_group(leak_report: Report) -> None:
     page = format_html(leak_report)
     assert '<span class="badge bad">4 live native handles in 1 group</span>' in page
     assert "4 handles created at" in page
-    assert '<td>2</td><td class="l mono">recognizer</td><td class="l">ConversationTranscriber</td>' in page
+    assert (
+        '<td>2</td><td class="l mono">recognizer</td><td class="l">ConversationTranscriber</td>'
+        in page
+    )
     assert "PropertyCollection of ConversationTranscriber" in page
 
 
@@ -121,7 +124,10 @@ def test_page_draws_the_cycle_when_the_report_has_a_diagnosis(leak_report: Repor
     root = ET.fromstring(svg)
     labels = [t.text for t in root.iter(SVG + "text")]
     assert labels[:4] == [
-        "ConversationTranscriber", "EventSignal (transcribed)", "list", "function on_transcribed",
+        "ConversationTranscriber",
+        "EventSignal (transcribed)",
+        "list",
+        "function on_transcribed",
     ]
     assert "(reference cycle)" in labels
     assert len(root.findall(f"{SVG}path")) == 1  # the arrow back to the first box

@@ -630,7 +630,9 @@ def test_resolve_settings_reports_every_bad_value_even_overridden_ones() -> None
     """A bad value is reported even where a higher source overrides it."""
     with pytest.raises(SettingsError) as info:
         resolve_settings(
-            {"enabled": True}, {"enabled": "perhaps"}, {"HANDLETRACE_STACK_DEPTH": "x"},
+            {"enabled": True},
+            {"enabled": "perhaps"},
+            {"HANDLETRACE_STACK_DEPTH": "x"},
             ini_file="tox.ini",
         )
     assert str(info.value).splitlines() == [

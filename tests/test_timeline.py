@@ -33,8 +33,13 @@ from . import sdk_objects
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-def timeline_of(totals: List[int], *, rss: Optional[List[int]] = None, kind: str = "recognizer",
-                interval: float = 1.0) -> Timeline:
+def timeline_of(
+    totals: List[int],
+    *,
+    rss: Optional[List[int]] = None,
+    kind: str = "recognizer",
+    interval: float = 1.0,
+) -> Timeline:
     """A timeline with one sample per second of ``totals`` handles of ``kind``."""
     samples = tuple(
         Sample(float(i), {kind: n} if n else {}, rss[i] if rss else None)
@@ -73,13 +78,34 @@ def test_json_round_trip_keeps_every_sample() -> None:
     ("data", "message"),
     [
         ({"schema": "other"}, "not a handletrace timeline"),
-        ({"schema": "handletrace.timeline", "version": 2, "samples": []}, "version 2 is not supported"),
-        ({"schema": "handletrace.timeline", "version": 1,
-          "samples": [{"t": 2, "live": {}}, {"t": 1, "live": {}}]}, "sample 1 has time 1 out of order"),
-        ({"schema": "handletrace.timeline", "version": 1,
-          "samples": [{"t": 0, "live": {"recognizer": -1}}]}, "sample 0 has live counts"),
-        ({"schema": "handletrace.timeline", "version": 1,
-          "samples": [{"t": 0, "live": {}, "rss": "big"}]}, "sample 0 has rss 'big'"),
+        (
+            {"schema": "handletrace.timeline", "version": 2, "samples": []},
+            "version 2 is not supported",
+        ),
+        (
+            {
+                "schema": "handletrace.timeline",
+                "version": 1,
+                "samples": [{"t": 2, "live": {}}, {"t": 1, "live": {}}],
+            },
+            "sample 1 has time 1 out of order",
+        ),
+        (
+            {
+                "schema": "handletrace.timeline",
+                "version": 1,
+                "samples": [{"t": 0, "live": {"recognizer": -1}}],
+            },
+            "sample 0 has live counts",
+        ),
+        (
+            {
+                "schema": "handletrace.timeline",
+                "version": 1,
+                "samples": [{"t": 0, "live": {}, "rss": "big"}],
+            },
+            "sample 0 has rss 'big'",
+        ),
         ([], "the top level should be an object"),
     ],
     ids=["schema", "version", "order", "negative", "rss", "list"],
@@ -277,8 +303,11 @@ def _svg(timeline: Timeline) -> ET.Element:
 def test_svg_is_well_formed_with_a_line_per_kind_and_the_total() -> None:
     """The SVG parses; it draws one polyline per kind plus the total."""
     timeline = Timeline(
-        samples=(Sample(0.0, {}), Sample(1.0, {"recognizer": 1, "property_bag": 1}),
-                 Sample(2.0, {"recognizer": 2, "property_bag": 2}))
+        samples=(
+            Sample(0.0, {}),
+            Sample(1.0, {"recognizer": 1, "property_bag": 1}),
+            Sample(2.0, {"recognizer": 2, "property_bag": 2}),
+        )
     )
     root = _svg(timeline)
     assert root.tag == SVG + "svg"
@@ -313,8 +342,10 @@ def test_html_page_embeds_the_chart_and_the_peaks_table() -> None:
     assert 'class="trend-growing">growing<' in page
 
 
-@pytest.mark.parametrize(("name", "start"), [("t.svg", "<svg"), ("t.html", "<!DOCTYPE"),
-                                             ("t.json", "{"), ("t.txt", "     Live")])
+@pytest.mark.parametrize(
+    ("name", "start"),
+    [("t.svg", "<svg"), ("t.html", "<!DOCTYPE"), ("t.json", "{"), ("t.txt", "     Live")],
+)
 def test_write_timeline_picks_the_format_from_the_extension(
     tmp_path: Path, name: str, start: str
 ) -> None:
