@@ -1,10 +1,10 @@
 """Fixtures and runners for tests that drive the real Speech SDK against ``SpeechService``.
 
-Import the fixtures into a test module (``from .speech_fixtures import service,
-speech_service``). The runners create the SDK objects, run one session, disconnect every
-handler and release everything before returning plain values, so no test keeps an SDK
-handle alive (a recognizer alive at interpreter exit with the service gone can abort the
-process).
+Expose the fixtures in a test module with ``speech_service = speech_fixtures.speech_service``
+and ``service = speech_fixtures.service`` (importing them by name trips ruff's F811). The
+runners create the SDK objects, run one session, disconnect every handler and release
+everything before returning plain values, so no test keeps an SDK handle alive (a
+recognizer alive at interpreter exit with the service gone can abort the process).
 """
 
 from __future__ import annotations

@@ -173,9 +173,9 @@ def test_no_phrases_give_no_match(service: SpeechService) -> None:
 
 
 def test_session_is_fast(service: SpeechService) -> None:
-    """A whole recognize_once() session, release included, takes well under 500 ms."""
+    """A recognize_once() session, release included, never pays the SDK's 500 ms start stall."""
     elapsed, _ = timed(recognize_once, service)
-    assert elapsed < 0.4
+    assert elapsed < 0.45
 
 
 # -- continuous recognition --------------------------------------------------------------
@@ -659,3 +659,13 @@ def test_cli_rejects_an_out_of_range_port() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--port", "70000"])
     assert exit_info.value.code == 2
+
+
+def test_cli_reports_a_port_in_use(
+    service: SpeechService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A port that is taken is an error message and exit status 1, not a traceback."""
+    from handletrace.testing.__main__ import main
+
+    status = main(["--port", str(service.port)])
+    assert (status, "address already in use" in capsys.readouterr().err) == (1, True)

@@ -17,9 +17,9 @@ Example::
         recognizer = speechsdk.SpeechRecognizer(
             speechsdk.SpeechConfig(host=service.host), audio_config=audio.config
         )
-        audio.feed_on_session_started(recognizer)
+        audio.feed_when_connected(recognizer)
         assert recognizer.recognize_once().text == "hello world"
-        del recognizer  # release recognizers before the service stops
+        del recognizer, audio  # release SDK objects before the service stops
 """
 
 from ._audio import PushAudio, pcm_from_wav, push_stream_audio_config, silence_wav, tone_wav

@@ -23,6 +23,7 @@ __all__ = [
     "format_message",
     "parse_audio_message",
     "parse_text_message",
+    "plan_continuation",
     "plan_turn",
     "recognition_mode",
     "wav_header_info",

@@ -128,10 +128,13 @@ class Script:
     or an ``InitialSilenceTimeout`` (NoMatch) result when there are no phrases. In
     continuous modes (continuous recognition, dictation, ``ConversationTranscriber``) all
     phrases are sent, then an ``EndOfDictation`` status that acknowledges the audio up to
-    its end, so the SDK does not replay unacknowledged audio in a continuation turn.
+    its end, so the SDK does not replay unacknowledged audio in a continuation turn. Should
+    the SDK start one anyway, the service acknowledges the replayed audio and ends the turn
+    without playing the script again.
 
-    ``fault`` replaces the normal end of the turn (``HandshakeError`` instead refuses the
-    connection before any turn).
+    ``fault`` replaces the normal end of the turn, after the phrases (``HandshakeError``
+    instead refuses the connection before any turn). ``recognize_once`` returns at its first
+    phrase, so a fault meant to fail it should come without phrases.
     """
 
     phrases: Tuple[Phrase, ...] = ()
