@@ -23,7 +23,14 @@ from ._registry import thread_name
 from ._signals import CallbackInfo, _public_name, describe_callable
 from ._stacks import Frame
 
-__all__ = ["ACCESS_ATTR", "ACTIONS", "AccessRecord", "MAX_RECORDS", "access_records", "access_wrapper"]
+__all__ = [
+    "ACCESS_ATTR",
+    "ACTIONS",
+    "AccessRecord",
+    "MAX_RECORDS",
+    "access_records",
+    "access_wrapper",
+]
 
 #: Attribute holding the list of access records on an SDK object.
 ACCESS_ATTR = "_handletrace_access"
@@ -65,7 +72,9 @@ def access_records(obj: Any) -> Tuple[AccessRecord, ...]:
     return tuple(records) if records else ()
 
 
-def _site(start: Optional[FrameType], sdk_prefix: str, internal: Tuple[str, ...]) -> Tuple[Optional[Frame], bool]:
+def _site(
+    start: Optional[FrameType], sdk_prefix: str, internal: Tuple[str, ...]
+) -> Tuple[Optional[Frame], bool]:
     """(first frame outside SDK and handletrace/wrapt, whether the direct caller is the SDK)."""
     frame = start
     while frame is not None and frame.f_code.co_filename.startswith(internal):

@@ -1,12 +1,21 @@
-"""Report rendering: text for terminals and logs, JSON for machines. Writes, never computes."""
+"""Report rendering: text for terminals and logs, JSON for machines. Writes, never computes.
+
+With a diagnosis, each group's text also shows its classification, the reference cycle (or
+the path from a root), the known-pattern findings with their fixes, the signals tree of its
+SDK object and the access records; the report ends with the native handle-table cross-check.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import IO, Optional
+from typing import IO, TYPE_CHECKING, Optional
 
 from ._report import Report, ReportGroup
+
+if TYPE_CHECKING:
+    from ._cycles import RefPath
+    from ._diagnosis import SignalInfo
 
 __all__ = ["FORMATS", "render", "render_json", "render_text"]
 
@@ -53,14 +62,148 @@ def format_text(report: Report) -> str:
         )
     for note in report.notes:
         lines.append(f"note: {note}")
+    if report.diagnosis is not None and not report.clean:
+        lines.append(_diagnosis_line(report))
     for index, group in enumerate(report.groups, 1):
         lines.append("")
         lines.extend(_group_lines(index, group))
+    if report.native is not None and report.native.rows and not report.clean:
+        lines.append("")
+        lines.extend(_native_lines(report))
     return "\n".join(lines) + "\n"
 
 
+def _diagnosis_line(report: Report) -> str:
+    diagnosis = report.diagnosis
+    assert diagnosis is not None
+    states = ", ".join(f"{n} {state}" for state, n in diagnosis.classification) or "nothing"
+    findings = f"; {_plural(diagnosis.findings, 'finding')}" if diagnosis.findings else ""
+    how = "no garbage collection was run" if not diagnosis.gc_collected else "after a gc.collect()"
+    stale = ""
+    if diagnosis.stale_after is not None:
+        stale = f", stale after {_age(diagnosis.stale_after)}"
+    return (
+        f"diagnosis: {states}{findings} (heap scan of {diagnosis.objects_scanned:,} objects in "
+        f"{_age(diagnosis.duration)}{stale}; {how})"
+    )
+
+
+def _native_lines(report: Report) -> list[str]:
+    native = report.native
+    assert native is not None
+    relative = " (since the baseline)" if native.relative else ""
+    lines = [
+        f"native handle table of the SDK{relative}: {native.native_total} handles, "
+        f"{native.tracked_total} tracked by handletrace",
+    ]
+    width = max(len(row.native_type or "(no native type)") for row in native.rows)
+    width = max(width, len("native type"))
+    lines.append(f"    {'native type':<{width}}  native  tracked")
+    for row in native.rows:
+        name = row.native_type or "(no native type)"
+        line = f"    {name:<{width}}  {row.native:>6}  {row.tracked:>7}"
+        if row.difference > 0:
+            line += f"  {row.difference} not tracked: made before install() or inside the SDK"
+        elif row.difference < 0:
+            line += f"  {-row.difference} tracked but not in the native table"
+        lines.append(line)
+    return lines
+
+
+def _path_lines(title: str, path: RefPath) -> list[str]:
+    lines = [f"    {title}: {path.text}"]
+    seen = set()
+    for step in (*path.steps, *path.held):
+        if step.filename and (step.label, step.where) not in seen:
+            seen.add((step.label, step.where))
+            lines.append(f"        {step.label} is defined at {step.where}")
+    return lines
+
+
+def _signal_lines(group: ReportGroup) -> list[str]:
+    signals = group.signals
+    if not any(signal.callbacks for signal in signals):
+        return [f"    signals of {group.subject}: {len(signals)}, none connected"]
+    lines = [f"    signals of {group.subject}:"]
+    own = group.subject
+    by_class: list[tuple[str, list[SignalInfo]]] = []
+    for signal in signals:
+        if not by_class or by_class[-1][0] != signal.declared_by:
+            by_class.append((signal.declared_by, []))
+        by_class[-1][1].append(signal)
+    column = max(len(signal.name) for signal in signals) + 16  # where the states start
+
+    def entry(prefix: str, signal: SignalInfo) -> str:
+        name = signal.name
+        callbacks = signal.callbacks
+        dots = " " + "." * max(3, column - len(prefix) - len(name)) + " "
+        if callbacks:
+            state = "connected: " + ", ".join(str(cb) for cb in callbacks)
+        else:
+            state = "not connected" if signal.created else "never used"
+        return f"{prefix}{name}{dots}{state}"
+
+    for index, (declared_by, members) in enumerate(by_class):
+        last_class = index == len(by_class) - 1
+        if declared_by == own or index == 0:
+            for position, signal in enumerate(members):
+                last = position == len(members) - 1 and len(by_class) == 1
+                lines.append(entry("    └── " if last else "    ├── ", signal))
+            continue
+        lines.append(f"    {'└──' if last_class else '├──'} (inherits from {declared_by})")
+        indent = "        " if last_class else "    │   "
+        for position, signal in enumerate(members):
+            branch = "└── " if position == len(members) - 1 else "├── "
+            lines.append(entry(indent + branch, signal))
+    return lines
+
+
+def _access_lines(group: ReportGroup) -> list[str]:
+    lines = [f"    access ({group.subject}):"]
+    for entry in group.access:
+        where = entry.where or "(no Python caller)"
+        what = entry.target
+        if entry.action not in ("start", "stop"):
+            what = f"{entry.action} {entry.target}"
+        if entry.callback:
+            what += f" -> {entry.callback}"
+        if entry.by_sdk:
+            what += " (by the SDK)"
+        if entry.disconnected is False:
+            what += ", never disconnected"
+        lines.append(f"      {where}  {what}")
+    return lines
+
+
+def _diagnosis_lines(group: ReportGroup) -> list[str]:
+    from ._diagnosis import DESCRIPTIONS
+
+    lines = []
+    if group.classification:
+        parts = [f"{n} {state}" for state, n in group.classification]
+        first = group.classification[0][0]
+        lines.append(f"    classification: {', '.join(parts)} ({DESCRIPTIONS.get(first, first)})")
+    if group.cycle is not None:
+        lines.extend(_path_lines("cycle", group.cycle))
+    if group.root_path is not None:
+        lines.extend(_path_lines("held by", group.root_path))
+    for finding in group.findings:
+        count = f" x{finding.count}" if finding.count > 1 else ""
+        where = f" at {finding.where}" if finding.where else ""
+        lines.append(f"    finding [{finding.pattern}]{count}{where}: {finding.title}")
+        lines.append(f"        {finding.message}")
+        lines.append(f"        fix: {finding.fix}")
+    if group.signals:
+        lines.extend(_signal_lines(group))
+    if group.access:
+        lines.extend(_access_lines(group))
+    return lines
+
+
 def _group_lines(index: int, group: ReportGroup) -> list[str]:
-    where = f"at {group.site} in {group.site.name}" if group.site else "(no creation stack captured)"
+    where = (
+        f"at {group.site} in {group.site.name}" if group.site else "(no creation stack captured)"
+    )
     ages = _age(group.age_min) if group.age_min == group.age_max else (
         f"{_age(group.age_min)} to {_age(group.age_max)}"
     )
@@ -71,6 +214,7 @@ def _group_lines(index: int, group: ReportGroup) -> list[str]:
     width = max(len(kind) for kind, _, _ in group.kinds)
     for kind, owner, n in group.kinds:
         lines.append(f"    {n:>5} x {kind:<{width}}  {owner}")
+    lines.extend(_diagnosis_lines(group))
     if group.traceback:
         shown = group.traceback[-TRACEBACK_LIMIT:]
         hidden = len(group.traceback) - len(shown)

@@ -1,0 +1,193 @@
+"""The SDK's own native handle table, read through ctypes, beside the Python registry.
+
+The Speech SDK library counts the handles it has handed out, per native type, and exports
+the counts: ``diagnostics_get_handle_count()`` (total) and ``diagnostics_get_handle_info()``
+(a JSON list of ``{"name", "count"}``, freed with ``diagnostics_free_string``). Put beside
+handletrace's live records, they separate leaks the application can fix (tracked handles
+whose Python owner leaks) from handles handletrace cannot see: those created before
+``install()`` or by the SDK itself (the SDK makes an ``AudioOutputConfig`` for the default
+argument of ``SpeechSynthesizer`` when it is imported, for one).
+
+Reading the counts calls the SDK only if it is already imported; it never imports it, and
+it uses its own ctypes function objects (the SDK's ``_sdk_lib`` attributes are left as they are).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Set, Tuple
+
+from ._compat import DATACLASS_SLOTS
+
+__all__ = [
+    "NATIVE_TYPE_KINDS",
+    "NativeCheck",
+    "NativeCounts",
+    "NativeRow",
+    "cross_check",
+    "read_native_counts",
+]
+
+_INTEROP = "azure.cognitiveservices.speech.interop"
+
+#: Native handle-table type -> the handletrace kinds whose handles it counts.
+NATIVE_TYPE_KINDS: Mapping[str, Tuple[str, ...]] = {
+    "ISpxAudioConfig": ("audio_config",),
+    "ISpxAudioDataStream": ("audio_data_stream",),
+    "ISpxAudioStream": ("audio_stream",),
+    "ISpxAutoDetectSourceLangConfig": ("auto_detect_source_lang_config",),
+    "ISpxConnection": ("connection",),
+    "ISpxGrammar": ("grammar",),
+    "ISpxGrammarPhrase": ("grammar_phrase",),
+    "ISpxKwsModel": ("keyword_recognition_model",),
+    "ISpxNamedProperties": ("property_bag",),
+    "ISpxPronunciationAssessmentConfig": ("pronunciation_assessment_config",),
+    "ISpxRecognitionEventArgs": ("recognizer_event",),
+    "ISpxRecognitionResult": ("recognizer_result",),
+    "ISpxRecognizer": ("recognizer",),
+    "ISpxSourceLanguageConfig": ("source_lang_config",),
+    "ISpxSpeechConfig": ("speech_config",),
+    "ISpxSynthesisEventArgs": ("synthesizer_event",),
+    "ISpxSynthesisRequest": ("speech_synthesis_request",),
+    "ISpxSynthesisResult": ("synthesizer_result",),
+    "ISpxSynthesizer": ("synthesizer",),
+    "ISpxVoiceInfo": ("voice_info",),
+    "SPXWAVEFORMATEX": ("audio_stream_format",),
+}
+#: Every native asynchronous operation (``CSpxAsyncOp<...>``) is one of these kinds.
+ASYNC_KINDS: Tuple[str, ...] = (
+    "recognizer_async",
+    "synthesizer_async",
+    "connection_async",
+    "speechapi_async",
+)
+
+
+def kinds_for(native_type: str) -> Tuple[str, ...]:
+    """The handletrace kinds a native handle type corresponds to (empty if unknown)."""
+    if native_type.startswith("CSpxAsyncOp<"):
+        return ASYNC_KINDS
+    return NATIVE_TYPE_KINDS.get(native_type, ())
+
+
+@dataclass(frozen=True, **DATACLASS_SLOTS)
+class NativeCounts:
+    """The SDK's handle table at one moment: total and per native type."""
+
+    total: int
+    types: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, **DATACLASS_SLOTS)
+class NativeRow:
+    """One native type (or, with ``native_type == ""``, tracked kinds with no native type)."""
+
+    native_type: str
+    kinds: Tuple[str, ...]
+    native: int
+    tracked: int
+
+    @property
+    def difference(self) -> int:
+        """Native handles handletrace does not track (negative: tracked but not native)."""
+        return self.native - self.tracked
+
+
+@dataclass(frozen=True, **DATACLASS_SLOTS)
+class NativeCheck:
+    """Native counts beside tracked live counts; ``relative`` if measured from a baseline."""
+
+    rows: Tuple[NativeRow, ...]
+    native_total: int
+    tracked_total: int
+    relative: bool = False
+
+    @property
+    def agrees(self) -> bool:
+        return all(row.difference == 0 for row in self.rows)
+
+    @property
+    def differences(self) -> Tuple[NativeRow, ...]:
+        return tuple(row for row in self.rows if row.difference)
+
+
+def _library() -> Any:
+    interop = sys.modules.get(_INTEROP)
+    return getattr(interop, "_sdk_lib", None) if interop is not None else None
+
+
+def read_native_counts() -> Optional[NativeCounts]:
+    """The SDK's native handle counts, or ``None`` (SDK not imported, or no such exports)."""
+    lib = _library()
+    if lib is None:
+        return None
+    try:
+        count_fn = ctypes.CFUNCTYPE(ctypes.c_size_t)(("diagnostics_get_handle_count", lib))
+        info_fn = ctypes.CFUNCTYPE(ctypes.c_void_p)(("diagnostics_get_handle_info", lib))
+        free_fn = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p)(
+            ("diagnostics_free_string", lib)
+        )
+    except (AttributeError, OSError, ValueError):
+        return None
+    total = int(count_fn())
+    pointer = info_fn()
+    if not pointer:
+        return NativeCounts(total, {})
+    try:
+        raw = ctypes.string_at(pointer)
+    finally:
+        free_fn(pointer)
+    types: Dict[str, int] = {}
+    for entry in json.loads(raw.decode("utf-8", errors="replace")):
+        name, count = entry.get("name"), entry.get("count")
+        if isinstance(name, str) and isinstance(count, int):
+            types[name] = types.get(name, 0) + count
+    return NativeCounts(total, dict(sorted(types.items())))
+
+
+#: All native async operation types are shown as one row (they share their kinds).
+ASYNC_ROW = "CSpxAsyncOp<*>"
+
+
+def _merged(types: Mapping[str, int]) -> Dict[str, int]:
+    merged: Dict[str, int] = {}
+    for name, count in types.items():
+        key = ASYNC_ROW if name.startswith("CSpxAsyncOp<") else name
+        merged[key] = merged.get(key, 0) + count
+    return merged
+
+
+def cross_check(
+    tracked: Mapping[str, int],
+    native: NativeCounts,
+    baseline: Optional[NativeCounts] = None,
+) -> NativeCheck:
+    """Native counts (minus ``baseline``, if given) beside ``tracked`` live counts per kind.
+
+    One row per native type that has handles now or had some at the baseline, and one per
+    tracked kind with live handles that no native type accounts for.
+    """
+    now = _merged(native.types)
+    before = _merged(baseline.types) if baseline is not None else {}
+    rows = []
+    covered: Set[str] = set()
+    for native_type in sorted(set(now) | set(before)):
+        kinds = kinds_for(native_type)
+        count = now.get(native_type, 0) - before.get(native_type, 0)
+        tracked_count = sum(tracked.get(kind, 0) for kind in kinds)
+        covered.update(kinds)
+        if count or tracked_count:
+            rows.append(NativeRow(native_type, kinds, count, tracked_count))
+    for kind in sorted(tracked):
+        if kind not in covered and tracked[kind]:
+            rows.append(NativeRow("", (kind,), 0, tracked[kind]))
+    native_total = native.total - (baseline.total if baseline is not None else 0)
+    return NativeCheck(
+        rows=tuple(rows),
+        native_total=native_total,
+        tracked_total=sum(tracked.values()),
+        relative=baseline is not None,
+    )
