@@ -1,0 +1,663 @@
+"""Safe forced release: ``dispose()``, ``disposing()``, ``release_all()``, ``adispose()``.
+
+The SDK has no ``close()``: a recognizer's native handles are released by ``_Handle.__del__``
+when the Python object is finalised, which a callback closure that captures the recognizer
+postpones until a cyclic collection. ``dispose(obj)`` releases them now, in this order:
+
+1. **disconnect** every ``EventSignal`` created on ``obj`` (found generically in its instance
+   dictionary, private name-mangled ones such as the recognizer's token-requested signal
+   included), which also breaks the callback cycle;
+2. **stop** a running operation: every ``stop_*_async()`` method the object has is called and
+   its future waited for in a worker thread, for ``stop_timeout`` seconds in total; a stop
+   that does not finish in time goes on in the background and the release goes ahead.
+   Before it, ``SPEECH-StopRecognitionTimeoutInSeconds`` is set to ``0`` in the object's
+   property bag: no callback is connected any more to receive final results, and without it
+   stopping a session whose audio has ended waits 10 s for them (measured, SDK 1.53);
+3. run the **SDK's own finaliser body** (``type(obj).__del__``, only when it is the SDK's),
+   which clears native callbacks the SDK knows about (e.g. a pull stream's read callback)
+   while the handle is still valid;
+4. **release** every native handle ``obj`` owns, once, and **neutralise** each ``_Handle`` so
+   its later ``__del__`` does nothing: its release function becomes a no-op and its handle
+   value is set to NULL *in place* (so every alias of that ``c_void_p``, such as the one each
+   ``EventSignal`` keeps, turns NULL too; the SDK answers a NULL handle with
+   ``SPXERR_INVALID_ARG`` instead of touching whatever object now lives at the old address);
+5. **record** each release in the registry with cause ``"forced"`` (when handletrace tracked
+   the handle; ``dispose()`` works the same without ``install()``).
+
+Ownership (what "the handles ``obj`` owns" means, precisely): the ``interop._Handle`` objects
+stored directly in ``obj``'s instance dictionary, and those of each ``PropertyCollection``
+stored there (the SDK creates an object's property collections itself, from its own
+handle; a recognizer's property bag keeps the native recognizer alive until it is released).
+Everything else ``obj`` merely references is left alone: the ``SpeechConfig`` /
+``AudioConfig`` / stream passed in by the user, a synthesizer's audio-config keep-alive, a
+transcriber's ``_audio_keep_alive``, token credentials. ``EventSignal`` objects are owned too,
+but hold no native handle of their own.
+
+Why the neutralising matters: native handle values are addresses and the SDK reuses them at
+once; a released-but-armed ``_Handle`` would, on its later ``__del__``, release whatever new
+object now lives at that address (handles made with ``test_fn=None``, such as ``VoiceInfo``
+or synthesis event args, do not even check validity first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import sys
+import threading
+import time
+import warnings
+import weakref
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import (
+    Any,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Tuple,
+    TypeVar,
+    Union,
+)
+
+from ._compat import DATACLASS_SLOTS
+from ._patching import SEQ_ATTR, HandleTraceWarning, kind_of
+from ._registry import HandleRecord
+from ._signals import _public_name, event_signal_type
+from ._tracker import TRACKER
+
+__all__ = [
+    "DEFAULT_STOP_TIMEOUT",
+    "DisposeResult",
+    "ReleaseAllResult",
+    "adispose",
+    "dispose",
+    "disposing",
+    "release_all",
+]
+
+#: Seconds ``dispose()`` waits, in total, for running operations to stop.
+DEFAULT_STOP_TIMEOUT = 5.0
+
+#: Marker on a disposed SDK object (set when its disposal starts; never removed).
+DISPOSED_ATTR = "_handletrace_disposed"
+
+#: SDK property: seconds a stopping recognizer waits for the service's final results.
+STOP_TIMEOUT_PROPERTY = "SPEECH-StopRecognitionTimeoutInSeconds"
+
+_SDK_PREFIX = "azure.cognitiveservices.speech"
+_INTEROP = _SDK_PREFIX + ".interop"
+_OWNED_SUBOBJECT_TYPES = ("PropertyCollection",)
+
+# Guards the check-and-set of the disposed marker and the swap of a _Handle's attributes:
+# a few dictionary operations, never an SDK call.
+_LOCK = threading.Lock()
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, **DATACLASS_SLOTS)
+class DisposeResult:
+    """What ``dispose()`` did to one object.
+
+    ``target``: the class of the disposed object (``""`` for ``None`` or a dead weak reference).
+    ``disconnected``: names of the signals that had callbacks, e.g. ``("transcribed",)``.
+    ``stopped``: the ``stop_*_async`` methods that were called and finished in time.
+    ``stop_timed_out``: a stop did not finish within ``stop_timeout`` (it goes on in the
+    background; the handles were released anyway).
+    ``released``: kinds of the native handles released, in release order, e.g.
+    ``("recognizer", "property_bag")``.
+    ``already_disposed``: nothing was left to do (a second call, ``None``, or a weak reference
+    whose object is gone). ``deferred``: ``dispose()`` was called on an SDK callback thread;
+    the signals were disconnected at once and the stop and release handed to a background
+    thread (on that thread the native release would wait for the running callback itself to
+    return: a deadlock), so ``stopped`` and ``released`` are empty. ``errors``:
+    ``"step: ExceptionType"`` for each step that failed (messages are left out: they may
+    quote values).
+    """
+
+    target: str
+    disconnected: Tuple[str, ...] = ()
+    stopped: Tuple[str, ...] = ()
+    stop_timed_out: bool = False
+    released: Tuple[str, ...] = ()
+    already_disposed: bool = False
+    deferred: bool = False
+    errors: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, **DATACLASS_SLOTS)
+class ReleaseAllResult:
+    """What ``release_all()`` did.
+
+    ``results``: one ``DisposeResult`` per object disposed (or lone ``_Handle`` released).
+    ``skipped``: matching records left alone: the async handles of never-resolved
+    ``ResultFuture`` objects (see ``release_all``).
+    """
+
+    results: Tuple[DisposeResult, ...] = ()
+    skipped: Tuple[HandleRecord, ...] = ()
+
+    @property
+    def released_by_kind(self) -> Dict[str, int]:
+        """Handles released, per kind."""
+        counts: Dict[str, int] = {}
+        for result in self.results:
+            for kind in result.released:
+                counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+    @property
+    def released_count(self) -> int:
+        return sum(len(result.released) for result in self.results)
+
+    @property
+    def errors(self) -> Tuple[str, ...]:
+        return tuple(error for result in self.results for error in result.errors)
+
+
+# -- finding what an object owns ---------------------------------------------------------
+
+
+def _handle_type() -> Optional[type]:
+    module = sys.modules.get(_INTEROP)
+    return getattr(module, "_Handle", None) if module is not None else None
+
+
+def _instance_items(obj: Any) -> List[Tuple[str, Any]]:
+    try:
+        return list(vars(obj).items())
+    except TypeError:
+        return []
+
+
+def _owned_subobjects(obj: Any) -> List[Any]:
+    """The SDK objects ``obj`` created itself and owns (its ``PropertyCollection``\\ s)."""
+    return [
+        value
+        for _, value in _instance_items(obj)
+        if type(value).__name__ in _OWNED_SUBOBJECT_TYPES
+        and type(value).__module__.startswith(_SDK_PREFIX)
+    ]
+
+
+def _owned_handles(obj: Any) -> List[Any]:
+    """The ``_Handle`` objects ``obj`` owns: its own, then its sub-objects', in dict order."""
+    handle_type = _handle_type()
+    if handle_type is None:
+        return []
+    handles = [value for _, value in _instance_items(obj) if isinstance(value, handle_type)]
+    for sub in _owned_subobjects(obj):
+        handles.extend(value for _, value in _instance_items(sub) if isinstance(value, handle_type))
+    return handles
+
+
+def _signals(obj: Any) -> List[Tuple[str, Any]]:
+    """``(signal name, EventSignal)`` for every signal created on ``obj``.
+
+    Keyed by attribute, so two classes' signals of the same name are both found.
+    """
+    signal_type = event_signal_type()
+    if signal_type is None:
+        return []
+    return [
+        (_public_name(attribute) or attribute, value)
+        for attribute, value in _instance_items(obj)
+        if isinstance(value, signal_type)
+    ]
+
+
+_STOP_METHODS: Dict[type, Tuple[str, ...]] = {}
+
+
+def _stop_methods(obj: Any) -> Tuple[str, ...]:
+    """Names of the ``stop_*_async`` methods of ``obj``'s class (sorted; cached per class)."""
+    cls = type(obj)
+    names = _STOP_METHODS.get(cls)
+    if names is None:
+        names = tuple(
+            name
+            for name in sorted(dir(cls))
+            if name.startswith("stop_")
+            and name.endswith("_async")
+            and callable(getattr(cls, name, None))
+        )
+        _STOP_METHODS[cls] = names
+    return names
+
+
+def _describe(step: str, exc: BaseException) -> str:
+    return f"{step}: {type(exc).__name__}"
+
+
+# -- the steps ---------------------------------------------------------------------------
+
+
+def _disconnect(obj: Any, errors: List[str]) -> Tuple[str, ...]:
+    disconnected = []
+    for name, signal in _signals(obj):
+        callbacks = getattr(signal, "_EventSignal__callbacks", None)
+        had_callbacks = bool(callbacks)
+        try:
+            signal.disconnect_all()
+        except Exception as exc:  # e.g. an SDK bug in a connection callback
+            errors.append(_describe(f"disconnect {name}", exc))
+            if callbacks:  # disconnect_all clears the list before the native call
+                callbacks.clear()
+        if had_callbacks:
+            disconnected.append(name)
+    return tuple(disconnected)
+
+
+def _hurry_stop(obj: Any, errors: List[str]) -> None:
+    """Tell the SDK not to wait for final results when it stops: nobody is connected to
+    receive them. (Without this, stopping a session whose audio has ended waits 10 s.)"""
+    for sub in _owned_subobjects(obj):
+        try:
+            sub.set_property_by_name(STOP_TIMEOUT_PROPERTY, "0")
+        except Exception as exc:
+            errors.append(_describe("set stop timeout", exc))
+
+
+class _Stopper:
+    """Calls an object's stop methods in a worker thread and waits for their futures.
+
+    ``gate`` is held while a stop method is *called* (which reads the object's handle), never
+    while its future is waited for. Once the wait times out, ``abandon()`` takes the gate and
+    sets ``abandoned``: from then on the worker calls no more stop methods, so it can never
+    read a handle value while that handle is being released.
+    """
+
+    def __init__(self, obj: Any, names: Tuple[str, ...]) -> None:
+        self.obj = obj
+        self.names = names
+        self.gate = threading.Lock()
+        self.abandoned = False
+        self.done: List[str] = []
+        self.errors: List[str] = []
+
+    def run(self) -> None:
+        for name in self.names:
+            with self.gate:
+                if self.abandoned:
+                    return
+                try:
+                    future = getattr(self.obj, name)()
+                except NotImplementedError:
+                    continue  # declared by a base class, not implemented by this one
+                except Exception as exc:
+                    self.errors.append(_describe(name, exc))
+                    continue
+            get = getattr(future, "get", None)
+            if not callable(get):
+                continue  # e.g. the base Recognizer's stop_keyword_recognition_async stub
+            try:
+                get()
+            except Exception as exc:
+                self.errors.append(_describe(name, exc))
+                continue
+            self.done.append(name)
+        self.obj = None
+
+    def abandon(self, wait: float) -> None:
+        acquired = self.gate.acquire(timeout=wait)
+        self.abandoned = True
+        if acquired:
+            self.gate.release()
+
+
+def _stop(obj: Any, timeout: float, errors: List[str]) -> Tuple[Tuple[str, ...], bool]:
+    """Stop running operations; wait at most ``timeout`` seconds. (stopped, timed out)."""
+    names = _stop_methods(obj)
+    if not names or timeout <= 0:
+        return (), False
+    stopper = _Stopper(obj, names)
+    worker = threading.Thread(target=stopper.run, name="handletrace-stop", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        # The pending stop goes on in the background (its future releases its own async
+        # handle); no further stop method is called.
+        stopper.abandon(timeout)
+        return tuple(stopper.done), True
+    errors.extend(stopper.errors)
+    return tuple(stopper.done), False
+
+
+def _run_sdk_finaliser(obj: Any, errors: List[str]) -> None:
+    """Run the SDK's own ``__del__`` body (never a user subclass's) while handles are valid."""
+    cls = type(obj)
+    finaliser = getattr(cls, "__del__", None)
+    module = getattr(finaliser, "__module__", None) or ""
+    # Only for the SDK's own classes: several SDK finalisers call super(type(self), self),
+    # which recurses without end on a user subclass.
+    if (
+        finaliser is None
+        or not cls.__module__.startswith(_SDK_PREFIX)
+        or not module.startswith(_SDK_PREFIX)
+        or module == _INTEROP
+    ):
+        return
+    try:
+        finaliser(obj)
+    except Exception as exc:
+        errors.append(_describe("finaliser", exc))
+
+
+def _noop_release(handle: Any) -> int:
+    return 0
+
+
+def _is_true(value: Any) -> bool:
+    """A native ``bool`` result. With ctypes' default ``int`` return type only the low byte
+    is defined (the SDK calls ``*_is_valid`` that way from ``_Handle.__del__``)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return (value & 0xFF) != 0
+    return bool(value)
+
+
+def _disarm(handle_obj: Any) -> Optional[Tuple[Any, Any, Any, int, Optional[int]]]:
+    """Take the native handle out of a ``_Handle`` so nothing else releases it.
+
+    Returns ``(handle value object, test_fn, release_fn, address, seq)``, or ``None`` if the
+    ``_Handle`` was already disarmed (by another ``dispose()``) or holds no handle.
+    """
+    with _LOCK:
+        state = handle_obj.__dict__
+        release_fn = state.get("_Handle__release_fn")
+        if release_fn is None or release_fn is _noop_release:
+            return None
+        handle = state.get("_Handle__handle")
+        test_fn = state.get("_Handle__test_fn")
+        value = getattr(handle, "value", handle)
+        address = value if isinstance(value, int) else 0
+        state["_Handle__release_fn"] = _noop_release
+        state["_Handle__test_fn"] = None
+        seq = state.pop(SEQ_ATTR, None)
+    if not address:
+        return None
+    return handle, test_fn, release_fn, address, seq
+
+
+def _null_in_place(handle: Any, owner: Any) -> None:
+    """Set a ``c_void_p`` to NULL in place (every alias sees it); else replace it."""
+    try:
+        handle.value = None
+    except (AttributeError, TypeError):
+        owner.__dict__["_Handle__handle"] = ctypes.c_void_p(0)
+
+
+def _release_handle(handle_obj: Any, errors: List[str]) -> Optional[str]:
+    """Release one ``_Handle`` now, once; return its kind, or ``None`` if nothing was done."""
+    taken = _disarm(handle_obj)
+    if taken is None:
+        return None
+    handle, test_fn, release_fn, address, seq = taken
+    name = getattr(release_fn, "__name__", None) or "unknown"
+    kind = kind_of(name)
+    if seq is not None:
+        try:
+            record = TRACKER.registry.release(seq, "forced")
+            if record is not None:
+                kind = record.kind
+        except Exception as exc:
+            TRACKER.registry.count_error("dispose", exc)
+    # The native call gets its own copy of the address; the Python object goes NULL first,
+    # so no other thread can pass the old address again after this point.
+    raw = ctypes.c_void_p(address)
+    _null_in_place(handle, handle_obj)
+    try:
+        if test_fn is None or _is_true(test_fn(raw)):
+            release_fn(raw)
+    except Exception as exc:
+        errors.append(_describe(f"release {kind}", exc))
+    return kind
+
+
+def _null_signal_handles(obj: Any) -> None:
+    for _, signal in _signals(obj):
+        try:
+            signal.__dict__["_EventSignal__handle"] = ctypes.c_void_p(0)
+        except Exception:
+            pass
+
+
+def _on_foreign_thread() -> bool:
+    """Whether this thread was not started by Python: an SDK callback thread.
+
+    Read without creating a ``_DummyThread`` (``threading.current_thread()`` would).
+    """
+    thread = threading._active.get(threading.get_ident())  # type: ignore[attr-defined]
+    return thread is None or isinstance(thread, threading._DummyThread)  # type: ignore[attr-defined]
+
+
+def _claim(obj: Any) -> bool:
+    """Mark ``obj`` as disposed; ``False`` if it already was (or cannot be marked)."""
+    try:
+        state = obj.__dict__
+    except AttributeError:
+        return True  # no instance dict: nothing of ours to find on it anyway
+    with _LOCK:
+        if state.get(DISPOSED_ATTR):
+            return False
+        state[DISPOSED_ATTR] = True
+    return True
+
+
+# -- public API ----------------------------------------------------------------------------
+
+
+def dispose(obj: Any, *, stop_timeout: float = DEFAULT_STOP_TIMEOUT) -> DisposeResult:
+    """Disconnect, stop and release an SDK object's native handles now.
+
+    Works on any SDK object that owns native handles (recognizers, transcribers,
+    synthesizers, connections, dialog connectors, audio streams, configs...). Never raises
+    for SDK failures: each failed step is listed in ``errors``. Calling it twice, on
+    ``None``, or on a ``weakref.ref`` whose object is gone is harmless. A concurrent second
+    call returns at once with ``already_disposed=True`` while the first does the work.
+
+    ``stop_timeout``: seconds to wait, in total, for running operations to stop (``0``
+    skips stopping; the native release then stops them itself, synchronously). After
+    ``dispose()`` every method of ``obj`` that reaches the SDK fails cleanly (the handles are
+    NULL); ``obj`` must not be in use on another thread while it is being disposed.
+
+    Called on an SDK callback thread (from inside an event handler), it disconnects the
+    signals at once and hands the rest to a background thread (``deferred=True``).
+    """
+    if isinstance(obj, weakref.ref):
+        obj = obj()
+    if obj is None:
+        return DisposeResult(target="", already_disposed=True)
+    target = type(obj).__qualname__
+    handle_type = _handle_type()
+    if handle_type is not None and isinstance(obj, handle_type):
+        errors: List[str] = []
+        kind = _release_handle(obj, errors)
+        return DisposeResult(
+            target=target,
+            released=(kind,) if kind else (),
+            already_disposed=kind is None,
+            errors=tuple(errors),
+        )
+    if not _claim(obj):
+        return DisposeResult(target=target, already_disposed=True)
+    errors = []
+    disconnected = _disconnect(obj, errors)
+    if _on_foreign_thread():
+        threading.Thread(
+            target=_teardown,
+            args=(obj, stop_timeout, []),
+            name="handletrace-dispose",
+            daemon=True,
+        ).start()
+        return DisposeResult(
+            target=target, disconnected=disconnected, deferred=True, errors=tuple(errors)
+        )
+    stopped, timed_out, released = _teardown(obj, stop_timeout, errors)
+    return DisposeResult(
+        target=target,
+        disconnected=disconnected,
+        stopped=stopped,
+        stop_timed_out=timed_out,
+        released=released,
+        already_disposed=False,
+        errors=tuple(errors),
+    )
+
+
+def _teardown(
+    obj: Any, stop_timeout: float, errors: List[str]
+) -> Tuple[Tuple[str, ...], bool, Tuple[str, ...]]:
+    """Steps 2-5 of ``dispose()``: stop, SDK finaliser, release, NULL the signals' handles."""
+    if _stop_methods(obj):
+        _hurry_stop(obj, errors)
+    stopped, timed_out = _stop(obj, stop_timeout, errors)
+    _run_sdk_finaliser(obj, errors)
+    released = []
+    for handle_obj in _owned_handles(obj):
+        kind = _release_handle(handle_obj, errors)
+        if kind is not None:
+            released.append(kind)
+    _null_signal_handles(obj)
+    return stopped, timed_out, tuple(released)
+
+
+@contextmanager
+def disposing(obj: T, *, stop_timeout: float = DEFAULT_STOP_TIMEOUT) -> Iterator[T]:
+    """``with disposing(SpeechRecognizer(...)) as recognizer:`` disposes it on exit.
+
+    The object is disposed however the block ends (normally or by an exception, which then
+    propagates unchanged).
+    """
+    try:
+        yield obj
+    finally:
+        dispose(obj, stop_timeout=stop_timeout)
+
+
+async def adispose(
+    obj: Any,
+    *,
+    timeout: Optional[float] = None,
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+) -> DisposeResult:
+    """``dispose(obj)`` in a worker thread, so the event loop keeps running meanwhile.
+
+    Native teardown is blocking (releasing a recognizer stops its session synchronously).
+    The work runs in a dedicated daemon thread (not the loop's default executor, which it
+    could starve, and which ``asyncio.run()`` waits for at exit). If it takes longer than
+    ``timeout`` seconds, ``asyncio.TimeoutError`` is raised (the built-in ``TimeoutError``
+    from Python 3.11) and the teardown goes on in the background; it still releases each
+    handle once, and a later ``dispose(obj)`` returns ``already_disposed=True`` at once.
+    Cancelling the awaiting task does not stop the teardown either.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[DisposeResult] = loop.create_future()
+
+    def deliver(result: Optional[DisposeResult], exc: Optional[BaseException]) -> None:
+        if future.done():
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def work(target: Any) -> None:
+        result: Optional[DisposeResult] = None
+        error: Optional[BaseException] = None
+        try:
+            result = dispose(target, stop_timeout=stop_timeout)
+        except BaseException as exc:  # pragma: no cover - dispose() catches SDK failures
+            error = exc
+        try:
+            loop.call_soon_threadsafe(deliver, result, error)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
+
+    worker = threading.Thread(target=work, args=(obj,), name="handletrace-adispose", daemon=True)
+    del obj  # the worker holds the reference; an abandoned await must not keep obj alive
+    worker.start()
+    if timeout is None:
+        return await asyncio.shield(future)
+    return await asyncio.wait_for(asyncio.shield(future), timeout)
+
+
+def _target_of(record: HandleRecord) -> Any:
+    """The object to dispose for a live handle record: the top-level owner of its handle."""
+    owner = record.owner_ref()
+    handle_obj = record.handle_ref()
+    if owner is not None:
+        parent = record.parent_ref()
+        if parent is not None and any(sub is owner for sub in _owned_subobjects(parent)):
+            owner = parent
+        if handle_obj is None or any(h is handle_obj for h in _owned_handles(owner)):
+            return owner
+    return handle_obj  # no known owner: release the lone _Handle
+
+
+def _kinds_filter(kind: Union[None, str, Iterable[str]]) -> Optional[frozenset]:
+    if kind is None:
+        return None
+    return frozenset([kind] if isinstance(kind, str) else kind)
+
+
+def release_all(
+    kind: Union[None, str, Iterable[str]] = None,
+    older_than: Optional[float] = None,
+    *,
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+) -> ReleaseAllResult:
+    """Dispose the owners of every live tracked handle (for shutdown paths, admin endpoints).
+
+    ``kind``: only handles of this kind (or these kinds), e.g. ``"recognizer"``;
+    ``older_than``: only handles created at least this many seconds ago. Each matching
+    handle's top-level owner is disposed (a property bag's recognizer, say), which releases
+    all the handles that owner owns, matching or not. Objects in unreachable reference cycles
+    are disposed too, without a garbage collection.
+
+    Needs the registry, i.e. ``install()`` (it warns ``HandleTraceWarning`` when handletrace
+    is not installed, and then acts only on records kept from an earlier installation).
+
+    Async handles of never-resolved ``ResultFuture``\\ s (records with ``source ==
+    "future"``) are never released; they are returned in ``skipped``: releasing a pending
+    async operation blocks until that operation completes (forever, if it never does), and
+    the future's ``get()`` may be running on another thread, which would then release the
+    same address a second time.
+    """
+    if older_than is not None and older_than < 0:
+        raise ValueError(f"older_than must be >= 0 seconds, got {older_than!r}")
+    tracker = TRACKER
+    if not tracker.installed:
+        warnings.warn(
+            "handletrace.release_all() needs handletrace.install(): without it no handles are "
+            "tracked, so only records kept from an earlier installation are released",
+            HandleTraceWarning,
+            stacklevel=2,
+        )
+    kinds = _kinds_filter(kind)
+    now = time.monotonic()
+    targets: List[Any] = []
+    skipped: List[HandleRecord] = []
+    for record in tracker.registry.live_records():
+        if kinds is not None and record.kind not in kinds:
+            continue
+        if older_than is not None and record.age(now) < older_than:
+            continue
+        if record.source != "handle":
+            skipped.append(record)
+            continue
+        target = _target_of(record)
+        if target is not None and not any(t is target for t in targets):
+            targets.append(target)
+    results = tuple(dispose(target, stop_timeout=stop_timeout) for target in targets)
+    del targets
+    return ReleaseAllResult(results=results, skipped=tuple(skipped))
+
+
+def is_disposed(obj: Any) -> bool:
+    """Whether ``dispose()`` has been called on ``obj``."""
+    return bool(getattr(obj, "__dict__", {}).get(DISPOSED_ATTR))
