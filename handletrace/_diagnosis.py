@@ -24,6 +24,7 @@ Classifications, most urgent first:
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -216,7 +217,16 @@ def diagnose(
         scanned = graph.size
     finally:
         graph.close()
-    return Diagnosis(handles, check, stale_after, time.perf_counter() - started, scanned)
+    result = Diagnosis(handles, check, stale_after, time.perf_counter() - started, scanned)
+    _count_in_metrics(result)
+    return result
+
+
+def _count_in_metrics(diagnosis: Diagnosis) -> None:
+    """Add the leaks found to ``handletrace.leaks.found`` if metrics are loaded (and on)."""
+    metrics = sys.modules.get("handletrace.metrics")
+    if metrics is not None:
+        metrics.record_diagnosis(diagnosis)  # each handle once per pattern; never raises
 
 
 class _Analysis:
