@@ -26,6 +26,9 @@ def _entry_point_installed() -> bool:
 # Installed (pip install -e . / CI), the entry point loads the plugin; in a bare checkout it
 # must be named. Naming it as well would register the module twice, which pytest refuses.
 PLUGIN = () if _entry_point_installed() else ("-p", "handletrace.pytest_plugin")
+# Other installed plugins are switched off in the inner runs: in-process, each run would
+# import (and assertion-rewrite) their modules again, which is most of a run's time.
+QUIET_PLUGINS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark")
 
 HELPERS = '''
 import gc
@@ -58,7 +61,7 @@ def make_suite(pytester: pytest.Pytester, body: str) -> None:
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest(*PLUGIN, "-p", "no:cacheprovider", *args)
+    return pytester.runpytest(*PLUGIN, *QUIET_PLUGINS, *args)
 
 
 # -- failing and passing ---------------------------------------------------------------------
@@ -674,3 +677,17 @@ def test_plugin_in_a_subprocess_fails_the_leak(pytester: pytest.Pytester) -> Non
     result = pytester.runpytest_subprocess(*PLUGIN, "-p", "no:cacheprovider", "--handletrace")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*(2 cyclic garbage)"])
+
+
+def test_failure_section_shows_the_diagnosed_cycle(pytester: pytest.Pytester) -> None:
+    """The section carries the diagnosis: the cycle that kept the handles alive, and the fix."""
+    pytest.importorskip("handletrace._diagnosis")
+    make_suite(pytester, "def test_leaky():\n    leaky_transcriber()\n")
+    result = run(pytester, "--handletrace")
+    result.stdout.fnmatch_lines(
+        [
+            "*cycle: ConversationTranscriber -> EventSignal (transcribed) -> list -> "
+            "function on_transcribed (closure cell 't') -> ConversationTranscriber",
+            "*fix: *disconnect_all()*",
+        ]
+    )
