@@ -115,8 +115,6 @@ def test_values_from_the_report_are_escaped(leak_report: Report) -> None:
 
 def test_page_draws_the_cycle_when_the_report_has_a_diagnosis(leak_report: Report) -> None:
     """With a diagnosis, the reference cycle is drawn: a box per object and a loop back."""
-    if not getattr(leak_report.groups[0], "cycle", None):
-        pytest.skip("this build's report carries no diagnosis")
     page = format_html(leak_report)
     assert "The reference cycle keeping these handles alive" in page
     svg = page.split("The reference cycle keeping these handles alive")[1]

@@ -681,7 +681,6 @@ def test_plugin_in_a_subprocess_fails_the_leak(pytester: pytest.Pytester) -> Non
 
 def test_failure_section_shows_the_diagnosed_cycle(pytester: pytest.Pytester) -> None:
     """The section carries the diagnosis: the cycle that kept the handles alive, and the fix."""
-    pytest.importorskip("handletrace._diagnosis")
     make_suite(pytester, "def test_leaky():\n    leaky_transcriber()\n")
     result = run(pytester, "--handletrace")
     result.stdout.fnmatch_lines(
