@@ -544,27 +544,36 @@ COMMANDS: Dict[str, Callable[[], Any]] = {
 
 def _demo_command() -> Optional[Any]:
     """The ``demo`` subcommand, when this build has the demo (``handletrace._demo``)."""
-    try:
-        spec = importlib.util.find_spec("handletrace._demo")
-    except (ImportError, ValueError):
-        return None
-    if spec is None:
-        return None
+    if sys.modules.get("handletrace._demo") is None:
+        try:
+            if importlib.util.find_spec("handletrace._demo") is None:
+                return None
+        except (ImportError, ValueError):
+            return None
 
     class DemoCommand:
-        """Show the seed's leak and its fix against the local speech service (no Azure).
+        """Show the seed's leak and its fix, live, against the local speech service.
 
         handletrace demo [options]
+
+        Needs no Azure account and no network: the demo runs its own local speech service.
+        Every argument after "demo" is the demo's own (handletrace demo --help lists them).
         """
 
         name = "demo"
 
         def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
-            parser.add_argument("demo_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+            parser.add_argument(
+                "demo_args", nargs=argparse.REMAINDER, help="options passed on to the demo"
+            )
 
         def run(self, args: argparse.Namespace) -> int:
+            return self.run_argv(list(args.demo_args))
+
+        @staticmethod
+        def run_argv(argv: List[str]) -> int:
             demo = importlib.import_module("handletrace._demo")
-            return int(demo.run_demo(list(args.demo_args)))
+            return int(demo.run_demo(argv))
 
     return DemoCommand
 
@@ -600,9 +609,13 @@ def _build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, Any]]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    arguments = list(argv) if argv is not None else sys.argv[1:]
     parser, commands = _build_parser()
+    if arguments[:1] == ["demo"] and "demo" in commands:
+        # Everything after "demo" is the demo's, --help included.
+        return int(commands["demo"].run_argv(arguments[1:]))
     try:
-        args = parser.parse_args(list(argv) if argv is not None else None)
+        args = parser.parse_args(arguments)
     except SystemExit as exc:  # --help, --version, or a usage error (already printed)
         return _exit_code(exc.code)
     if args.command is None:

@@ -542,3 +542,28 @@ def test_subprocess_run_propagates_a_signal_like_exit_code(tmp_path: Path) -> No
     """The program's exit status reaches the shell unchanged."""
     result = run_cli("run", "--report", "none", script(tmp_path, "raise SystemExit(42)\n"))
     assert result.returncode == 42
+
+
+# -- demo --------------------------------------------------------------------------------------
+
+
+def test_demo_command_is_absent_without_the_demo_module(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without handletrace._demo in this build, `demo` is not a command."""
+    import importlib.util
+
+    if importlib.util.find_spec("handletrace._demo") is not None:
+        pytest.skip("this build has the demo")
+    assert main(["demo"]) == EXIT_USAGE
+    assert "invalid choice: 'demo'" in capsys.readouterr().err
+
+
+def test_demo_command_passes_every_argument_to_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`handletrace demo ARGS` calls handletrace._demo.run_demo(ARGS), --help included."""
+    import types
+
+    seen: List[List[str]] = []
+    module = types.ModuleType("handletrace._demo")
+    module.run_demo = lambda argv: seen.append(argv) or 5  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "handletrace._demo", module)
+    assert main(["demo", "--requests", "3", "--help"]) == 5
+    assert seen == [["--requests", "3", "--help"]]
