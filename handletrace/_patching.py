@@ -189,7 +189,8 @@ class _Patcher:
     ) -> RecordFields:
         """The record fields for a new handle; ``start`` is the SDK frame that made it.
 
-        Returns the fields in ``HandleRecord`` order; the registry builds the record itself
+        Returns the fields in ``HandleRecord`` order without ``created_at`` (which is worked
+        out from ``created_monotonic``); the registry builds the record itself
         only when one is asked for (building it costs more than the rest of this function).
         """
         tracker = self.tracker
@@ -220,6 +221,11 @@ class _Patcher:
             traceback = _stacks.capture(config.stack_depth, frame)
         ident = _get_ident()
         thread = _active_threads.get(ident)
+        if thread is not None:
+            ident = thread.ident or ident  # one int object for all records of this thread
+            name = thread.name
+        else:
+            name = thread_name(ident)
         return (
             seq,
             kind,
@@ -227,9 +233,8 @@ class _Patcher:
             type(owner).__qualname__ if owner is not None else "",
             type(parent).__qualname__ if parent is not None else None,
             ident,
-            thread.name if thread is not None else thread_name(ident),
-            time.time(),
-            time.monotonic(),
+            name,
+            time.monotonic(),  # created_at is worked out from it (see _registry._as_record)
             traceback,
             source,
             make_weakref(owner),
@@ -285,15 +290,16 @@ class _Patcher:
                 record = patcher.make_record(
                     kind, _address(handle), None, getframe(1), "handle", self
                 )
-                self.__dict__[SEQ_ATTR] = record[0]
+                setattr(self, SEQ_ATTR, record[0])  # not via __dict__: that builds a dict
                 registry.add(record)
             except Exception as exc:
                 registry.count_error("_Handle.__init__", exc)
 
         def handle_del(self: Any) -> None:
             try:
-                seq = self.__dict__.pop(SEQ_ATTR, None)
+                seq = getattr(self, SEQ_ATTR, None)
                 if seq is not None:
+                    delattr(self, SEQ_ATTR)
                     gc_thread = tracker.gc_thread
                     cause = "gc" if gc_thread is not None and gc_thread == get_ident() else "del"
                     registry.discard(seq, cause)
@@ -321,7 +327,7 @@ class _Patcher:
                 if not address or (kinds is not None and kind not in kinds):
                     return
                 record = patcher.make_record(kind, address, self, start, "future", None)
-                self.__dict__[SEQ_ATTR] = record[0]
+                setattr(self, SEQ_ATTR, record[0])  # not via __dict__: that builds a dict
                 registry.add(record)
             except Exception as exc:
                 registry.count_error("ResultFuture.__init__", exc)
@@ -353,8 +359,8 @@ class _Patcher:
                             if record.source == "handle"
                             else (record.owner_ref())
                         )
-                        if owner is not None:
-                            owner.__dict__.pop(SEQ_ATTR, None)
+                        if owner is not None and getattr(owner, SEQ_ATTR, None) is not None:
+                            delattr(owner, SEQ_ATTR)
                 except Exception as exc:
                     registry.count_error(f"{kind} release", exc)
             return wrapped(*args, **kwargs)

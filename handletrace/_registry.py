@@ -29,7 +29,8 @@ __all__ = ["HandleRecord", "KindStats", "Registry", "Stats", "Totals", "RELEASE_
 RELEASE_CAUSES = ("del", "gc", "forced", "direct", "untracked")
 
 
-#: A record's fields in ``HandleRecord`` field order (what the wrappers register).
+#: A record's fields in ``HandleRecord`` field order, without ``created_at`` (what the
+#: wrappers register; see ``Registry.add``).
 RecordFields = Tuple[Any, ...]
 
 
@@ -137,7 +138,8 @@ class Registry:
         return seq
 
     def add(self, record: Union[HandleRecord, RecordFields]) -> None:
-        """Register a live handle: a record, or its fields in ``HandleRecord`` order.
+        """Register a live handle: a record, or its fields (``HandleRecord`` order, without
+        ``created_at``, which is worked out from ``created_monotonic``).
 
         Fields (what the wrappers pass) are turned into a ``HandleRecord`` only when a
         record is asked for: building the frozen dataclass costs more than all the rest of
@@ -291,7 +293,28 @@ class Registry:
 
 
 def _as_record(entry: Union[HandleRecord, RecordFields]) -> HandleRecord:
-    return HandleRecord(*entry) if type(entry) is tuple else entry  # type: ignore[return-value]
+    if type(entry) is not tuple:
+        return entry  # type: ignore[return-value]
+    # The fields carry the monotonic creation time only (one float less per live handle);
+    # the wall-clock time is worked out from it (a clock step since would shift it).
+    (seq, kind, address, owner, parent, thread_id, thread_name_, monotonic, traceback, source,
+     owner_ref, parent_ref, handle_ref) = entry  # fmt: skip
+    return HandleRecord(
+        seq=seq,
+        kind=kind,
+        address=address,
+        owner=owner,
+        parent=parent,
+        thread_id=thread_id,
+        thread_name=thread_name_,
+        created_at=monotonic + (time.time() - time.monotonic()),
+        created_monotonic=monotonic,
+        traceback=traceback,
+        source=source,
+        owner_ref=owner_ref,
+        parent_ref=parent_ref,
+        handle_ref=handle_ref,
+    )
 
 
 def make_weakref(obj: Any) -> Callable[[], Any]:

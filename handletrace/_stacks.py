@@ -13,7 +13,7 @@ import re
 import sys
 from dataclasses import dataclass
 from types import CodeType, FrameType
-from typing import Any, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from ._compat import DATACLASS_SLOTS
 
@@ -45,22 +45,28 @@ class Frame:
 class Traceback(Sequence[Frame]):
     """An immutable creation stack, oldest frame first (most recent call last).
 
-    Frames are built from the raw ``(code, instruction offset)`` pairs only when first
+    Frames are built from the raw code objects and instruction offsets only when first
     accessed: even the line number is worked out then, not when the stack is captured.
     """
 
-    __slots__ = ("_raw", "_frames", "total_depth")
+    __slots__ = ("_codes", "_lastis", "_frames", "total_depth")
 
-    def __init__(self, raw: tuple[Any, ...], total_depth: Optional[int] = None):
-        # ``raw`` is flat and most recent first, as captured: code, f_lasti, code, f_lasti...
-        self._raw = raw
+    def __init__(
+        self,
+        codes: tuple[CodeType, ...] = (),
+        lastis: tuple[int, ...] = (),
+        total_depth: Optional[int] = None,
+    ):
+        # Most recent first, as captured: code objects and their frames' f_lasti.
+        self._codes = codes
+        self._lastis = lastis
         self._frames: Optional[tuple[Frame, ...]] = None
-        self.total_depth = len(raw) // 2 if total_depth is None else total_depth
+        self.total_depth = len(codes) if total_depth is None else total_depth
 
     @classmethod
     def from_frames(cls, frames: Sequence[Frame]) -> Traceback:
         """A traceback from already-built frames, oldest first (used when loading reports)."""
-        tb = cls(())
+        tb = cls()
         tb._frames = tuple(frames)
         tb.total_depth = len(frames)
         return tb
@@ -68,10 +74,9 @@ class Traceback(Sequence[Frame]):
     @property
     def frames(self) -> tuple[Frame, ...]:
         if self._frames is None:
-            raw = self._raw
             self._frames = tuple(
-                Frame(raw[i].co_filename, line_of(raw[i], raw[i + 1]), raw[i].co_name)
-                for i in range(len(raw) - 2, -1, -2)
+                Frame(code.co_filename, line_of(code, lasti), code.co_name)
+                for code, lasti in zip(reversed(self._codes), reversed(self._lastis))
             )
         return self._frames
 
@@ -105,7 +110,7 @@ class Traceback(Sequence[Frame]):
         return [frame.format() for frame in frames]
 
 
-EMPTY_TRACEBACK = Traceback(())
+EMPTY_TRACEBACK = Traceback()
 
 # Frames whose file lives under one of these directories are "internal" (the SDK, wrapt,
 # handletrace itself) and are trimmed from the top of a stack.
@@ -128,24 +133,38 @@ def capture(depth: int, start: Optional[FrameType] = None) -> Traceback:
 
     This runs for every tracked handle, so it keeps only the code object and the offset of
     the current instruction (``f_lasti``) per frame; the line number costs a line-table walk
-    and is worked out by ``line_of()`` when the stack is first shown.
+    and is worked out by ``line_of()`` when the stack is first shown. Equal stacks share one
+    ``Traceback`` (interned, like tracemalloc's): leaked handles come from a few lines, and
+    a stack costs a few hundred bytes.
     """
     frame: Optional[FrameType] = start if start is not None else sys._getframe(1)
     prefixes = _ignored_prefixes
     while frame is not None and frame.f_code.co_filename.startswith(prefixes):
         frame = frame.f_back
-    raw: list[Any] = []
-    append = raw.append
+    codes: list[CodeType] = []
+    lastis: list[int] = []
     total = 0
     while frame is not None and total < depth:
-        append(frame.f_code)
-        append(frame.f_lasti)
+        codes.append(frame.f_code)
+        lastis.append(frame.f_lasti)
         total += 1
         frame = frame.f_back
     while frame is not None:  # the total depth is still known
         total += 1
         frame = frame.f_back
-    return Traceback(tuple(raw), total)
+    # Keyed by the code objects' ids (hashing a code object is slow); an interned Traceback
+    # holds its code objects, so an id in the table cannot be reused by another code object.
+    key = (total, *lastis, *map(id, codes))
+    traceback = _interned.get(key)
+    if traceback is None:
+        if len(_interned) >= _INTERNED_MAX:
+            _interned.clear()
+        traceback = _interned[key] = Traceback(tuple(codes), tuple(lastis), total)
+    return traceback
+
+
+_INTERNED_MAX = 10_000
+_interned: dict[tuple[int, ...], Traceback] = {}
 
 
 _line_cache: dict[tuple[CodeType, int], int] = {}
