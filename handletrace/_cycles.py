@@ -142,15 +142,24 @@ def _signal_name(signal: Any) -> str:
     return ""
 
 
-_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}\Z")
-_HEXLIKE = re.compile(r"[0-9A-Fa-f\-]{16,}\Z")
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}\Z")
 
 
 def _key_text(key: Any) -> str:
-    """A dict key as shown in a path; strings that could be secrets are not shown."""
-    if isinstance(key, str) and _PLAIN_KEY.match(key) and not _HEXLIKE.match(key):
+    """A dict key as shown in a path: names only; strings that could be secrets (keys,
+    tokens: long, with digits, or not identifiers) are shown as their type."""
+    if (
+        isinstance(key, str)
+        and _PLAIN_KEY.match(key)
+        and not (len(key) >= 16 and sum(c.isdigit() for c in key) >= 4)
+    ):
         return f"'{key}'"
     return f"<{type(key).__name__}>"
+
+
+def _type_name(cls: type) -> str:
+    """A class's qualified name without the ``f.<locals>.`` of classes made in functions."""
+    return cls.__qualname__.rsplit(".<locals>.", 1)[-1]
 
 
 def _dict_key(mapping: Any, value: Any) -> Optional[str]:
@@ -204,13 +213,14 @@ def _label(obj: Any) -> str:
     if isinstance(obj, FunctionType):
         return f"function {obj.__name__}"
     if isinstance(obj, MethodType):
-        return f"method {getattr(obj.__func__, '__qualname__', '?')}"
+        qualname = getattr(obj.__func__, "__qualname__", "?")
+        return f"method {qualname.rsplit('.<locals>.', 1)[-1]}"
     if isinstance(obj, BuiltinFunctionType):
         return f"builtin {getattr(obj, '__qualname__', '?')}"
     if isinstance(obj, ModuleType):
         return f"module {obj.__name__}"
     if isinstance(obj, type):
-        return f"class {obj.__qualname__}"
+        return f"class {_type_name(obj)}"
     if isinstance(obj, FrameType):
         return f"frame {obj.f_code.co_name}"
     if isinstance(obj, CellType):
@@ -218,14 +228,14 @@ def _label(obj: Any) -> str:
     if _is_event_signal(obj):
         name = _signal_name(obj)
         return f"EventSignal ({name})" if name else "EventSignal"
-    return type(obj).__qualname__
+    return _type_name(type(obj))
 
 
 def _step(obj: Any, note: str) -> PathStep:
     code = _code_of(obj) if isinstance(obj, (FunctionType, MethodType)) else None
     return PathStep(
         label=_label(obj),
-        type=type(obj).__qualname__,
+        type=_type_name(type(obj)),
         note=note,
         filename=code.co_filename if code is not None else "",
         lineno=code.co_firstlineno if code is not None else 0,
@@ -354,6 +364,47 @@ def _frame_roots(frame: FrameType, thread: str) -> List[Tuple[str, Any]]:
     return []  # 3.11/3.12: a running function's locals are not visible without side effects
 
 
+def _scan_heap() -> Tuple[List[Any], Dict[int, Any], List[int], Set[int]]:
+    """(objects, id -> object, ids of externally referenced objects, ids of garbage).
+
+    No closure or comprehension here may refer to these containers: on Python < 3.12 that
+    makes a cell, created before the scan, which would then hold a container holding the
+    cell (a reference cycle keeping every scanned object alive until the next collection).
+    """
+    objects = gc.get_objects()
+    # Calibration: the sentinel is held by this frame's variable and by ``objects`` only,
+    # so its count minus one is what ``objects`` and the counting itself add to each.
+    sentinel: List[Any] = []
+    objects.append(sentinel)
+    counts = list(map(sys.getrefcount, objects))
+    offset = counts.pop() - 1
+    objects.pop()
+    del sentinel
+    ids = list(map(id, objects))
+    by_id = dict(zip(ids, objects))
+    internal: Counter[int] = Counter()
+    for start in range(0, len(objects), _CHUNK):
+        internal.update(map(id, gc.get_referents(*objects[start : start + _CHUNK])))
+    external = []
+    for key, count in zip(ids, counts):
+        if count - offset - internal.get(key, 0) > 0:
+            external.append(key)
+    del internal, counts
+    remaining = set(ids)
+    del ids
+    remaining.difference_update(external)
+    frontier = list(map(by_id.__getitem__, external))
+    while frontier:
+        found: Set[int] = set()
+        for start in range(0, len(frontier), _CHUNK):
+            referents = gc.get_referents(*frontier[start : start + _CHUNK])
+            found.update(remaining.intersection(map(id, referents)))
+            del referents
+        remaining -= found
+        frontier = list(map(by_id.__getitem__, found))
+    return objects, by_id, external, remaining
+
+
 class HeapGraph:
     """One non-destructive scan of the GC heap; use as a context manager (or call close()).
 
@@ -373,54 +424,19 @@ class HeapGraph:
     @classmethod
     def scan(cls) -> HeapGraph:
         """Scan the heap now (pauses automatic collection while it runs; collects nothing)."""
-        graph = cls()
         enabled = gc.isenabled()
         gc.disable()
         try:
-            graph._scan()
-        except BaseException:
-            graph.close()
-            raise
+            objects, by_id, external, garbage = _scan_heap()
         finally:
             if enabled:
                 gc.enable()
+        graph = cls()
+        graph._objects = objects
+        graph._by_id = by_id
+        graph._external = external
+        graph._garbage = garbage
         return graph
-
-    def _scan(self) -> None:
-        objects = gc.get_objects()
-        # Calibration: the sentinel is held by this frame's variable and by ``objects`` only,
-        # so its count minus one is what ``objects`` and the counting itself add to each.
-        sentinel: List[Any] = []
-        objects.append(sentinel)
-        counts = list(map(sys.getrefcount, objects))
-        offset = counts.pop() - 1
-        objects.pop()
-        del sentinel
-        ids = list(map(id, objects))
-        by_id = dict(zip(ids, objects))
-        internal: Counter[int] = Counter()
-        for start in range(0, len(objects), _CHUNK):
-            internal.update(map(id, gc.get_referents(*objects[start : start + _CHUNK])))
-        external = [i for i, n in zip(ids, counts) if n - offset - internal.get(i, 0) > 0]
-        del internal, counts
-        remaining = set(ids)
-        del ids
-        remaining.difference_update(external)
-        frontier = [by_id[i] for i in external]
-        while frontier:
-            found: Set[int] = set()
-            for start in range(0, len(frontier), _CHUNK):
-                found.update(
-                    remaining.intersection(
-                        map(id, gc.get_referents(*frontier[start : start + _CHUNK]))
-                    )
-                )
-            remaining -= found
-            frontier = [by_id[i] for i in found]
-        self._objects = objects
-        self._by_id = by_id
-        self._external = external
-        self._garbage = remaining
 
     def close(self) -> None:
         """Let go of every object the scan holds."""

@@ -119,19 +119,37 @@ def _library() -> Any:
     return getattr(interop, "_sdk_lib", None) if interop is not None else None
 
 
+#: (library, (count, info, free)) made once: ctypes function objects refer to themselves,
+#: so making them per call would leave cyclic garbage behind every report.
+_functions: Optional[Tuple[Any, Optional[Tuple[Any, Any, Any]]]] = None
+
+
+def _diagnostics_functions(lib: Any) -> Optional[Tuple[Any, Any, Any]]:
+    global _functions
+    cached = _functions
+    if cached is not None and cached[0] is lib:
+        return cached[1]
+    try:
+        functions: Optional[Tuple[Any, Any, Any]] = (
+            ctypes.CFUNCTYPE(ctypes.c_size_t)(("diagnostics_get_handle_count", lib)),
+            ctypes.CFUNCTYPE(ctypes.c_void_p)(("diagnostics_get_handle_info", lib)),
+            ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p)(("diagnostics_free_string", lib)),
+        )
+    except (AttributeError, OSError, ValueError):
+        functions = None
+    _functions = (lib, functions)
+    return functions
+
+
 def read_native_counts() -> Optional[NativeCounts]:
     """The SDK's native handle counts, or ``None`` (SDK not imported, or no such exports)."""
     lib = _library()
     if lib is None:
         return None
-    try:
-        count_fn = ctypes.CFUNCTYPE(ctypes.c_size_t)(("diagnostics_get_handle_count", lib))
-        info_fn = ctypes.CFUNCTYPE(ctypes.c_void_p)(("diagnostics_get_handle_info", lib))
-        free_fn = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p)(
-            ("diagnostics_free_string", lib)
-        )
-    except (AttributeError, OSError, ValueError):
+    functions = _diagnostics_functions(lib)
+    if functions is None:
         return None
+    count_fn, info_fn, free_fn = functions
     total = int(count_fn())
     pointer = info_fn()
     if not pointer:
