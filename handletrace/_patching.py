@@ -37,8 +37,8 @@ __all__ = [
 
 SDK_MODULE = "azure.cognitiveservices.speech"
 
-#: Attribute on a ``_Handle`` / ``ResultFuture`` holding its record's sequence number. It is
-#: popped when the record is released, so a second finalisation can never count twice.
+#: Attribute on a ``_Handle`` / ``ResultFuture`` holding its record's sequence number. A
+#: second finalisation can never count twice: the registry releases a sequence number once.
 SEQ_ATTR = "_handletrace_seq"
 
 #: The ``_sdk_lib`` release functions the SDK passes to ``_Handle`` or calls directly.
@@ -297,9 +297,10 @@ class _Patcher:
 
         def handle_del(self: Any) -> None:
             try:
+                # Read, not removed: the registry never counts a release twice, and deleting an
+                # instance attribute makes Python 3.9/3.10 stop sharing dict keys for the class.
                 seq = getattr(self, SEQ_ATTR, None)
                 if seq is not None:
-                    delattr(self, SEQ_ATTR)
                     gc_thread = tracker.gc_thread
                     cause = "gc" if gc_thread is not None and gc_thread == get_ident() else "del"
                     registry.discard(seq, cause)
@@ -359,8 +360,8 @@ class _Patcher:
                             if record.source == "handle"
                             else (record.owner_ref())
                         )
-                        if owner is not None and getattr(owner, SEQ_ATTR, None) is not None:
-                            delattr(owner, SEQ_ATTR)
+                        if owner is not None:
+                            owner.__dict__.pop(SEQ_ATTR, None)
                 except Exception as exc:
                     registry.count_error(f"{kind} release", exc)
             return wrapped(*args, **kwargs)
