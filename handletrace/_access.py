@@ -122,25 +122,30 @@ def access_wrapper(patcher: Any, path: str) -> Callable[..., Any]:
         action = "start" if method.startswith("start_") else "stop"
 
     def record_access(instance: Any, args: Any, kwargs: Any) -> None:
-        site, by_sdk = _site(getframe(2), sdk_prefix, internal)
         callback = None
+        if action == "disconnect_all" and not instance.is_connected():
+            return  # nothing to disconnect (e.g. EventSignal.__del__ of an unused signal)
         if action in ("connect", "disconnect_all"):
             owner, target = _signal_owner(instance)
             if owner is None:
                 return
-            if action == "connect":
-                cb = args[0] if args else kwargs.get("callback")
-                callback = describe_callable(cb)
         else:
-            if by_sdk:
-                return  # e.g. start_continuous_recognition() calling its *_async twin
             owner, target = instance, method
+        site, by_sdk = _site(getframe(2), sdk_prefix, internal)
+        if by_sdk and action != "connect":
+            # start_*() calling its *_async twin; the SDK's __del__ disconnecting signals
+            return
+        if action == "connect":
+            callback = describe_callable(args[0] if args else kwargs.get("callback"))
         ident = get_ident()
         _store(
             owner,
             AccessRecord(action, target, site, thread_name(ident), time.time(), callback, by_sdk),
         )
 
+    # Outside its try, the wrapper touches closure variables only: EventSignal.__del__ calls
+    # disconnect_all, and finalisers can run at interpreter shutdown, after module globals
+    # are cleared (a failure inside record_access is caught and counted).
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         if tracker.installed and instance is not None:
             try:
