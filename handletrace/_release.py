@@ -81,8 +81,6 @@ __all__ = [
 #: Seconds ``dispose()`` waits, in total, for running operations to stop.
 DEFAULT_STOP_TIMEOUT = 5.0
 
-#: Marker on a disposed SDK object (set when its disposal starts; never removed).
-DISPOSED_ATTR = "_handletrace_disposed"
 
 #: SDK property: seconds a stopping recognizer waits for the service's final results.
 STOP_TIMEOUT_PROPERTY = "SPEECH-StopRecognitionTimeoutInSeconds"
@@ -91,9 +89,13 @@ _SDK_PREFIX = "azure.cognitiveservices.speech"
 _INTEROP = _SDK_PREFIX + ".interop"
 _OWNED_SUBOBJECT_TYPES = ("PropertyCollection",)
 
-# Guards the check-and-set of the disposed marker and the swap of a _Handle's attributes:
-# a few dictionary operations, never an SDK call.
+# Guards the check-and-add of _DISPOSED and the swap of a _Handle's attributes: a few
+# dictionary operations, never an SDK call.
 _LOCK = threading.Lock()
+
+# The objects whose disposal has started. Weak: it never keeps an SDK object alive, and
+# nothing is added to the SDK objects themselves.
+_DISPOSED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 T = TypeVar("T")
 
@@ -377,7 +379,10 @@ def _disarm(handle_obj: Any) -> Optional[Tuple[Any, Any, Any, int, Optional[int]
         address = value if isinstance(value, int) else 0
         state["_Handle__release_fn"] = _noop_release
         state["_Handle__test_fn"] = None
-        seq = state.pop(SEQ_ATTR, None)
+        # Read, not removed (like the __del__ wrapper): deleting an instance attribute makes
+        # Python 3.9/3.10 stop sharing dict keys for every later _Handle. The registry never
+        # counts a release twice, so the later __del__ finds the record gone.
+        seq = state.get(SEQ_ATTR)
     if not address:
         return None
     return handle, test_fn, release_fn, address, seq
@@ -436,15 +441,14 @@ def _on_foreign_thread() -> bool:
 
 
 def _claim(obj: Any) -> bool:
-    """Mark ``obj`` as disposed; ``False`` if it already was (or cannot be marked)."""
-    try:
-        state = obj.__dict__
-    except AttributeError:
-        return True  # no instance dict: nothing of ours to find on it anyway
+    """Mark ``obj`` as disposed; ``False`` if it already was."""
     with _LOCK:
-        if state.get(DISPOSED_ATTR):
-            return False
-        state[DISPOSED_ATTR] = True
+        try:
+            if obj in _DISPOSED:
+                return False
+            _DISPOSED.add(obj)
+        except TypeError:
+            pass  # no weak references: the handle-level guard still releases each once
     return True
 
 
@@ -660,4 +664,7 @@ def release_all(
 
 def is_disposed(obj: Any) -> bool:
     """Whether ``dispose()`` has been called on ``obj``."""
-    return bool(getattr(obj, "__dict__", {}).get(DISPOSED_ATTR))
+    try:
+        return obj in _DISPOSED
+    except TypeError:
+        return False
