@@ -11,6 +11,7 @@ and the program itself succeeded.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import inspect
 import json
@@ -369,6 +370,7 @@ class RunCommand:
         kinds = _parse_kinds(args.kinds) if args.kinds is not None else None
         program = _Program(args.target, args.module_mode, args.args)
         was_installed = is_installed()
+        gc_was_enabled = gc.isenabled()
         try:
             install(stack_depth=args.stack_depth, stack_sample=args.stack_sample, kinds=kinds)
         except ValueError as exc:
@@ -408,6 +410,8 @@ class RunCommand:
             if sampler is not None:
                 sampler.stop()
             program.restore()
+            if gc_was_enabled:  # the program may have turned it off (matters in-process only)
+                gc.enable()
             if not was_installed:
                 from ._patching import uninstall
 

@@ -279,6 +279,8 @@ class _Window:
         return total - sum(min(high, end) - max(low, self.start) for low, high in merged)
 
     def live_records(self) -> List[HandleRecord]:
+        if self.created() == 0:  # the common case: skip copying every live record
+            return []
         return [r for r in TRACKER.registry.live_records() if self.owns(r.seq)]
 
 

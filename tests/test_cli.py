@@ -567,3 +567,12 @@ def test_demo_command_passes_every_argument_to_the_demo(monkeypatch: pytest.Monk
     monkeypatch.setitem(sys.modules, "handletrace._demo", module)
     assert main(["demo", "--requests", "3", "--help"]) == 5
     assert seen == [["--requests", "3", "--help"]]
+
+
+def test_run_in_process_restores_automatic_gc(tmp_path: Path) -> None:
+    """A program that turns automatic GC off does not leave it off for the caller of main()."""
+    import gc
+
+    assert gc.isenabled()
+    main(["run", "--report", "none", script(tmp_path, "import gc\ngc.disable()\n")])
+    assert gc.isenabled()

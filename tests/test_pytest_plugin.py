@@ -166,10 +166,15 @@ def test_automatic_gc_is_off_during_a_checked_test_and_restored_after(
             assert gc.isenabled()
         """,
     )
-    assert gc.isenabled()
-    result = run(pytester, "--handletrace")
-    result.assert_outcomes(passed=2)
-    assert gc.isenabled()
+    was_enabled = gc.isenabled()
+    gc.enable()
+    try:
+        result = run(pytester, "--handletrace")
+        result.assert_outcomes(passed=2)
+        assert gc.isenabled()
+    finally:
+        if not was_enabled:
+            gc.disable()
 
 
 def test_test_that_already_failed_keeps_its_failure_and_gets_the_section(
