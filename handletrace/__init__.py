@@ -20,6 +20,7 @@ from ._diagnosis import (
 from ._native import NativeCheck, NativeCounts, NativeRow, cross_check, read_native_counts
 from ._patching import HandleTraceWarning, install, is_installed, uninstall
 from ._patterns import PATTERNS, Finding, Pattern
+from ._registry import RELEASE_CAUSES, HandleRecord, KindStats, Stats
 from ._release import (
     DisposeResult,
     ReleaseAllResult,
@@ -28,7 +29,6 @@ from ._release import (
     disposing,
     release_all,
 )
-from ._registry import RELEASE_CAUSES, HandleRecord, KindStats, Stats
 from ._report import Report, ReportError
 from ._snapshot import GroupDiff, HandleGroup, Snapshot
 from ._stacks import Frame, Traceback

@@ -6,7 +6,8 @@ postpones until a cyclic collection. ``dispose(obj)`` releases them now, in this
 
 1. **disconnect** every ``EventSignal`` created on ``obj`` (found generically in its instance
    dictionary, private name-mangled ones such as the recognizer's token-requested signal
-   included), which also breaks the callback cycle;
+   included), which also breaks the callback cycle. First, so that no user callback runs
+   into an object being torn down (the stop below fires session_stopped/canceled);
 2. **stop** a running operation: every ``stop_*_async()`` method the object has is called and
    its future waited for in a worker thread, for ``stop_timeout`` seconds in total; a stop
    that does not finish in time goes on in the background and the release goes ahead.
@@ -21,8 +22,16 @@ postpones until a cyclic collection. ``dispose(obj)`` releases them now, in this
    value is set to NULL *in place* (so every alias of that ``c_void_p``, such as the one each
    ``EventSignal`` keeps, turns NULL too; the SDK answers a NULL handle with
    ``SPXERR_INVALID_ARG`` instead of touching whatever object now lives at the old address);
-5. **record** each release in the registry with cause ``"forced"`` (when handletrace tracked
-   the handle; ``dispose()`` works the same without ``install()``).
+5. **record** each release in the registry with cause ``"forced"``, just before the native
+   call (when handletrace tracked the handle; ``dispose()`` works the same without
+   ``install()``).
+
+Threads: each ``_Handle`` is disarmed under a lock before its native release, so two
+concurrent ``dispose()`` calls (or ``dispose()`` and ``release_all()``) release it once; a
+second call on the same object returns at once with ``already_disposed=True``. On an SDK
+callback thread (``dispose()`` from inside an event handler) the native release would wait
+for that very handler to return, a deadlock: there ``dispose()`` disconnects at once and
+hands the rest to a background thread (``deferred=True``).
 
 Ownership (what "the handles ``obj`` owns" means, precisely): the ``interop._Handle`` objects
 stored directly in ``obj``'s instance dictionary, and those of each ``PropertyCollection``
@@ -317,7 +326,11 @@ def _stop(obj: Any, timeout: float, errors: List[str]) -> Tuple[Tuple[str, ...],
         return (), False
     stopper = _Stopper(obj, names)
     worker = threading.Thread(target=stopper.run, name="handletrace-stop", daemon=True)
-    worker.start()
+    try:
+        worker.start()
+    except RuntimeError as exc:  # no new threads (interpreter shutdown): release stops it
+        errors.append(_describe("stop", exc))
+        return (), False
     worker.join(timeout)
     if worker.is_alive():
         # The pending stop goes on in the background (its future releases its own async
@@ -492,12 +505,17 @@ def dispose(obj: Any, *, stop_timeout: float = DEFAULT_STOP_TIMEOUT) -> DisposeR
     errors = []
     disconnected = _disconnect(obj, errors)
     if _on_foreign_thread():
-        threading.Thread(
-            target=_teardown,
-            args=(obj, stop_timeout, []),
-            name="handletrace-dispose",
-            daemon=True,
-        ).start()
+        try:
+            threading.Thread(
+                target=_teardown,
+                args=(obj, stop_timeout, []),
+                name="handletrace-dispose",
+                daemon=True,
+            ).start()
+        except RuntimeError as exc:
+            # No new threads (interpreter shutdown). Releasing here could wait for this very
+            # callback: leave the (still armed) handles to the SDK's own finalisers.
+            errors.append(_describe("deferred teardown", exc))
         return DisposeResult(
             target=target, disconnected=disconnected, deferred=True, errors=tuple(errors)
         )

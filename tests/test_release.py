@@ -765,3 +765,24 @@ def test_dispose_result_is_frozen() -> None:
     result = handletrace.dispose(None)
     with pytest.raises(AttributeError):
         result.target = "x"  # type: ignore[misc]
+
+
+def test_dispose_without_new_threads_skips_the_stop_and_still_releases(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When no thread can be started (interpreter shutdown), the stop is skipped (the native
+    release stops the session itself) and the handles are released all the same.
+
+    Fault injection: ``threading.Thread.start`` is made to fail as it does at shutdown; the
+    real SDK cannot produce this.
+    """
+    recognizer = sdk_objects.recognizer()
+
+    def no_threads(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(threading.Thread, "start", no_threads)
+    result = handletrace.dispose(recognizer)
+    assert result.errors == ("stop: RuntimeError",)
+    assert result.stopped == ()
+    assert result.released == ("recognizer", "property_bag")
