@@ -638,8 +638,9 @@ def release_all(
     ``kind``: only handles of this kind (or these kinds), e.g. ``"recognizer"``;
     ``older_than``: only handles created at least this many seconds ago. Each matching
     handle's top-level owner is disposed (a property bag's recognizer, say), which releases
-    all the handles that owner owns, matching or not. Objects in unreachable reference cycles
-    are disposed too, without a garbage collection.
+    all the handles that owner owns, matching or not. Owners are disposed newest first (in
+    reverse order of creation), so consumers go before the streams and configs they use.
+    Objects in unreachable reference cycles are disposed too, without a garbage collection.
 
     Needs the registry, i.e. ``install()`` (it warns ``HandleTraceWarning`` when handletrace
     is not installed, and then acts only on records kept from an earlier installation).
@@ -675,7 +676,9 @@ def release_all(
         target = _target_of(record)
         if target is not None and not any(t is target for t in targets):
             targets.append(target)
-    results = tuple(dispose(target, stop_timeout=stop_timeout) for target in targets)
+    # Newest first, like destruction in reverse order of construction: a recognizer is
+    # stopped and released before the streams and configs it was made from.
+    results = tuple(dispose(target, stop_timeout=stop_timeout) for target in reversed(targets))
     del targets
     return ReleaseAllResult(results=results, skipped=tuple(skipped))
 

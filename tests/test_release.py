@@ -786,3 +786,20 @@ def test_dispose_without_new_threads_skips_the_stop_and_still_releases(
     assert result.errors == ("stop: RuntimeError",)
     assert result.stopped == ()
     assert result.released == ("recognizer", "property_bag")
+
+
+def test_release_all_disposes_newest_first(installed: None) -> None:
+    """Reverse order of creation: the recognizer before the audio and speech configs."""
+    config = sdk_objects.speech_config()
+    stream = audio.PushAudioInputStream()
+    audio_config = audio.AudioConfig(stream=stream)
+    recognizer = speechsdk.SpeechRecognizer(config, audio_config=audio_config)
+    result = handletrace.release_all()
+    assert [r.target for r in result.results] == [
+        "SpeechRecognizer",
+        "AudioConfig",
+        "PushAudioInputStream",
+        "SpeechConfig",
+    ]
+    assert all(is_disposed(obj) for obj in (config, stream, audio_config, recognizer))
+    assert live_kinds() == {}
