@@ -83,6 +83,11 @@ class PathStep:
     def where(self) -> str:
         return f"{self.filename}:{self.lineno}" if self.filename else ""
 
+    @property
+    def edge(self) -> str:
+        """The same as ``note``: the label of the edge to the next step."""
+        return self.note
+
 
 @dataclass(frozen=True, **DATACLASS_SLOTS)
 class RefPath:
@@ -315,19 +320,31 @@ def describe_chain(chain: Sequence[Any], *, cyclic: bool) -> Tuple[PathStep, ...
 
     For a cycle, ``chain`` lists each object once and the last refers back to the first.
     """
+    return _describe(chain, cyclic)[0]
+
+
+def _describe(chain: Sequence[Any], cyclic: bool) -> Tuple[Tuple[PathStep, ...], List[int]]:
+    """The steps, and the index in ``chain`` of the object each step shows."""
     objects = list(chain)
     if cyclic:
         objects.append(objects[0])
     end = len(objects) - 1
     steps: List[PathStep] = []
+    shown: List[int] = []
     i = 0
     while i < end:
         note, nxt = _hop(objects, i, end)
         steps.append(_step(objects[i], note))
+        shown.append(i)
         i = nxt
     if not cyclic and objects:
         steps.append(_step(objects[end], ""))
-    return tuple(steps)
+        shown.append(end)
+    return tuple(steps), shown
+
+
+#: Objects that only implement an edge; a drawn cycle does not start at one.
+_CONTAINERS = (dict, list, tuple, set, frozenset, CellType)
 
 
 # -- the heap ------------------------------------------------------------------------------
@@ -542,11 +559,29 @@ class HeapGraph:
                     chain = [referrer]
                     while chain[-1] != start:
                         chain.append(parent[chain[-1]])
-                    steps = describe_chain([self._by_id[i] for i in found], cyclic=True)
-                    held = describe_chain([self._by_id[i] for i in chain], cyclic=False)
-                    return RefPath("cycle", steps, held=held, held_from=0)
+                    return self._held_by(found, chain)
             frontier = following
         return None
+
+    def _held_by(self, cycle: List[int], chain: List[int]) -> RefPath:
+        """The cycle ``cycle`` (starting at ``chain[0]``) holding ``chain[-1]`` through ``chain``.
+
+        The drawn cycle starts at its first object that is not a plain container, and the
+        held path starts at the object whose ``__dict__`` holds the chain, if it is one.
+        """
+        objects = [self._by_id[i] for i in cycle]
+        first = next((k for k, o in enumerate(objects) if not isinstance(o, _CONTAINERS)), 0)
+        objects = objects[first:] + objects[:first]
+        position = (len(objects) - first) % len(objects)  # where chain[0] is now
+        held_objects = [self._by_id[i] for i in chain]
+        before = objects[position - 1]
+        if isinstance(objects[position], dict) and _instance_dict(before, objects[position]):
+            held_objects.insert(0, before)
+            position = (position - 1) % len(objects)
+        steps, shown = _describe(objects, True)
+        held_from = max((n for n, index in enumerate(shown) if index <= position), default=0)
+        held = describe_chain(held_objects, cyclic=False)
+        return RefPath("cycle", steps, held=held, held_from=held_from)
 
     def paths_to(self, targets: Iterable[Any]) -> Dict[int, RefPath]:
         """Shortest paths from a root to each reachable target, keyed by ``id(target)``."""

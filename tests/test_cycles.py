@@ -12,7 +12,15 @@ from typing import Any, List
 import pytest
 
 import handletrace
-from handletrace._cycles import HeapGraph, PathStep, RefPath, find_cycle, to_dot, to_svg
+from handletrace._cycles import (
+    EXTERNAL_ROOT,
+    HeapGraph,
+    PathStep,
+    RefPath,
+    find_cycle,
+    to_dot,
+    to_svg,
+)
 
 from . import sdk_objects
 
@@ -109,6 +117,23 @@ def test_reachable_transcriber_path_starts_at_the_module_global(installed: None)
         ]
     finally:
         HELD.clear()
+
+
+def test_transcriber_held_by_a_local_variable_has_a_root_path(installed: None) -> None:
+    """The path of a running function's variable is as precise as the Python version allows:
+    named on 3.13+ (PEP 667), the frame on 3.9/3.10, "outside the Python heap" on 3.11/3.12."""
+    transcriber = sdk_objects.transcriber()
+    (path,) = [g.root_path for g in handletrace.build().groups]
+    assert path is not None
+    function = sys._getframe().f_code.co_name
+    if sys.version_info >= (3, 13):
+        assert path.root.startswith(f"local variable 'transcriber' in {function} ({__file__}:")
+    elif sys.version_info >= (3, 11):
+        assert path.root == EXTERNAL_ROOT
+    else:
+        assert path.root.startswith(f"a local variable of {function} ({__file__}:")
+    assert path.steps[-1].label == "ConversationTranscriber"
+    del transcriber
 
 
 def test_path_through_a_user_object_names_its_attribute() -> None:

@@ -20,6 +20,7 @@ from handletrace._report import GroupSummary
 from . import sdk_objects
 
 HELD: List[Any] = []
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 
 
 def make_leak(signal: str = "transcribed") -> None:
@@ -193,9 +194,15 @@ def test_fingerprint_is_stable_across_runs(tmp_path: Any) -> None:
             """
         )
     )
+    env = {**os.environ, "PYTHONPATH": ROOT}
     runs = [
         subprocess.run(
-            [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=False,
         )
         for _ in range(2)
     ]
@@ -344,11 +351,13 @@ def test_failed_diagnosis_leaves_a_note_and_the_report(
 
 
 def test_at_exit_report_includes_the_diagnosis(tmp_path: Any) -> None:
-    """HANDLETRACE=1: the report printed at exit draws the cycle."""
+    """HANDLETRACE=1: the report printed at exit draws the cycle (activated the way the
+    handletrace.pth file does, so the test does not need the package installed)."""
     script = tmp_path / "leaky.py"
     script.write_text(
         textwrap.dedent(
             """
+            import handletrace._boot
             import gc
             gc.disable()
             import azure.cognitiveservices.speech as sdk
@@ -366,7 +375,7 @@ def test_at_exit_report_includes_the_diagnosis(tmp_path: Any) -> None:
             """
         )
     )
-    env = {**os.environ, "HANDLETRACE": "1", "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "HANDLETRACE": "1", "PYTHONPATH": ROOT}
     result = subprocess.run(
         [sys.executable, str(script)],
         capture_output=True,

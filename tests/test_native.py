@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import io
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,8 @@ import handletrace
 from handletrace import NativeCheck, NativeCounts, cross_check, read_native_counts
 
 from . import sdk_objects
+
+ENV = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
 
 
 def tracked_live() -> Dict[str, int]:
@@ -84,7 +87,12 @@ def test_sdk_makes_a_handle_at_import_that_the_registry_cannot_see() -> None:
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [["ISpxAudioConfig", 1, 0]]
@@ -97,7 +105,12 @@ def test_reading_native_counts_never_imports_the_sdk() -> None:
         "'azure.cognitiveservices.speech' in sys.modules)"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["None", "False"]
