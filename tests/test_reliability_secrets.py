@@ -1,0 +1,216 @@
+"""Reliability: a subscription key or token never appears in anything handletrace writes.
+
+The program below passes a recognisable fake key and token every way the SDK takes them, as
+literals on the very lines that create handles (so source lines shown in stacks must be
+masked), captured in a callback closure, and as the key of a dict that holds a recognizer
+(so a reference path would name it). Then every output is searched for both strings: text,
+JSON and HTML reports, the diagnosis, drawn cycles, stacks, access records, counted errors,
+``handletrace run`` (report, timeline), ``handletrace report`` and the pytest plugin.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, List
+
+import pytest
+
+import handletrace
+from handletrace import cli
+from handletrace._html import format_html
+from handletrace._tracker import TRACKER
+
+pytest_plugins = ["pytester"]
+
+KEY = "FAKEKEY-7f3a9c0d41e2-SECRET"
+TOKEN = "FAKETOKEN-b41e59d2aa07-SECRET"
+SECRETS = (KEY, TOKEN)
+
+# Handle-creating lines with the secrets on them, as long as people write them.
+TRANSCRIBER_LINE = (
+    "transcriber = transcription.ConversationTranscriber(speech_config=speechsdk.SpeechConfig("
+    f'subscription="{KEY}", region="westus"), audio_config=push())'
+)
+RECOGNIZER_LINE = (
+    "recognizer = speechsdk.SpeechRecognizer(speech_config=speechsdk.SpeechConfig("
+    f'auth_token="{TOKEN}", region="westus"), audio_config=push())'
+)
+PROGRAM = (
+    textwrap.dedent(
+        f"""
+    import gc
+    import sys
+
+    import azure.cognitiveservices.speech as speechsdk
+    from azure.cognitiveservices.speech import audio, transcription
+
+    SESSIONS = {{}}  # keyed by subscription key: a reference path from here would name it
+    SEGMENTS = []
+
+
+    def push():
+        return audio.AudioConfig(stream=audio.PushAudioInputStream())
+
+
+    def make_session():
+        config = speechsdk.SpeechConfig(subscription="{KEY}", region="westus")
+        config.authorization_token = "{TOKEN}"
+        TRANSCRIBER_LINE
+        credentials = {{"subscription": "{KEY}", "{KEY}": "{TOKEN}"}}
+
+        def on_transcribed(evt, key="{KEY}", token=credentials):
+            SEGMENTS.append((transcriber, evt, key, token))  # the seed's closure cycle
+
+        transcriber.transcribed.connect(on_transcribed)
+        RECOGNIZER_LINE
+        recognizer.authorization_token = "{TOKEN}"
+        SESSIONS["{KEY}"] = (recognizer, config)
+
+
+    def main():
+        gc.disable()
+        for _ in range(2):
+            make_session()
+        print("served")
+
+
+    if __name__ == "__main__":
+        main()
+    """
+    )
+    .replace("TRANSCRIBER_LINE", TRANSCRIBER_LINE)
+    .replace("RECOGNIZER_LINE", RECOGNIZER_LINE)
+)
+
+
+def assert_no_secret(where: str, text: str) -> None:
+    for secret in SECRETS:
+        assert secret not in text, f"{secret} found in {where}"
+        assert secret.lower() not in text.lower(), f"{secret} (any case) found in {where}"
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Path:
+    path = tmp_path / "service.py"
+    path.write_text(PROGRAM)
+    return path
+
+
+@pytest.fixture
+def sessions(program: Path, installed: None, no_gc: None) -> Iterator[Any]:
+    """The program's sessions made in this process, with handletrace installed."""
+    spec = importlib.util.spec_from_file_location("secret_service", program)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module.make_session()
+        module.make_session()
+        yield module, caught
+    module.SESSIONS.clear()
+    module.SEGMENTS.clear()
+
+
+def test_no_secret_in_reports_diagnosis_stacks_or_access_records(sessions: Any) -> None:
+    """In-process: every rendering of every record of the program's handles."""
+    module, caught = sessions
+    snapshot = handletrace.snapshot()
+    assert len(snapshot.records) == 8  # 2 leaked transcribers, 1 recognizer + its config
+    report = handletrace.build(snapshot, diagnose=True)
+    text, data = io.StringIO(), io.StringIO()
+    handletrace.report(text, snap=snapshot)
+    handletrace.report(data, "json", snap=snapshot)
+    outputs = {
+        "text report": text.getvalue(),
+        "JSON report": data.getvalue(),
+        "HTML report": format_html(report),
+        "diagnosis": repr(handletrace.diagnose(snapshot)),
+        "records": "\n".join(repr(record) for record in snapshot.records),
+        "stacks": "\n".join("\n".join(record.traceback.format()) for record in snapshot.records),
+        "counted errors": "\n".join(TRACKER.registry.last_errors),
+        "warnings": "\n".join(str(w.message) for w in caught),
+    }
+    owners = [record.owner_ref() for record in snapshot.records]
+    outputs["access records"] = "\n".join(
+        str(access) for owner in owners if owner is not None
+        for access in handletrace.access_records(owner)
+    )  # fmt: skip
+    cycles = [handletrace.find_cycle(owner) for owner in owners if owner is not None]
+    outputs["drawn cycles"] = "\n".join(handletrace.to_dot(c) for c in cycles if c is not None)
+    assert "ConversationTranscriber" in outputs["text report"]
+    assert "speech_config" in outputs["JSON report"]
+    assert "SpeechConfig(subscription=" in outputs["stacks"]  # the masked creation line
+    assert outputs["drawn cycles"] != ""
+    for where, output in outputs.items():
+        assert_no_secret(where, output)
+
+
+def run_cli(argv: List[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("HANDLETRACE")}
+    return subprocess.run(
+        [sys.executable, "-m", "handletrace", *argv],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=cwd,
+        timeout=180,
+    )
+
+
+def test_no_secret_in_anything_handletrace_run_and_report_write(
+    program: Path, tmp_path: Path
+) -> None:
+    """``handletrace run`` (text, JSON and HTML reports, timeline) and ``handletrace report``."""
+    outputs = {}
+    text = run_cli(["run", str(program)], tmp_path)
+    assert text.returncode == 0, text.stderr
+    outputs["run: stdout"] = text.stdout
+    outputs["run: stderr (text report)"] = text.stderr
+    for suffix in ("json", "html"):
+        result = run_cli(["run", "--report", f"report.{suffix}", str(program)], tmp_path)
+        assert result.returncode == 0, result.stderr
+        outputs[f"run: {suffix} report"] = (tmp_path / f"report.{suffix}").read_text()
+        outputs[f"run: {suffix} stderr"] = result.stderr
+    timeline = run_cli(["run", "--timeline", "timeline.json", str(program)], tmp_path)
+    assert timeline.returncode == 0, timeline.stderr
+    outputs["run: timeline"] = (tmp_path / "timeline.json").read_text()
+    renderings = {"report.json": ("text", "json", "html"), "timeline.json": ("text", "svg", "html")}
+    for source, formats in renderings.items():
+        for form in formats:
+            out = tmp_path / f"rendered-{source}.{form}"
+            code = cli.main(["report", str(tmp_path / source), "--format", form, "-o", str(out)])
+            assert code in (0, 3)
+            outputs[f"report {source} as {form}"] = out.read_text()
+    assert "ConversationTranscriber" in outputs["run: stderr (text report)"]
+    assert json.loads(outputs["run: json report"])["summary"]
+    for where, output in outputs.items():
+        assert_no_secret(where, output)
+
+
+def test_no_secret_in_the_pytest_plugin_failure_report(
+    pytester: pytest.Pytester, program: Path
+) -> None:
+    """A test that leaks the program's sessions fails with a report that shows no secret."""
+    pytester.makepyfile(
+        service=program.read_text(),
+        test_leak="""
+        import service
+
+        def test_leaks():
+            service.make_session()
+        """,
+    )
+    result = pytester.runpytest_subprocess("--handletrace", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    output = "\n".join(result.outlines + result.errlines)
+    assert "ConversationTranscriber" in output
+    assert_no_secret("pytest plugin output", output)
