@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine, write_json  # noqa: E402
+from _common import machine, peak_rss_bytes, write_json  # noqa: E402
 
 import handletrace  # noqa: E402
 
@@ -68,7 +68,9 @@ def run(count: int, rounds: int) -> Dict[str, Any]:
     try:
         for _ in range(count):
             make_leaky_transcriber(hold=False)
+        peak_before = peak_rss_bytes()
         data = handletrace.build()
+        results["peak_rss_added_mb"] = round((peak_rss_bytes() - peak_before) / 2**20, 1)
         groups = [g for g in data.groups if g.cycle is not None]
         results["groups_with_cycle"] = len(groups)
         results["cycle"] = groups[0].cycle.text if groups and groups[0].cycle else ""
@@ -113,11 +115,14 @@ def main(argv: Any = None) -> int:
     results = run(args.count, args.rounds)
     seconds = results["seconds"]
     print(f"handletrace diagnosis benchmark: {args.count} leaked ConversationTranscribers")
-    print(f"  live handles {results['live_handles']}, heap objects scanned "
-          f"{results['objects_scanned']:,}, groups with a cycle {results['groups_with_cycle']}")
+    print(
+        f"  live handles {results['live_handles']}, heap objects scanned "
+        f"{results['objects_scanned']:,}, groups with a cycle {results['groups_with_cycle']}"
+    )
     print(f"  cycle: {results['cycle']}")
     print(f"  findings: {', '.join(results['findings'])}")
     print(f"  reachable path: {results['reachable_path']}")
+    print(f"  peak RSS added by the first report + diagnosis: {results['peak_rss_added_mb']} MB")
     print(f"  median of {args.rounds} rounds (max in brackets):")
     for name in ("report", "diagnose", "report_plain", "reachable"):
         print(f"    {name:<13} {seconds[name]:7.3f} s  [{results['seconds_max'][name]:.3f} s]")

@@ -94,7 +94,7 @@ def _signal_owner(signal: Any) -> Tuple[Any, str]:
     owner = context.get() if context is not None else None
     if owner is None:
         return None, ""
-    for attribute, value in vars(owner).items():
+    for attribute, value in list(vars(owner).items()):
         if value is signal:
             return owner, _public_name(attribute) or attribute
     return owner, ""

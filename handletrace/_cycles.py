@@ -139,7 +139,7 @@ def _signal_name(signal: Any) -> str:
         owner = context.get() if context is not None else None
         if owner is None:
             return ""
-        for attribute, value in vars(owner).items():
+        for attribute, value in list(vars(owner).items()):
             if value is signal:
                 return _public_name(attribute) or attribute
     except Exception:

@@ -347,9 +347,9 @@ def _diagnosis_fields(group: HandleGroup, diagnosis: Diagnosis) -> Dict[str, Any
     """The ReportGroup diagnosis fields for ``group``."""
     from ._diagnosis import CLASSIFICATIONS
 
-    handles: List[HandleDiagnosis] = [
-        h for h in (diagnosis.get(r.seq) for r in group.records) if h is not None
-    ]
+    pairs = [(r, diagnosis.get(r.seq)) for r in group.records]
+    known = [(record, handle) for record, handle in pairs if handle is not None]
+    handles: List[HandleDiagnosis] = [handle for _, handle in known]
     if not handles:
         return {}
     counts: Dict[str, int] = {}
@@ -360,7 +360,7 @@ def _diagnosis_fields(group: HandleGroup, diagnosis: Diagnosis) -> Dict[str, Any
     first = handles[0]
     # A finding counts once per SDK object (records of one object share its findings).
     finding_counts: Dict[Any, set] = {}
-    for handle, record in zip(handles, group.records):
+    for record, handle in known:
         for finding in handle.findings:
             own = record.source == "handle" and handle.subject_key
             key = handle.subject_key if own else -record.seq
