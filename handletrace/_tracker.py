@@ -60,11 +60,19 @@ class Tracker:
         self.gc_thread: Optional[int] = None
         self.patcher: Any = None
         self.at_exit: Any = None
+        # Sequence number of the newest record when handletrace was last uninstalled: the
+        # releases of records up to it may have happened unseen.
+        self.unobserved_upto = 0
 
     def reset_defaults(self) -> None:
         """Uninstall, then forget all records, counters and configuration (for tests)."""
+        import sys
+
         from ._patching import uninstall
 
+        metrics = sys.modules.get("handletrace.metrics")
+        if metrics is not None:
+            metrics.disable()
         uninstall()
         self.registry.clear()
         self.config = Config()
