@@ -322,6 +322,7 @@ def _reuse_trials(trials: int, release: Callable[[Any], None]) -> Tuple[int, int
         first, _ = leaky_transcriber()
         address = first._handle.value
         release(first)
+        time.sleep(0.01)  # the native teardown may finish on an SDK thread
         second = transcription.ConversationTranscriber(config, audio_config=audio_config)
         reused += second._handle.value == address
         del first
