@@ -290,27 +290,29 @@ class _Stopper:
         self.errors: List[str] = []
 
     def run(self) -> None:
-        for name in self.names:
-            with self.gate:
-                if self.abandoned:
-                    return
+        try:
+            for name in self.names:
+                with self.gate:
+                    if self.abandoned:
+                        return
+                    try:
+                        future = getattr(self.obj, name)()
+                    except NotImplementedError:
+                        continue  # declared by a base class, not implemented by this one
+                    except Exception as exc:
+                        self.errors.append(_describe(name, exc))
+                        continue
+                get = getattr(future, "get", None)
+                if not callable(get):
+                    continue  # e.g. the base Recognizer's stop_keyword_recognition_async stub
                 try:
-                    future = getattr(self.obj, name)()
-                except NotImplementedError:
-                    continue  # declared by a base class, not implemented by this one
+                    get()
                 except Exception as exc:
                     self.errors.append(_describe(name, exc))
                     continue
-            get = getattr(future, "get", None)
-            if not callable(get):
-                continue  # e.g. the base Recognizer's stop_keyword_recognition_async stub
-            try:
-                get()
-            except Exception as exc:
-                self.errors.append(_describe(name, exc))
-                continue
-            self.done.append(name)
-        self.obj = None
+                self.done.append(name)
+        finally:
+            self.obj = None  # an abandoned stop must not keep the object alive
 
     def abandon(self, wait: float) -> None:
         acquired = self.gate.acquire(timeout=wait)
