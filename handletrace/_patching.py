@@ -15,7 +15,7 @@ import threading
 import time
 import warnings
 from types import FrameType
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
 import wrapt
 
@@ -532,7 +532,7 @@ def install(
         return False
     tracker.config = config
     tracker.installed = True
-    _prune_unobserved(tracker)
+    tracker.exposed_futures, tracker.exposed_after = _prune_unobserved(tracker), None
     if _on_gc not in gc.callbacks:
         gc.callbacks.append(_on_gc)
     sdk = sys.modules.get(SDK_MODULE)
@@ -553,6 +553,7 @@ def uninstall() -> bool:
     tracker = TRACKER
     if not tracker.installed and tracker.patcher is None:
         return False
+    marker = tracker.registry.last_seq()  # records made after this raced with uninstall()
     tracker.installed = False
     if tracker.patcher is not None:
         tracker.patcher.remove()
@@ -560,6 +561,13 @@ def uninstall() -> bool:
     if _on_gc in gc.callbacks:
         gc.callbacks.remove(_on_gc)
     tracker.gc_thread = None
+    # Futures alive now may be resolved (their async handle released) unseen.
+    tracker.exposed_futures = tracker.exposed_futures.union(
+        record.seq
+        for record in tracker.registry.live_records()
+        if record.source == "future" and record.owner_ref() is not None
+    )
+    tracker.exposed_after = marker
     return True
 
 
@@ -568,9 +576,25 @@ def is_installed() -> bool:
     return TRACKER.installed
 
 
-def _prune_unobserved(tracker: Tracker) -> None:
-    """Drop records whose ``_Handle`` died while handletrace was not installed."""
+def _prune_unobserved(tracker: Tracker) -> FrozenSet[int]:
+    """Drop records whose handle was released while handletrace was not installed: a
+    ``_Handle`` that died, or the async handle of a ``ResultFuture`` that was alive at an
+    ``uninstall()`` and has since been resolved (``get()`` released it unseen) or dropped.
+    (A future that died unresolved while handletrace watched is a real leak: it stays.)
+
+    Returns the exposed futures still alive and unresolved (still exposed: one may be in the
+    middle of ``get()``, its handle released but not yet marked resolved)."""
     registry = tracker.registry
+    exposed, after = tracker.exposed_futures, tracker.exposed_after
+    still = set()
     for record in registry.live_records():
-        if record.source == "handle" and record.handle_ref() is None:
-            registry.release(record.seq, "untracked")
+        if record.source == "handle":
+            if record.handle_ref() is None:
+                registry.release(record.seq, "untracked")
+        elif record.seq in exposed or (after is not None and record.seq > after):
+            future = record.owner_ref()
+            if future is None or getattr(future, "_ResultFuture__resolved", False):
+                registry.release(record.seq, "untracked")
+            else:
+                still.add(record.seq)
+    return frozenset(still)

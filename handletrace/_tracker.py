@@ -60,9 +60,11 @@ class Tracker:
         self.gc_thread: Optional[int] = None
         self.patcher: Any = None
         self.at_exit: Any = None
-        # Sequence number of the newest record when handletrace was last uninstalled: the
-        # releases of records up to it may have happened unseen.
-        self.unobserved_upto = 0
+        # ResultFuture records whose get() may release the async handle unseen, since the
+        # last uninstall(): those alive then, and any made after ``exposed_after`` (while it
+        # ran). See _patching._prune_unobserved.
+        self.exposed_futures: FrozenSet[int] = frozenset()
+        self.exposed_after: Optional[int] = None
 
     def reset_defaults(self) -> None:
         """Uninstall, then forget all records, counters and configuration (for tests)."""
@@ -77,6 +79,7 @@ class Tracker:
         self.registry.clear()
         self.config = Config()
         self.gc_thread = None
+        self.exposed_futures, self.exposed_after = frozenset(), None
 
     def after_fork_in_child(self) -> None:
         self.registry.reset_lock_after_fork()
