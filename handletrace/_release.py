@@ -178,9 +178,12 @@ def _handle_type() -> Optional[type]:
 
 
 def _instance_items(obj: Any) -> List[Tuple[str, Any]]:
+    """A copy of ``obj``'s instance dictionary, read past any ``__getattribute__`` override
+    (a broken proxy or descriptor cannot stop a release); empty if it has none."""
     try:
-        return list(vars(obj).items())
-    except TypeError:
+        state = object.__getattribute__(obj, "__dict__")
+        return list(state.items())
+    except Exception:
         return []
 
 
@@ -199,9 +202,11 @@ def _owned_handles(obj: Any) -> List[Any]:
     handle_type = _handle_type()
     if handle_type is None:
         return []
-    handles = [value for _, value in _instance_items(obj) if isinstance(value, handle_type)]
+    handles = [value for _, value in _instance_items(obj) if issubclass(type(value), handle_type)]
     for sub in _owned_subobjects(obj):
-        handles.extend(value for _, value in _instance_items(sub) if isinstance(value, handle_type))
+        handles.extend(
+            value for _, value in _instance_items(sub) if issubclass(type(value), handle_type)
+        )
     return handles
 
 
@@ -216,7 +221,7 @@ def _signals(obj: Any) -> List[Tuple[str, Any]]:
     return [
         (_public_name(attribute) or attribute, value)
         for attribute, value in _instance_items(obj)
-        if isinstance(value, signal_type)
+        if issubclass(type(value), signal_type)
     ]
 
 
@@ -462,8 +467,8 @@ def _claim(obj: Any) -> bool:
             if obj in _DISPOSED:
                 return False
             _DISPOSED.add(obj)
-        except TypeError:
-            pass  # no weak references: the handle-level guard still releases each once
+        except Exception:
+            pass  # no weak references (or no hash): the handle-level guard still holds
     return True
 
 
@@ -487,13 +492,13 @@ def dispose(obj: Any, *, stop_timeout: float = DEFAULT_STOP_TIMEOUT) -> DisposeR
     Called on an SDK callback thread (from inside an event handler), it disconnects the
     signals at once and hands the rest to a background thread (``deferred=True``).
     """
-    if isinstance(obj, weakref.ref):
+    if issubclass(type(obj), weakref.ref):  # type(): isinstance() may call obj.__class__
         obj = obj()
     if obj is None:
         return DisposeResult(target="", already_disposed=True)
     target = type(obj).__qualname__
     handle_type = _handle_type()
-    if handle_type is not None and isinstance(obj, handle_type):
+    if handle_type is not None and issubclass(type(obj), handle_type):
         errors: List[str] = []
         kind = _release_handle(obj, errors)
         return DisposeResult(
@@ -629,6 +634,15 @@ def _kinds_filter(kind: Union[None, str, Iterable[str]]) -> Optional[frozenset]:
     return frozenset([kind] if isinstance(kind, str) else kind)
 
 
+def _dispose_guarded(target: Any, stop_timeout: float) -> DisposeResult:
+    """``dispose()`` that cannot stop ``release_all()``: a failure is counted and reported."""
+    try:
+        return dispose(target, stop_timeout=stop_timeout)
+    except Exception as exc:
+        TRACKER.registry.count_error("release_all", exc)
+        return DisposeResult(target=type(target).__qualname__, errors=(_describe("dispose", exc),))
+
+
 def release_all(
     kind: Union[None, str, Iterable[str]] = None,
     older_than: Optional[float] = None,
@@ -680,7 +694,7 @@ def release_all(
             targets.append(target)
     # Newest first, like destruction in reverse order of construction: a recognizer is
     # stopped and released before the streams and configs it was made from.
-    results = tuple(dispose(target, stop_timeout=stop_timeout) for target in reversed(targets))
+    results = tuple(_dispose_guarded(target, stop_timeout) for target in reversed(targets))
     del targets
     return ReleaseAllResult(results=results, skipped=tuple(skipped))
 
@@ -689,5 +703,5 @@ def is_disposed(obj: Any) -> bool:
     """Whether ``dispose()`` has been called on ``obj``."""
     try:
         return obj in _DISPOSED
-    except TypeError:
+    except Exception:
         return False

@@ -804,3 +804,23 @@ def test_release_all_disposes_newest_first(installed: None) -> None:
     ]
     assert all(is_disposed(obj) for obj in (config, stream, audio_config, recognizer))
     assert live_kinds() == {}
+
+
+class HostileConfig(speechsdk.SpeechConfig):
+    """Attribute access raises for every caller but the SDK (a broken proxy or descriptor)."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if not sys._getframe(1).f_code.co_filename.startswith(_SDK_DIR):
+            raise RuntimeError("hostile attribute access")
+        return object.__getattribute__(self, name)
+
+
+_SDK_DIR = speechsdk.__file__.rsplit("/", 1)[0]
+
+
+def test_dispose_reads_past_a_hostile_getattribute(installed: None) -> None:
+    """The handles are found in the instance dict directly, so they are still released."""
+    config = HostileConfig(subscription=sdk_objects.FAKE_KEY, region="westus")
+    result = handletrace.dispose(config)
+    assert result.released == ("speech_config", "property_bag")
+    assert live_kinds() == {}

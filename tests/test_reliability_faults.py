@@ -209,12 +209,6 @@ def test_diagnose_of_an_owner_whose_attribute_access_raises_does_not_raise(
     assert handletrace.stats().instrumentation_errors > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="release_all() stops at the first owner whose vars() raises (_release._target_of; "
-    "issue 3 owns it): one broken object keeps every other leaked handle alive",
-)
 def test_release_all_is_not_stopped_by_an_owner_whose_attribute_access_raises(
     hostile: HostileConfig, wav: str
 ) -> None:
