@@ -3,10 +3,9 @@
 Every session makes a ConversationTranscriber whose callback closure captures it (the
 seed's reference cycle), transcribes one second of audio against the local speech service,
 and is ended with ``handletrace.dispose(transcriber)`` (four sessions at a time). Every 100
-sessions the test samples
-handletrace's own Python memory (tracemalloc, handletrace's modules only), the process RSS,
-the live records and the SDK's native handle table; it prints them and asserts that all stay
-flat within generous bounds.
+sessions the test samples handletrace's own Python memory (tracemalloc, handletrace's
+modules only), the process RSS, the live records and the SDK's native handle table; it
+prints them and asserts that all stay flat within generous bounds.
 """
 
 from __future__ import annotations
