@@ -66,8 +66,9 @@ class AccessRecord:
 def access_records(obj: Any) -> Tuple[AccessRecord, ...]:
     """The access records kept on ``obj`` (oldest first; empty if none)."""
     try:
-        records = vars(obj).get(ACCESS_ATTR)
-    except TypeError:
+        # Past any __getattribute__ override: reading the report must not run user code.
+        records = object.__getattribute__(obj, "__dict__").get(ACCESS_ATTR)
+    except Exception:
         return ()
     return tuple(records) if records else ()
 

@@ -321,7 +321,7 @@ class _Analysis:
             except Exception as exc:
                 self._error("signals tree", exc)
                 signals = ()
-            access = access_records(obj)
+            access = access_records(obj)  # never raises
             per_subject[key] = (type(obj).__qualname__, signals, access)
             record = first_record[key]
             anchor_key = anchor_of.get(record.seq)
