@@ -13,6 +13,7 @@ import time
 from html import escape
 from typing import IO, Any, List, Optional, Sequence
 
+from ._render import _age, _plural
 from ._report import Report, ReportFrame, ReportGroup
 
 __all__ = ["format_html", "render_html", "svg_cycle"]
@@ -54,18 +55,6 @@ h4 { font-size: .95rem; margin: .8rem 0 .3rem; }
 .fix { background: #e8f5e9; border-left: 4px solid var(--ok); padding: .4rem .8rem;
        font-size: .9rem; white-space: pre-wrap; }
 """
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _age(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    return f"{seconds / 60:.1f} min"
 
 
 def _traceback_html(frames: Sequence[ReportFrame]) -> str:
