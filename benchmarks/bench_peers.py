@@ -13,7 +13,8 @@ documentation says to:
 - handletrace-no-report: ``HANDLETRACE=1 HANDLETRACE_REPORT=none python leaky_workload.py``
   (tracking only: what the at-exit report and its diagnosis add to the handletrace row)
 
-Wall time and peak RSS (the child's ``ru_maxrss``) are ratios against ``none`` in the same
+Wall time and peak RSS (the child's ``ru_maxrss``, spawned from a small launcher:
+``_measure.py``) are ratios against ``none`` in the same
 round (rounds rotate the order; medians reported). Then each tool's own output (everything it
 printed and wrote) is searched, with the same patterns for every tool:
 
@@ -30,6 +31,7 @@ printed and wrote) is searched, with the same patterns for every tool:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -49,6 +51,7 @@ from _service import ServiceProcess  # noqa: E402
 HERE = Path(__file__).resolve().parent
 WORKLOAD = HERE / "leaky_workload.py"
 TRACEMALLOC_RUN = HERE / "tracemalloc_run.py"
+MEASURE = HERE / "_measure.py"
 TOOLS = ("none", "handletrace", "tracemalloc", "memray", "handletrace-no-report")
 
 RECOGNIZER = re.compile(r"recogni[sz]er|transcriber", re.IGNORECASE)
@@ -102,24 +105,19 @@ def command(
 
 
 def run_child(argv: List[str], cwd: Path, env: Dict[str, str]) -> Dict[str, Any]:
-    """Run ``argv``; wall seconds, peak RSS bytes of the child, its output."""
+    """Run ``argv`` through ``_measure.py``: wall seconds, the child's peak RSS, its output."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("HANDLETRACE")}
     environment["PYTHONPATH"] = str(ROOT)
     environment.update(env)
-    out, err = cwd / "stdout.txt", cwd / "stderr.txt"
+    out, err, figures = cwd / "stdout.txt", cwd / "stderr.txt", cwd / "measure.json"
     with open(out, "w") as stdout, open(err, "w") as stderr:
-        started = time.perf_counter()
-        child = subprocess.Popen(argv, stdout=stdout, stderr=stderr, cwd=cwd, env=environment)
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    peak = usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024
-    return {
-        "seconds": wall,
-        "peak_rss": peak,
-        "exit_code": child.returncode,
-        "output": out.read_text() + err.read_text(),
-    }
+        subprocess.run(
+            [sys.executable, str(MEASURE), str(figures), "--", *argv],
+            stdout=stdout, stderr=stderr, cwd=cwd, env=environment, check=True,
+        )  # fmt: skip
+    measured = json.loads(figures.read_text())
+    measured["output"] = out.read_text() + err.read_text()
+    return measured
 
 
 def memray_reports(memray: List[str], workdir: Path) -> Tuple[str, float]:
