@@ -1,29 +1,34 @@
 """handletrace next to tracemalloc and memray on the seed's leaky service (100 requests).
 
-Each tool runs ``leaky_workload.py`` (one leaked ConversationTranscriber per request, through
-the seed's closure cycle, against the local speech service in its own process) the way its
-documentation says to:
+The workload is the project's example of the seed's service, ``examples/request_driver.py
+--requests 100 --host HOST`` (``LeakyTranscriptionService``: one ConversationTranscriber per
+request, kept alive by a callback closure that captures it; automatic GC off), against the
+local speech service in its own process (``leaky_workload.py`` here, the same pattern with the
+SDK only, if the examples are missing). Each tool runs it the way its documentation says to:
 
-- none:        ``python leaky_workload.py HOST 100``
-- handletrace: ``python -m handletrace run --report report.txt leaky_workload.py HOST 100``
-- tracemalloc: ``python -X tracemalloc=16 tracemalloc_run.py leaky_workload.py ...`` (the
+- none:        ``python request_driver.py ...``
+- handletrace: ``python -m handletrace run --report report.txt request_driver.py ...``
+- tracemalloc: ``python -X tracemalloc=16 tracemalloc_run.py request_driver.py ...`` (the
   documentation's "top 10" and "traceback" recipes at exit)
-- memray:      ``memray run --native -o run.bin leaky_workload.py ...``, then ``memray stats``,
+- memray:      ``memray run --native -o run.bin request_driver.py ...``, then ``memray stats``,
   ``memray summary`` and ``memray transform csv --leaks`` (its leak view), timed separately
-- handletrace-no-report: ``HANDLETRACE=1 HANDLETRACE_REPORT=none python leaky_workload.py``
+- handletrace-no-report: ``HANDLETRACE=1 HANDLETRACE_REPORT=none python request_driver.py ...``
   (tracking only: what the at-exit report and its diagnosis add to the handletrace row)
 
-Wall time and peak RSS (the child's ``ru_maxrss``, spawned from a small launcher:
-``_measure.py``) are ratios against ``none`` in the same
-round (rounds rotate the order; medians reported). Then each tool's own output (everything it
-printed and wrote) is searched, with the same patterns for every tool:
+Wall time and peak RSS (the child's ``ru_maxrss``, spawned from a small launcher,
+``_measure.py``) are ratios against ``none`` in the same round (rounds rotate the order;
+medians reported). Then each tool's own output (everything it printed and wrote) is searched,
+with the same patterns for every tool:
 
 (a) shows native recognizers leaked: a line naming a recognizer or transcriber together with
     a native marker (``native``, ``ISpx...``, a ``.so`` frame, a ``*_create_*`` native entry);
-(b) names the creation line: ``leaky_workload.py`` with the line number of the
+(b) names the creation line: the service file with the line number of its
     ``ConversationTranscriber(`` call, in any of the usual forms (``file:N``,
     ``File "file", line N``, ``file;N``);
-(c) explains the cycle: the word "cycle" and the callback (``on_transcribed``) both appear.
+(c) explains the cycle: the word "cycle" and the name of the callback whose closure captures
+    the transcriber both appear.
+
+The creation line and the callback are read from the service's source (``ast``), not typed in.
 
     python benchmarks/bench_peers.py [--rounds 3] [--requests 100] [--json out.json]
 """
@@ -31,6 +36,7 @@ printed and wrote) is searched, with the same patterns for every tool:
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import re
@@ -49,7 +55,11 @@ from _common import ROOT, machine, rotated, write_json  # noqa: E402
 from _service import ServiceProcess  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-WORKLOAD = HERE / "leaky_workload.py"
+# The seed's service as the project ships it (examples/), driven for N requests; this
+# directory's leaky_workload.py (the same pattern, SDK only) if the examples are not there.
+EXAMPLE_DRIVER = ROOT / "examples" / "request_driver.py"
+EXAMPLE_SERVICE = ROOT / "examples" / "transcription_service.py"
+OWN_WORKLOAD = HERE / "leaky_workload.py"
 TRACEMALLOC_RUN = HERE / "tracemalloc_run.py"
 MEASURE = HERE / "_measure.py"
 TOOLS = ("none", "handletrace", "tracemalloc", "memray", "handletrace-no-report")
@@ -58,11 +68,35 @@ RECOGNIZER = re.compile(r"recogni[sz]er|transcriber", re.IGNORECASE)
 NATIVE = re.compile(r"native|ISpx|\.so\b|\w_create_\w", re.IGNORECASE)
 
 
-def creation_line() -> int:
-    for number, line in enumerate(WORKLOAD.read_text().splitlines(), 1):
-        if "ConversationTranscriber(" in line:
-            return number
-    raise RuntimeError("leaky_workload.py creates no ConversationTranscriber")
+def workload(host: str, requests: int) -> Tuple[List[str], Path]:
+    """The workload's command line and the file that creates the transcribers."""
+    if EXAMPLE_DRIVER.exists() and EXAMPLE_SERVICE.exists():
+        driver = [str(EXAMPLE_DRIVER), "--requests", str(requests), "--host", host]
+        return driver, EXAMPLE_SERVICE
+    return [str(OWN_WORKLOAD), host, str(requests)], OWN_WORKLOAD
+
+
+def creation_site(source: Path) -> Tuple[int, str]:
+    """The line of the leaky ``ConversationTranscriber(`` call, and the name of the callback
+    whose closure captures the transcriber (the cycle), both read from ``source``."""
+    tree = ast.parse(source.read_text())
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.FunctionDef):
+            continue
+        line = None
+        for node in ast.walk(function):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == (
+                "ConversationTranscriber"
+            ):
+                line = node.lineno
+        if line is None:
+            continue
+        for inner in function.body:
+            if isinstance(inner, ast.FunctionDef) and any(
+                isinstance(n, ast.Name) and n.id == "transcriber" for n in ast.walk(inner)
+            ):
+                return line, inner.name
+    raise RuntimeError(f"{source.name}: no ConversationTranscriber captured by a callback")
 
 
 def memray_command() -> Optional[List[str]]:
@@ -92,7 +126,7 @@ def native_works(memray: List[str], workdir: Path) -> bool:
 def command(
     tool: str, host: str, requests: int, workdir: Path, memray: List[str], native: bool
 ) -> List[str]:
-    args = [str(WORKLOAD), host, str(requests)]
+    args = workload(host, requests)[0]
     if tool in ("none", "handletrace-no-report"):
         return [sys.executable, *args]
     if tool == "handletrace":
@@ -164,22 +198,32 @@ QUESTIONS = ("native_recognizers_leaked", "names_creation_line", "explains_cycle
 def first_line(
     text: str, pattern: re.Pattern[str], also: Optional[re.Pattern[str]] = None
 ) -> Optional[str]:
-    """The first line matching ``pattern`` (and ``also``), cut to 150 characters around the
-    match."""
+    """The first line matching ``pattern`` (and ``also``): the parts around the matches."""
     for line in text.splitlines():
         found = pattern.search(line)
-        if found and (also is None or also.search(line)):
-            start = max(0, found.start() - 60)
-            return ("…" if start else "") + line[start : start + 150].strip()
+        other = also.search(line) if also is not None else found
+        if found is None or other is None:
+            continue
+        windows: List[List[int]] = []
+        for match in sorted({found, other}, key=lambda m: m.start()):
+            start, end = max(0, match.start() - 40), min(len(line), match.end() + 100)
+            if windows and start <= windows[-1][1]:
+                windows[-1][1] = max(windows[-1][1], end)
+            else:
+                windows.append([start, end])
+        parts = [line[start:end].strip() for start, end in windows]
+        head = "…" if windows[0][0] else ""
+        tail = "…" if windows[-1][1] < len(line) else ""
+        return head + " … ".join(parts) + tail
     return None
 
 
-def findings(text: str, line: int) -> Dict[str, Optional[str]]:
+def findings(text: str, source: Path, line: int, callback: str) -> Dict[str, Optional[str]]:
     """The evidence (a line of output) for each question, or None."""
-    site = re.compile(rf"leaky_workload\.py(?::|\", line |;){line}\b")
+    site = re.compile(rf"{re.escape(source.name)}(?::|\", line |;){line}\b")
     cycle_word = re.compile(r"\bcycle\b", re.IGNORECASE)
     cycle = None
-    if cycle_word.search(text) and "on_transcribed" in text:
+    if cycle_word.search(text) and callback in text:
         cycle = first_line(text, cycle_word)
     return {
         "native_recognizers_leaked": first_line(text, RECOGNIZER, NATIVE),
@@ -190,7 +234,8 @@ def findings(text: str, line: int) -> Dict[str, Optional[str]]:
 
 def run(rounds: int, requests: int) -> Dict[str, Any]:
     memray = memray_command()
-    line = creation_line()
+    source = workload("", requests)[1]
+    line, callback = creation_site(source)
     results: Dict[str, Any] = {tool: {"runs": []} for tool in TOOLS}
     with tempfile.TemporaryDirectory() as tmp:
         native = memray is not None and native_works(memray, Path(tmp))
@@ -209,7 +254,7 @@ def run(rounds: int, requests: int) -> Dict[str, Any]:
                     outcome = run_child(argv, workdir, env)
                 text, report_seconds = tool_output(tool, outcome, workdir, memray or [])
                 outcome["report_seconds"] = report_seconds
-                outcome["findings"] = findings(text, line)
+                outcome["findings"] = findings(text, source, line, callback)
                 outcome["output_chars"] = len(text)
                 del outcome["output"]
                 results[tool]["runs"].append(outcome)
@@ -234,7 +279,11 @@ def run(rounds: int, requests: int) -> Dict[str, Any]:
         "machine": machine(),
         "rounds": rounds,
         "requests": requests,
-        "creation_line": line,
+        "workload": " ".join(
+            Path(a).name if "/" in a else a for a in workload("HOST", requests)[0]
+        ),
+        "creation_site": f"{source.name}:{line}",
+        "callback": callback,
         "memray_native": native,
         "tools": results,
     }
@@ -243,8 +292,10 @@ def run(rounds: int, requests: int) -> Dict[str, Any]:
 def format_table(data: Dict[str, Any]) -> List[str]:
     mark = {True: "yes", False: "no"}
     lines = [
-        f"Seed's leaky service, {data['requests']} requests, median of {data['rounds']} rounds "
-        f"(memray {'with' if data['memray_native'] else 'without'} --native):",
+        f"Seed's leaky service (`{data['workload']}`), median of {data['rounds']} rounds "
+        f"(memray {'with' if data['memray_native'] else 'without'} --native); the leaked "
+        f"transcribers are created at `{data['creation_site']}`, the cycle goes through the "
+        f"callback `{data['callback']}`:",
         "",
         "| tool | wall time | peak RSS | separate report step | (a) native recognizers "
         "leaked | (b) creation line | (c) explains the cycle |",
