@@ -563,7 +563,10 @@ def _chart_lines(
     label: Callable[[float], str],
     style: Style,
     colour: str,
+    x_label: Callable[[float], str] = format_seconds,
+    x_caption: str = "seconds since start",
 ) -> List[str]:
+    """Lines of one column chart; the x axis runs from 0 to ``span`` (seconds by default)."""
     bottom, top = bounds
     scale = top - bottom
     columns = _buckets(times, values, width, span)
@@ -590,7 +593,7 @@ def _chart_lines(
     for t in _time_ticks(span, max(2, width // 10)):
         col = min(width - 1, int(round(t / span * width))) if span > 0 else 0
         axis_chars[col] = "┴"
-        text = format_seconds(t)
+        text = x_label(t)
         end = col + len(text)
         if end <= len(label_chars) and all(
             c == " " for c in label_chars[max(0, col - 1) : end + 1]
@@ -598,7 +601,7 @@ def _chart_lines(
             label_chars[col:end] = list(text)
     lines.append(f"{labels[0]:>{pad}} └" + "".join(axis_chars))
     lines.append(" " * (pad + 2) + "".join(label_chars).rstrip())
-    lines.append(" " * (pad + 2) + "seconds since start".center(width).rstrip())
+    lines.append(" " * (pad + 2) + x_caption.center(width).rstrip())
     return lines
 
 
