@@ -129,7 +129,7 @@ def kind_of(release_function_name: str) -> str:
     """The kind a release function names: ``recognizer_handle_release`` -> ``recognizer``."""
     for suffix in _SUFFIXES:
         if release_function_name.endswith(suffix):
-            return release_function_name[: -len(suffix)]
+            return release_function_name[: -len(suffix)].rstrip("_")
     return release_function_name
 
 
@@ -520,7 +520,9 @@ def install(
         changes["stack_sample"] = stack_sample
     if kinds is not None:
         changes["kinds"] = frozenset([kinds] if isinstance(kinds, str) else kinds)
-    config = tracker.config.with_changes(**changes)  # validates; raises ValueError
+    # A fresh install starts from the defaults: options of an earlier install() do not linger.
+    base = tracker.config if tracker.installed else Config()
+    config = base.with_changes(**changes)  # validates; raises ValueError
     if tracker.installed:
         if changes and config != tracker.config:
             warnings.warn(

@@ -258,3 +258,20 @@ def test_instrumentation_error_is_counted_not_raised(monkeypatch: pytest.MonkeyP
     assert stats.created == created_before
     assert TRACKER.registry.last_errors == ["_Handle.__init__: RuntimeError"] * 2
     del recognizer
+
+
+def test_install_after_uninstall_starts_from_default_options() -> None:
+    """Options of an earlier install() do not carry over to the next one."""
+    from handletrace._tracker import TRACKER
+
+    handletrace.install(kinds=["recognizer"], stack_depth=4)
+    handletrace.uninstall()
+    handletrace.install(stack_sample=0)
+    assert (TRACKER.config.kinds, TRACKER.config.stack_depth) == (None, 16)
+
+
+def test_kind_of_a_double_underscore_release_name_has_no_trailing_underscore() -> None:
+    """Older SDKs name some functions ``x__handle_release``; the kind is ``x``."""
+    assert kind_of("language_understanding_model__handle_release") == (
+        "language_understanding_model"
+    )
