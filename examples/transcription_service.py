@@ -2,10 +2,11 @@
 
 One ``ConversationTranscriber`` per request; segments are collected through callbacks.
 
-``LeakyTranscriptionService`` is written the way the seed's service was: its ``on_canceled``
-callback captures the transcriber it is connected to (to stop it on an error), so
+``LeakyTranscriptionService`` is written the way the seed draws it: its ``on_transcribed``
+closure captures ``segments``, ``transcriber`` and ``done`` (it stops the transcriber once a
+request has ``max_segments`` segments), so
 
-    ConversationTranscriber -> EventSignal (canceled) -> list -> on_canceled -> (the same)
+    ConversationTranscriber -> EventSignal (transcribed) -> list -> on_transcribed -> (the same)
 
 is a reference cycle. The native recognizer (with its websocket and two native threads) is
 freed only when the cyclic garbage collector happens to run, and native memory never
@@ -31,7 +32,7 @@ import azure.cognitiveservices.speech as speechsdk
 import handletrace
 from handletrace.testing import push_stream_audio_config
 
-__all__ = ["FixedTranscriptionService", "LeakyTranscriptionService", "Segment"]
+__all__ = ["FixedTranscriptionService", "LeakyTranscriptionService", "Segment", "service_for"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class Segment:
 class LeakyTranscriptionService:
     """Transcribes one request per ConversationTranscriber; leaks each of them."""
 
-    timeout = 10.0
+    timeout = 10.0  #: seconds to wait for a request's session to end
+    max_segments = 1000  #: a request stops transcribing after this many segments
 
     def __init__(self, host: str) -> None:
         self.host = host
@@ -70,19 +72,17 @@ class LeakyTranscriptionService:
             speech_config=self._config(), audio_config=feed.config
         )
 
-        def on_transcribed(evt: Any) -> None:
+        def on_transcribed(evt: Any) -> None:  # captures segments, transcriber, done
             result = evt.result
             if result.reason == speechsdk.ResultReason.RecognizedSpeech:
                 segments.append(Segment(result.text, result.speaker_id, result.offset))
-
-        def on_canceled(evt: Any) -> None:
-            if evt.cancellation_details.reason == speechsdk.CancellationReason.Error:
-                transcriber.stop_transcribing_async()  # captures its own transcriber
-            done.set()
+            if len(segments) >= self.max_segments:
+                transcriber.stop_transcribing_async()
+                done.set()
 
         with self._scope(transcriber):
             transcriber.transcribed.connect(on_transcribed)
-            transcriber.canceled.connect(on_canceled)
+            transcriber.canceled.connect(lambda evt: done.set())
             transcriber.session_stopped.connect(lambda evt: done.set())
             transcriber.start_transcribing_async().get()
             feed.feed()
