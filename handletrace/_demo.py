@@ -1,10 +1,17 @@
 """``handletrace demo``: the seed's leaking transcription service next to the fixed one.
 
-Starts the local speech service, sends N requests to the leaky service and N to the fixed
-one (examples/transcription_service.py), and measures after every request: live native
-recognizers (from the registry), native threads, open sockets and RSS. Prints both series
-as charts like the seed's "Memory Usage Over 100 Requests", the leak report with the drawn
-cycle, and a side-by-side table. Needs no network and no Azure account.
+Starts the local speech service, sends N requests to the fixed service and N to the leaky
+one (examples/transcription_service.py), and measures before the first request and after
+every request: live native recognizers (from the registry), native threads
+(``/proc/self/task``), open sockets (socket descriptors in ``/proc/self/fd``), the native heap
+in use (glibc ``mallinfo2()``, where there is one), RSS, and the Python objects waiting for a
+collection. Prints
+each measurement as two charts side by side on one axis (leaky left, fixed right), like the
+seed's two "Memory Usage Over 100 Requests" charts, then a table, the per-request cost of the
+leak, and the leak report with the drawn cycle. Needs no network and no Azure account.
+
+Compute and render are separate: :func:`run_service` returns a :class:`RunResult`;
+``format_*`` turn results into text; :func:`run_demo` is the thin front end.
 """
 
 from __future__ import annotations
@@ -15,41 +22,98 @@ import importlib
 import importlib.util
 import io
 import os
+import re
 import sys
 import time
+from ctypes import CDLL, Structure, c_size_t
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Callable, List, Optional, Sequence
+from typing import IO, Callable, List, Optional, Sequence, Tuple
 
-__all__ = ["Measurement", "RunResult", "main", "measure", "run_demo"]
+from ._compat import DATACLASS_SLOTS
+from ._terminal import Style
 
-CHART_HEIGHT = 8
-CHART_WIDTH = 50
+__all__ = [
+    "METRICS",
+    "Measurement",
+    "Metric",
+    "RunResult",
+    "format_comparison",
+    "format_metric_charts",
+    "format_verdict",
+    "load_example_service",
+    "main",
+    "measure",
+    "run_demo",
+    "run_service",
+]
+
+CHART_WIDTH = 30  # columns per chart: two charts side by side fit 80 columns
+GAP = "    "
+MIB = 1024 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, **DATACLASS_SLOTS)
 class Measurement:
-    """The process's state after one request."""
+    """The process's state at one moment."""
 
-    recognizers: int
-    threads: int
-    sockets: int
-    rss: int
+    recognizers: int  #: live native recognizers (handletrace's registry)
+    threads: int  #: native threads of the process
+    sockets: int  #: open socket descriptors of the process
+    native_heap: int  #: bytes in use in malloc's heap, all arenas (-1: not measurable here)
+    rss: int  #: resident set size in bytes (0 where it cannot be read)
+    gc_pending: int  #: Python objects allocated since the last collection, net
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, **DATACLASS_SLOTS)
 class RunResult:
-    """One service's run: the baseline, then one measurement per request."""
+    """One service's run: the baseline, then one measurement after each request."""
 
     label: str
     baseline: Measurement
-    after: tuple  # Tuple[Measurement, ...]
+    after: Tuple[Measurement, ...]
     seconds: float
     segments: int
 
+    @property
+    def requests(self) -> int:
+        return len(self.after)
+
+    @property
+    def last(self) -> Measurement:
+        return self.after[-1] if self.after else self.baseline
+
     def series(self, field: str) -> List[int]:
-        return [getattr(m, field) for m in self.after]
+        """``field`` at the baseline (index 0) and after each request (index i)."""
+        return [getattr(self.baseline, field)] + [getattr(m, field) for m in self.after]
+
+    def growth(self, field: str) -> int:
+        return int(getattr(self.last, field) - getattr(self.baseline, field))
+
+
+@dataclass(frozen=True, **DATACLASS_SLOTS)
+class Metric:
+    """One measured quantity and how it is drawn."""
+
+    field: str
+    title: str
+    height: int
+    scale: int = 1  #: divide by this to draw (bytes -> MiB)
+    unit: str = ""
+    from_zero: bool = True  #: counts start at 0; RSS axes start a little below the lowest value
+
+
+METRICS = (
+    Metric("recognizers", "live native recognizers", 8),
+    Metric("threads", "native threads", 6),
+    Metric("sockets", "open sockets", 6),
+    Metric("native_heap", "native heap in use", 6, MIB, " MB", from_zero=False),
+    Metric("rss", "resident memory (RSS)", 8, MIB, " MB", from_zero=False),
+)
+
+
+# -- measuring -----------------------------------------------------------------------------
 
 
 def _count_threads() -> int:
@@ -64,14 +128,15 @@ def _count_threads() -> int:
 def _count_sockets() -> int:
     count = 0
     try:
-        for fd in os.listdir("/proc/self/fd"):
-            try:
-                if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
-                    count += 1
-            except OSError:
-                continue
+        names = os.listdir("/proc/self/fd")
     except OSError:
         return 0
+    for fd in names:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                count += 1
+        except OSError:
+            continue
     return count
 
 
@@ -83,13 +148,59 @@ def _rss() -> int:
         return 0
 
 
+class _MallInfo2(Structure):
+    _fields_ = [
+        (name, c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _mallinfo2() -> Optional[Callable[[], _MallInfo2]]:
+    try:
+        function = CDLL(None).mallinfo2  # glibc 2.33 and later
+    except (OSError, AttributeError, TypeError):
+        return None
+    function.restype = _MallInfo2
+    function.argtypes = []
+    return function  # type: ignore[no-any-return]
+
+
+_MALLINFO2 = _mallinfo2()
+
+
+def _native_heap() -> int:
+    """Bytes the process's malloc has handed out and not freed (-1 without glibc)."""
+    if _MALLINFO2 is None:
+        return -1
+    info = _MALLINFO2()
+    return int(info.uordblks + info.hblkhd)
+
+
 def measure() -> Measurement:
-    """Live native recognizers, native threads, open sockets and RSS right now."""
+    """Live native recognizers, threads, sockets, native heap, RSS, pending objects now."""
     from ._api import stats
 
     kinds = stats().kinds
     live = kinds["recognizer"].live if "recognizer" in kinds else 0
-    return Measurement(live, _count_threads(), _count_sockets(), _rss())
+    return Measurement(
+        live, _count_threads(), _count_sockets(), _native_heap(), _rss(), gc.get_count()[0]
+    )
+
+
+def available(metric: Metric, run: RunResult) -> bool:
+    """Whether ``metric`` could be measured (there is no native heap figure without glibc)."""
+    return bool(getattr(run.baseline, metric.field) >= 0)
 
 
 def load_example_service() -> ModuleType:
@@ -115,7 +226,7 @@ def run_service(
     requests: int,
     progress: Optional[IO[str]] = None,
 ) -> RunResult:
-    """Send ``requests`` requests; measure before and after each."""
+    """Send ``requests`` requests; measure before the first and after each."""
     baseline = measure()
     after = []
     segments = 0
@@ -131,66 +242,148 @@ def run_service(
     return RunResult(label, baseline, tuple(after), time.perf_counter() - start, segments)
 
 
-def format_chart(title: str, values: Sequence[int], *, unit: str = "") -> str:
-    """A column chart of one value per request, like the seed's drawing."""
-    if not values:
-        return f"{title}: no requests\n"
-    top = max(max(values), 1)
-    columns = min(len(values), CHART_WIDTH)
-    # One column per bucket of requests (the last value of the bucket).
-    buckets = [
-        values[min(len(values) - 1, (i + 1) * len(values) // columns - 1)] for i in range(columns)
-    ]
-    label_width = max(len(f"{top}{unit}"), len(f"0{unit}"))
-    lines = [f"  {title}"]
-    for row in range(CHART_HEIGHT, 0, -1):
-        level = top * row / CHART_HEIGHT
-        middle = row == CHART_HEIGHT // 2 and top >= CHART_HEIGHT
-        label = f"{round(level)}{unit}" if row == CHART_HEIGHT or middle else ""
-        cells = "".join("█" if v >= level - top / (2 * CHART_HEIGHT) else " " for v in buckets)
-        lines.append(f"  {label:>{label_width}} ┤{cells}")
-    lines.append(f"  {'0' + unit:>{label_width}} └{'─' * columns}")
-    lines.append(
-        f"  {'':>{label_width}}  1{'requests':^{max(columns - 1 - len(str(len(values))), 8)}}"
-        f"{len(values)}"
+def _settle(condition: Callable[[], bool], timeout: float = 2.0) -> None:
+    """Native threads and websockets end shortly after their recognizer is released."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _visible(text: str) -> int:
+    return len(_ANSI.sub("", text))
+
+
+def _side_by_side(left: Sequence[str], right: Sequence[str]) -> List[str]:
+    width = max((_visible(line) for line in left), default=0)
+    rows = max(len(left), len(right))
+    out = []
+    for i in range(rows):
+        a = left[i] if i < len(left) else ""
+        b = right[i] if i < len(right) else ""
+        out.append((a + " " * (width - _visible(a)) + GAP + b).rstrip())
+    return out
+
+
+def format_metric_charts(
+    metric: Metric,
+    leaky: RunResult,
+    fixed: RunResult,
+    *,
+    width: int = CHART_WIDTH,
+    style: Optional[Style] = None,
+) -> str:
+    """The leaky and the fixed run of one metric as two charts side by side, on one axis."""
+    from ._timeline import _chart_lines, axis_range, format_count
+
+    style = style or Style(False)
+    runs = (leaky, fixed)
+    values = [[v / metric.scale for v in run.series(metric.field)] for run in runs]
+    everything = [v for series in values for v in series]
+    bounds = axis_range(
+        min(everything),
+        max(everything),
+        zero=metric.from_zero,
+        intervals=metric.height // 2,
+        integral=metric.scale == 1,
     )
-    return "\n".join(lines) + "\n"
+    charts = []
+    for run, series in zip(runs, values):
+        colour = "red" if run.growth(metric.field) > 0 and metric.scale == 1 else "green"
+        if metric.scale != 1:
+            colour = "cyan"
+        charts.append(
+            _chart_lines(
+                f"{metric.title}: {run.label}",
+                [float(i) for i in range(len(series))],
+                series,
+                float(max(run.requests, 1)),
+                bounds,
+                width=width,
+                height=metric.height,
+                label=lambda v: f"{format_count(v)}{metric.unit}",
+                style=style,
+                colour=colour,
+                x_label=lambda t: f"{t:.0f}",
+                x_caption="requests",
+            )
+        )
+    return "\n".join(_side_by_side(charts[0], charts[1])) + "\n"
+
+
+def _cell(run: RunResult, metric: Metric) -> str:
+    first = getattr(run.baseline, metric.field) / metric.scale
+    last = getattr(run.last, metric.field) / metric.scale
+    if metric.scale == 1:
+        return f"{first:.0f} -> {last:.0f} ({last - first:+.0f})"
+    return f"{first:.1f} -> {last:.1f}{metric.unit} ({last - first:+.1f})"
 
 
 def format_comparison(leaky: RunResult, fixed: RunResult) -> str:
-    """A table: baseline and end of each run, per measurement."""
-    mib = 1024 * 1024
-    rows = [
-        ("live native recognizers", "recognizers", 1, ""),
-        ("native threads", "threads", 1, ""),
-        ("open sockets", "sockets", 1, ""),
-        ("RSS", "rss", mib, " MiB"),
-    ]
-    lines = [
-        f"  {'after N requests':<26}{'leaky service':>26}{'fixed service':>26}",
-    ]
-
-    def cell(run: RunResult, field: str, scale: int, unit: str) -> str:
-        first = getattr(run.baseline, field) / scale
-        last = getattr(run.after[-1], field) / scale if run.after else first
-        fmt = "{:.0f}" if scale == 1 else "{:.1f}"
-        change = f"{last - first:+.{0 if scale == 1 else 1}f}"
-        return f"{fmt.format(first)} -> {fmt.format(last)}{unit} ({change})"
-
-    for title, field, scale, unit in rows:
-        leaky_cell, fixed_cell = cell(leaky, field, scale, unit), cell(fixed, field, scale, unit)
-        lines.append(f"  {title:<26}{leaky_cell:>26}{fixed_cell:>26}")
-    per = (
-        (leaky.after[-1].rss - leaky.baseline.rss) / max(len(leaky.after), 1) / 1024
-        if leaky.after
-        else 0
-    )
-    lines.append(
-        f"  {'time per request':<26}{leaky.seconds / max(len(leaky.after), 1) * 1000:>23.0f} ms"
-        f"{fixed.seconds / max(len(fixed.after), 1) * 1000:>23.0f} ms"
-    )
-    lines.append(f"  leaky service: {per:.0f} KiB RSS per request while no cyclic GC runs")
+    """A table: each measurement before the first request and after the last, per service."""
+    lines = [f"  {'before -> after':<26}{'leaky service':>26}{'fixed service':>26}"]
+    for metric in METRICS:
+        if available(metric, leaky):
+            left, right = _cell(leaky, metric), _cell(fixed, metric)
+            lines.append(f"  {metric.title:<26}{left:>26}{right:>26}")
+    pending = Metric("gc_pending", "Python objects awaiting GC", 0)
+    lines.append(f"  {pending.title:<26}{_cell(leaky, pending):>26}{_cell(fixed, pending):>26}")
+    lines.append(f"  {'segments transcribed':<26}{leaky.segments:>26}{fixed.segments:>26}")
+    per_request = [f"{run.seconds / max(run.requests, 1) * 1000:.0f} ms" for run in (leaky, fixed)]
+    lines.append(f"  {'time per request':<26}{per_request[0]:>26}{per_request[1]:>26}")
     return "\n".join(lines) + "\n"
+
+
+def format_verdict(leaky: RunResult, fixed: RunResult) -> str:
+    """What each run amounts to: the leak's cost per request, and whether the fix stays flat."""
+    n = max(leaky.requests, 1)
+    heap = available(METRICS[3], leaky)
+    lines = [
+        "  leaky service, per request: "
+        f"{leaky.growth('recognizers') / n:+.2f} live recognizers, "
+        f"{leaky.growth('threads') / n:+.2f} native threads, "
+        f"{leaky.growth('sockets') / n:+.2f} sockets,",
+        "    "
+        + (f"{leaky.growth('native_heap') / n / 1024:+.0f} KiB native heap, " if heap else "")
+        + f"{leaky.growth('rss') / n / 1024:+.0f} KiB RSS (while no collection runs)",
+    ]
+    most = max(m.recognizers for m in fixed.after) if fixed.after else 0
+    counts_back = all(fixed.growth(f) == 0 for f in ("recognizers", "threads", "sockets"))
+    if most == fixed.baseline.recognizers and counts_back:
+        lines.append(
+            "  fixed service: flat. No recognizer alive after any request; native threads "
+            "and sockets"
+        )
+        lines.append(
+            "    back to baseline"
+            + (f"; native heap {fixed.growth('native_heap') / MIB:+.1f} MB" if heap else "")
+            + f" over {fixed.requests} requests"
+        )
+    else:
+        lines.append(
+            f"  fixed service: NOT flat: recognizers {fixed.growth('recognizers'):+d} "
+            f"(at most {most} alive), threads {fixed.growth('threads'):+d}, "
+            f"sockets {fixed.growth('sockets'):+d}"
+        )
+    pending = fixed.growth("gc_pending")
+    if pending > 0:
+        lines.append(
+            f"  Both RSS series also grow by Python garbage ({fixed.growth('rss') / n / 1024:.0f}"
+            f" KiB, {pending / n:.0f} objects per request for the fixed"
+        )
+        lines.append(
+            "    service): reference cycles the SDK's ctypes.cast() calls leave behind. Any "
+            "collection"
+        )
+        lines.append("    frees them; the automatic one is off here.")
+    return "\n".join(lines) + "\n"
+
+
+# -- front end -----------------------------------------------------------------------------
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -205,9 +398,18 @@ def _parser() -> argparse.ArgumentParser:
         "--requests", type=int, default=100, help="requests per service (default 100)"
     )
     parser.add_argument(
-        "--audio-seconds", type=float, default=1.0, help="seconds of generated audio per request"
+        "--audio-seconds",
+        type=float,
+        default=1.0,
+        help="seconds of generated audio per request (default 1)",
     )
     parser.add_argument("--no-report", action="store_true", help="leave out the leak report")
+    parser.add_argument(
+        "--timeline",
+        metavar="PATH",
+        help="also record live handles and RSS over time and write them to PATH "
+        "(.svg, .html, .json, else a text chart)",
+    )
     return parser
 
 
@@ -219,8 +421,10 @@ def run_demo(argv: Optional[Sequence[str]] = None, out: Optional[IO[str]] = None
         return 2
     out = out if out is not None else sys.stdout
     progress = sys.stderr if sys.stderr.isatty() else None
+    started = time.perf_counter()
 
     from . import _api, _patching
+    from ._timeline import Sampler, write_timeline
     from .testing import Phrase, Script, SpeechService, silence_wav
 
     example = load_example_service()
@@ -234,69 +438,82 @@ def run_demo(argv: Optional[Sequence[str]] = None, out: Optional[IO[str]] = None
     )
     audio = silence_wav(args.audio_seconds)
     report_text = io.StringIO()
-    with SpeechService(script) as service:
-        try:
-            # Native memory never triggers a collection; with only Python allocations to go
-            # by, the collector would run now and then. Off, as in the seed's service.
-            gc.disable()
-            leaky_service = example.LeakyTranscriptionService(service.host)
-            marker = _api.TRACKER.registry.last_seq()
-            leaky = run_service(
-                "leaky", leaky_service.process_audio, audio, args.requests, progress
-            )
-            if not args.no_report:
-                leaked = _api.snapshot().filter(since=marker, kinds=["recognizer", "property_bag"])
-                _api.report(report_text, snap=leaked)
-            gc.collect()  # the seed's workaround, before the fixed run's baseline
-            time.sleep(0.2)  # native threads end shortly after their recognizer is released
-            fixed_service = example.FixedTranscriptionService(service.host)
-            fixed = run_service(
-                "fixed", fixed_service.process_audio, audio, args.requests, progress
-            )
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-            gc.collect()  # release every transcriber before the service goes away
-    if started_here:
-        _patching.uninstall()
+    sampler = Sampler(0.05, label="handletrace demo: fixed, then leaky") if args.timeline else None
+    try:
+        with SpeechService(script) as service:
+            try:
+                # Native memory never triggers a collection; with only Python allocations to
+                # go by, the collector would run now and then. Off, as in the seed's service.
+                gc.disable()
+                fixed_service = example.FixedTranscriptionService(service.host)
+                leaky_service = example.LeakyTranscriptionService(service.host)
+                fixed_service.process_audio(audio)  # warm-up: the SDK's shared threads start
+                _settle(lambda: service.active_connections == 0)
+                if sampler is not None:
+                    sampler.start()
+                # The fixed run first: each run starts from the same state, which the fixed
+                # run leaves as it found it (a leaky run first would leave memory behind).
+                fixed = run_service(
+                    "fixed", fixed_service.process_audio, audio, args.requests, progress
+                )
+                _settle(lambda: service.active_connections == 0)
+                marker = _api.TRACKER.registry.last_seq()
+                leaky = run_service(
+                    "leaky", leaky_service.process_audio, audio, args.requests, progress
+                )
+                if not args.no_report:
+                    leaked = _api.snapshot().filter(
+                        since=marker, kinds=["recognizer", "property_bag"]
+                    )
+                    _api.report(report_text, snap=leaked)
+            finally:
+                gc.collect()  # release every leaked transcriber before the service goes away
+                if gc_was_enabled:
+                    gc.enable()
+                if sampler is not None and sampler.thread is not None:
+                    time.sleep(0.1)  # the drop after the collection
+                    sampler.stop()
+    finally:
+        if started_here:
+            _patching.uninstall()
 
+    style = Style.for_stream(out)
     n = args.requests
-    out.write(f"handletrace demo: {n} requests to the leaky service, then {n} to the fixed one\n")
-    out.write("(local speech service on 127.0.0.1; automatic cyclic GC off, as in production)\n\n")
-    out.write("WITHOUT PROPER CLEANUP (leaky service)\n")
     out.write(
-        format_chart(f"live native recognizers over {n} requests", leaky.series("recognizers"))
+        f"handletrace demo: the seed's transcription service, {n} requests leaky and {n} fixed\n"
+        "(local speech service on 127.0.0.1; automatic garbage collection off, as in a busy\n"
+        " service where native memory never triggers one; measured before the first request\n"
+        " and after each)\n\n"
     )
-    out.write(
-        format_chart(
-            f"RSS over {n} requests", [m.rss // (1024 * 1024) for m in leaky.after], unit=" MiB"
-        )
+    header = _side_by_side(
+        [style("WITHOUT PROPER CLEANUP (leaky service)", "bold", "red")],
+        [style("WITH handletrace.disposing() (fixed)", "bold", "green")],
     )
-    out.write("\nWITH handletrace.disposing() (fixed service)\n")
-    out.write(
-        format_chart(f"live native recognizers over {n} requests", fixed.series("recognizers"))
-    )
-    out.write(
-        format_chart(
-            f"RSS over {n} requests", [m.rss // (1024 * 1024) for m in fixed.after], unit=" MiB"
-        )
-    )
+    out.write(header[0] + "\n")
+    for metric in METRICS:
+        if not available(metric, leaky):
+            continue
+        out.write("\n")
+        out.write(format_metric_charts(metric, leaky, fixed, style=style))
     out.write("\n")
     out.write(format_comparison(leaky, fixed))
-    stable = fixed.after[-1].recognizers == fixed.baseline.recognizers
-    out.write(
-        "  fixed service: "
-        + (
-            "no recognizer left alive: flat\n"
-            if stable
-            else "recognizers still alive (unexpected)\n"
-        )
-    )
+    out.write("\n")
+    out.write(format_verdict(leaky, fixed))
     if report_text.getvalue():
         out.write("\nWhy the leaky service leaks (handletrace.report()):\n\n")
         out.write(report_text.getvalue())
-    return 0
+    status = 0
+    if sampler is not None and sampler.timeline is not None:
+        try:
+            fmt = write_timeline(sampler.timeline, args.timeline)
+            out.write(f"\ntimeline ({fmt}) written to {args.timeline}\n")
+        except OSError as exc:
+            sys.stderr.write(f"handletrace demo: cannot write {args.timeline}: {exc}\n")
+            status = 1
+    out.write(f"\ndemo took {time.perf_counter() - started:.1f} s\n")
+    return status
 
 
-def main() -> int:
-    return run_demo()
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``handletrace demo`` with ``argv`` (``sys.argv[1:]`` when ``None``)."""
+    return run_demo(argv)

@@ -2,38 +2,69 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+import handletrace
 from handletrace import cli
-from handletrace._demo import format_chart, run_demo
+from handletrace._demo import (
+    METRICS,
+    Measurement,
+    RunResult,
+    format_metric_charts,
+    format_verdict,
+    run_demo,
+)
+
+RECOGNIZERS = METRICS[0]
+
+
+def run(label: str, recognizers: list, *, threads: int = 3, sockets: int = 3) -> RunResult:
+    """A run of len(recognizers) - 1 requests; element 0 is the baseline."""
+    measurements = [
+        Measurement(n, threads + 2 * n, sockets + n, 1000 + 100 * n, 5000, 0) for n in recognizers
+    ]
+    return RunResult(label, measurements[0], tuple(measurements[1:]), 1.0, 0)
 
 
 def test_demo_shows_both_charts_the_table_and_the_cycle(capsys: pytest.CaptureFixture[str]) -> None:
-    """`handletrace demo --requests 10` prints the two runs, the comparison and the report."""
+    """`handletrace demo --requests 10` draws leaky and fixed side by side, the table, the cycle."""
     assert cli.main(["demo", "--requests", "10"]) == 0
     out = capsys.readouterr().out
-    assert "WITHOUT PROPER CLEANUP (leaky service)" in out
-    assert "WITH handletrace.disposing() (fixed service)" in out
+    lines = out.splitlines()
+    assert any(
+        "WITHOUT PROPER CLEANUP (leaky service)" in line and "WITH handletrace.disposing()" in line
+        for line in lines
+    )
+    for title in ("live native recognizers", "native threads", "open sockets", "memory (RSS)"):
+        assert any(f"{title}: leaky" in line and f"{title}: fixed" in line for line in lines)
     assert re.search(r"live native recognizers +0 -> 10 \(\+10\) +0 -> 0 \(\+0\)", out)
-    assert "fixed service: no recognizer left alive: flat" in out
-    assert "function on_canceled (closure cell 'transcriber')" in out
+    assert re.search(r"leaky service, per request: \+1\.00 live recognizers, \+2\.00 native", out)
+    assert "fixed service: flat." in out
+    assert "function on_transcribed (closure cell 'transcriber')" in out
 
 
-def test_demo_leaves_tracking_as_it_found_it() -> None:
+def test_demo_leaves_tracking_and_gc_as_it_found_them() -> None:
     """The demo installs handletrace for its run only, and restores automatic GC."""
-    import gc
-
-    import handletrace
-
     assert run_demo(["--requests", "2", "--no-report"], io.StringIO()) == 0
     assert not handletrace.is_installed()
     assert gc.isenabled()
+
+
+def test_demo_writes_the_timeline_it_was_asked_for(tmp_path: Path) -> None:
+    """--timeline PATH.svg records live handles and RSS over the demo as an SVG."""
+    path = tmp_path / "demo.svg"
+    out = io.StringIO()
+    assert run_demo(["--requests", "2", "--no-report", "--timeline", str(path)], out) == 0
+    assert path.read_text().startswith("<svg ")
+    assert f"timeline (svg) written to {path}" in out.getvalue()
 
 
 def test_demo_rejects_a_bad_request_count(capsys: pytest.CaptureFixture[str]) -> None:
@@ -42,12 +73,35 @@ def test_demo_rejects_a_bad_request_count(capsys: pytest.CaptureFixture[str]) ->
     assert "--requests must be >= 1" in capsys.readouterr().err
 
 
-def test_chart_has_one_column_per_request_up_to_its_width() -> None:
-    """A growing series fills the chart like a staircase; zero stays empty."""
-    chart = format_chart("live", [1, 2, 3, 4]).splitlines()
-    assert chart[0] == "  live"
-    assert chart[1].endswith("┤   █")
-    assert chart[-2].endswith("└────")
+def test_charts_of_one_metric_share_one_axis() -> None:
+    """The fixed chart is drawn on the leaky chart's scale, so flat looks flat."""
+    leaky, fixed = run("leaky", [0, 1, 2, 3, 4]), run("fixed", [0, 0, 0, 0, 0])
+    lines = format_metric_charts(RECOGNIZERS, leaky, fixed, width=4).splitlines()
+    assert lines[0].split() == ["live", "native", "recognizers:", "leaky"] + [
+        "live",
+        "native",
+        "recognizers:",
+        "fixed",
+    ]
+    rows = lines[2:10]  # the chart rows, top (4) to bottom, of both charts
+    assert rows[0].startswith("  4 ┤   █")  # the leaky run reaches the top of the axis
+    assert rows[0].endswith("4 ┤")  # the fixed chart's axis tops at 4 too ...
+    assert all(row.endswith(("┤", "│")) for row in rows)  # ... and nothing is drawn above 0
+
+
+def test_verdict_gives_the_leak_per_request() -> None:
+    """Growth over the leaky run divided by its requests, per measurement."""
+    text = format_verdict(run("leaky", [0, 1, 2, 3, 4]), run("fixed", [0, 0, 0, 0, 0]))
+    assert "per request: +1.00 live recognizers, +2.00 native threads, +1.00 sockets," in text
+    assert "+0 KiB native heap" in text
+    assert "fixed service: flat." in text
+
+
+def test_verdict_says_when_the_fixed_run_is_not_flat() -> None:
+    """A recognizer alive after a fixed request is reported, never called flat."""
+    text = format_verdict(run("leaky", [0, 1, 2]), run("fixed", [0, 1, 0]))
+    assert "fixed service: NOT flat: recognizers +0 (at most 1 alive)" in text
+    assert "flat." not in text
 
 
 def test_demo_in_a_subprocess_exits_cleanly() -> None:

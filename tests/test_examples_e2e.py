@@ -122,7 +122,7 @@ def test_leaky_run_keeps_a_socket_and_native_threads_per_request(
 def test_leak_report_draws_the_cycle_at_the_creation_line(
     installed: None, no_gc: None, speech_service: SpeechService
 ) -> None:
-    """The report explains the leak: created where, and the closure cycle that keeps it."""
+    """The report explains the leak: created where, the closure cycle, and the callback's line."""
     service = example.LeakyTranscriptionService(speech_service.host)
     service.process_audio(AUDIO)
     report: Any = handletrace.build(handletrace.snapshot().filter(kinds=["recognizer"]))
@@ -133,8 +133,11 @@ def test_leak_report_draws_the_cycle_at_the_creation_line(
     (group,) = report.groups
     assert (group.site.filename, group.site.lineno) == (example.__file__, creation_line)
     assert group.cycle.text == (
-        "ConversationTranscriber -> EventSignal (canceled) -> list -> function on_canceled "
+        "ConversationTranscriber -> EventSignal (transcribed) -> list -> function on_transcribed "
         "(closure cell 'transcriber') -> ConversationTranscriber"
     )
-    assert [f.pattern for f in group.findings] == ["callback-captures-owner"]
+    callback_line = 1 + next(i for i, line in enumerate(source) if "def on_transcribed(" in line)
+    assert [(f.pattern, f.filename, f.lineno) for f in group.findings] == [
+        ("callback-captures-owner", example.__file__, callback_line)
+    ]
     gc.collect()
