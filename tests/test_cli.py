@@ -549,16 +549,6 @@ def test_subprocess_run_propagates_a_signal_like_exit_code(tmp_path: Path) -> No
 # -- demo --------------------------------------------------------------------------------------
 
 
-def test_demo_command_is_absent_without_the_demo_module(capsys: pytest.CaptureFixture[str]) -> None:
-    """Without handletrace._demo in this build, `demo` is not a command."""
-    import importlib.util
-
-    if importlib.util.find_spec("handletrace._demo") is not None:
-        pytest.skip("this build has the demo")
-    assert main(["demo"]) == EXIT_USAGE
-    assert "invalid choice: 'demo'" in capsys.readouterr().err
-
-
 def test_demo_command_passes_every_argument_to_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     """`handletrace demo ARGS` calls handletrace._demo.run_demo(ARGS), --help included."""
     import types
