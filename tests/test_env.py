@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Dict
@@ -14,6 +12,8 @@ from typing import Dict
 import pytest
 
 from handletrace._env import EnvSettings, settings_from_env
+
+from . import subprocesses
 
 LEAKY_SCRIPT = textwrap.dedent(
     """
@@ -40,16 +40,7 @@ def run_script(
 ) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "service.py"
     path.write_text(script)
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("HANDLETRACE")}
-    environment.update(env)
-    return subprocess.run(
-        [sys.executable, str(path)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    return subprocesses.run_script(path, env)
 
 
 @pytest.mark.parametrize("value", ["1", "true", "YES", "on", " 1 "])

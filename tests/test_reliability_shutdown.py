@@ -8,15 +8,15 @@ case also runs without handletrace as a control: the program itself prints none)
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
+
+from . import subprocesses
 
 PROGRAM = textwrap.dedent(
     """
@@ -72,16 +72,7 @@ ENDINGS = {
 def run(tmp_path: Path, ending: str, env: Dict[str, str]) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "program.py"
     path.write_text(PROGRAM.replace("ENDING", ending))
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("HANDLETRACE")}
-    environment.update(env)
-    return subprocess.run(
-        [sys.executable, str(path)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    return subprocesses.run_script(path, env)
 
 
 def ignored_lines(stderr: str) -> List[str]:
