@@ -50,7 +50,6 @@ or synthesis event args, do not even check validity first).
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import sys
 import threading
@@ -584,6 +583,8 @@ async def adispose(
     handle once, and a later ``dispose(obj)`` returns ``already_disposed=True`` at once.
     Cancelling the awaiting task does not stop the teardown either.
     """
+    import asyncio  # here, not at import: HANDLETRACE=1 start-up should not pay for it
+
     loop = asyncio.get_running_loop()
     future: asyncio.Future[DisposeResult] = loop.create_future()
 
