@@ -100,12 +100,13 @@ def test_threads_and_sockets_return_to_baseline_after_the_fixed_run(
     assert speech_service.active_connections == 0
 
 
-def test_leaky_run_keeps_a_socket_and_native_threads_per_request(
+def test_leaky_run_keeps_two_native_threads_per_request(
     installed: None, no_gc: None, speech_service: SpeechService
 ) -> None:
-    """Leaked transcribers hold native threads (two each) and sockets until a collection.
+    """Each leaked transcriber holds two native threads until a collection.
 
-    (Not one socket each: the SDK closes some idle websockets of a leaked recognizer.)
+    Sockets are not asserted: the SDK closes the idle websockets of a leaked recognizer at
+    its own pace (from one per leak down to none, run to run).
     """
     service = example.LeakyTranscriptionService(speech_service.host)
     assert settle(lambda: speech_service.active_connections == 0)
@@ -114,7 +115,6 @@ def test_leaky_run_keeps_a_socket_and_native_threads_per_request(
         service.process_audio(AUDIO)
     after = measure()
     assert after.threads - before.threads == 2 * REQUESTS
-    assert after.sockets > before.sockets
     gc.collect()
     assert settle(lambda: speech_service.active_connections == 0)
 
