@@ -253,7 +253,7 @@ class _Analysis:
 
     def _run(self, objects: Dict[int, Any]) -> Dict[int, HandleDiagnosis]:
         graph = self.graph
-        live = {record.seq for record in self.registry.live_records()}
+        live = self.registry.live_seqs()
         now = self.snapshot.taken_monotonic
         states: Dict[int, str] = {}
         subject_of: Dict[int, Optional[int]] = {}  # seq -> id(subject)

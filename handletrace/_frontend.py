@@ -64,5 +64,5 @@ def collect_and_split(seqs: Iterable[int]) -> Collected:
     """Run ``gc.collect()`` and count which of the records ``seqs`` it released."""
     wanted = frozenset(seqs)
     gc.collect()
-    still = sum(1 for r in TRACKER.registry.live_records() if r.seq in wanted)
+    still = len(wanted & TRACKER.registry.live_seqs())
     return Collected(len(wanted), len(wanted) - still, still)

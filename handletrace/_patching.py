@@ -14,8 +14,10 @@ import sys
 import threading
 import time
 import warnings
+import weakref
+from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
 import wrapt
 
@@ -169,6 +171,139 @@ def _async_kind(owner: Any) -> str:
     return "recognizer_async"
 
 
+@dataclass(frozen=True)
+class _HookContext:
+    """What the ``_Handle`` hooks read: the registry's containers and a few callables.
+
+    The C hooks take each attribute once, when they are made; the containers are never
+    replaced (the registry empties them in place)."""
+
+    tracker: Tracker
+    live: Dict[int, Tuple[Any, ...]]
+    counts: Dict[str, List[int]]
+    by_cause: Dict[str, int]
+    seq_counter: Iterator[int]
+    unwrapped: Dict[int, Tuple[Any, str]]
+    interned: Dict[Tuple[int, ...], Any]
+    active_threads: Dict[int, threading.Thread]
+    prefixes: Tuple[str, ...]
+    empty_traceback: Any
+    seq_attr: str
+    kind_for: Callable[[Any], str]
+    count_error: Callable[[str, BaseException], None]
+    new_kind: Callable[[str], List[int]]
+    make_traceback: Callable[..., Any]
+    monotonic: Callable[[], float]
+
+
+#: Environment variable that keeps the C hooks out even when the extension is built.
+NO_EXTENSIONS_VARIABLE = "HANDLETRACE_NO_EXTENSIONS"
+
+
+def _speedups() -> Any:
+    """The C accelerator module, or ``None`` (not built, or switched off)."""
+    if os.environ.get(NO_EXTENSIONS_VARIABLE, "").strip() not in ("", "0"):
+        return None
+    try:
+        from . import _speedups as module  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return module
+
+
+def hooks_in_use() -> Optional[str]:
+    """``"c"`` or ``"python"``: which ``_Handle`` hooks are in place (``None``: none are)."""
+    patcher = TRACKER.patcher
+    return None if patcher is None else patcher.hook_kind
+
+
+def _python_hooks(original_init: Any, original_del: Any, ctx: _HookContext) -> Tuple[Any, Any]:
+    """The pure-Python ``_Handle`` hooks: what the C hooks of ``_speedups`` do, line for line.
+
+    Per handle they keep only what cannot be found later: the sequence number (on the
+    ``_Handle``), kind, the ctypes handle, the code that made it, the thread, the time, the
+    stack and a weak reference. The owner is found when a record is built (``_owners.py``).
+    """
+    tracker = ctx.tracker
+    registry = tracker.registry
+    unwrapped_get = ctx.unwrapped.get
+    active_get = ctx.active_threads.get
+    seq_counter = ctx.seq_counter
+    kind_for = ctx.kind_for
+    count_error = ctx.count_error
+    empty = ctx.empty_traceback
+    monotonic = ctx.monotonic
+    seq_attr = ctx.seq_attr
+    capture = _stacks.capture
+    getframe = sys._getframe
+    get_ident = threading.get_ident
+    ref = weakref.ref
+
+    def handle_init(
+        self: Any, handle: Any, test_fn: Any, release_fn: Any, *args: Any, **kwargs: Any
+    ) -> None:
+        # The _Handle keeps the real release function, not handletrace's wrapper of it:
+        # its __del__ then releases without passing through the wrapper (the __del__
+        # hook below has already removed the record).
+        entry = unwrapped_get(id(release_fn))
+        original_init(
+            self, handle, test_fn, release_fn if entry is None else entry[0], *args, **kwargs
+        )
+        if not tracker.installed:
+            return
+        try:
+            kind = entry[1] if entry is not None else kind_for(release_fn)
+            config = tracker.config
+            kinds = config.kinds
+            if kinds is not None and kind not in kinds:
+                return
+            seq = next(seq_counter)
+            setattr(self, seq_attr, seq)  # not via __dict__: that builds a dict
+            frame = getframe(1)
+            ident = get_ident()
+            thread = active_get(ident)
+            sample, depth = config.stack_sample, config.stack_depth
+            if sample and depth and (sample == 1 or seq % sample == 0):
+                traceback = capture(depth, frame)
+            else:
+                traceback = empty
+            registry.add_handle(
+                (
+                    seq,
+                    kind,
+                    handle,
+                    frame.f_code,
+                    thread if thread is not None else ident,
+                    monotonic(),
+                    traceback,
+                    ref(self),
+                )
+            )
+        except Exception as exc:
+            try:
+                count_error("_Handle.__init__", exc)
+            except Exception:
+                pass
+
+    def handle_del(self: Any) -> None:
+        try:
+            # Read, not removed: the registry never counts a release twice, and deleting an
+            # instance attribute makes Python 3.9/3.10 stop sharing dict keys for the class.
+            seq = getattr(self, seq_attr, None)
+            if seq is not None:
+                gc_thread = tracker.gc_thread
+                cause = "gc" if gc_thread is not None and gc_thread == get_ident() else "del"
+                registry.discard(seq, cause)
+        except Exception as exc:
+            try:
+                count_error("_Handle.__del__", exc)
+            except Exception:
+                pass
+        original_del(self)
+
+    return handle_init, handle_del
+
+
 class _Patcher:
     """The wrappers in place, with the originals they replaced."""
 
@@ -181,7 +316,7 @@ class _Patcher:
         self.kinds_by_name: Dict[str, str] = {}
         # id(release wrapper) -> (the real release function, its kind); see handle_init.
         self.unwrapped: Dict[int, Tuple[Any, str]] = {}
-        self.sample_counter = 0
+        self.hook_kind: Optional[str] = None
 
     # -- record creation (the hot path) ---------------------------------------------------
     def make_record(
@@ -249,67 +384,65 @@ class _Patcher:
             kind = self.kinds_by_name[name] = kind_of(name)
         return kind
 
+    def hook_context(self) -> _HookContext:
+        """What the ``_Handle`` hooks share with the registry (the C hooks keep these)."""
+        registry = self.tracker.registry
+        return _HookContext(
+            tracker=self.tracker,
+            live=registry.live_table,
+            counts=registry.counts_table,
+            by_cause=registry.cause_table,
+            seq_counter=registry.seq_counter,
+            unwrapped=self.unwrapped,
+            interned=_stacks.INTERNED,
+            active_threads=_active_threads,
+            prefixes=_stacks.ignored_prefixes(),
+            empty_traceback=_stacks.EMPTY_TRACEBACK,
+            seq_attr=SEQ_ATTR,
+            kind_for=self.kind_for,
+            count_error=registry.count_error,
+            new_kind=registry.new_kind,
+            make_traceback=_stacks.make_traceback,
+            monotonic=time.monotonic,
+        )
+
+    def handle_hooks(self, original_init: Any, original_del: Any) -> Tuple[Any, Any]:
+        """The ``_Handle.__init__`` and ``__del__`` replacements (C if available)."""
+        ctx = self.hook_context()
+        speedups = _speedups()
+        if speedups is not None:
+            self.tracker.registry.use_pop(speedups.pop_record)
+            init_hook, del_hook = speedups.make_hooks(original_init, original_del, ctx)
+            self.hook_kind = "c"
+        else:
+            self.tracker.registry.use_pop(None)
+            init_hook, del_hook = _python_hooks(original_init, original_del, ctx)
+            self.hook_kind = "python"
+        functools.update_wrapper(init_hook, original_init)  # sets __wrapped__
+        functools.update_wrapper(del_hook, original_del)
+        return init_hook, del_hook
+
     # -- wrappers --------------------------------------------------------------------------
     def build_wrappers(self, originals: Dict[str, Any]) -> Dict[str, Callable[..., Any]]:
-        """Plain functions replacing the SDK methods in ``originals`` (path -> original).
+        """The objects replacing the SDK methods in ``originals`` (path -> original).
 
-        They are plain functions rather than ``wrapt.FunctionWrapper`` objects because they
-        run for every handle: binding a FunctionWrapper costs more per call than the rest of
-        the bookkeeping (see benchmarks/README.md). Each calls the original first or last,
-        whatever happens in handletrace's own code.
+        ``_Handle.__init__/__del__`` run for every native handle: they are the C hooks of
+        ``handletrace._speedups`` when that extension is built (and not switched off), else
+        the plain Python functions below, which do exactly the same. Neither is a
+        ``wrapt.FunctionWrapper``: binding one per call costs more than all the bookkeeping
+        (see benchmarks/README.md). Each calls the original first or last, whatever happens
+        in handletrace's own code.
         """
         # Everything a wrapper touches is bound here as a closure variable, not a module
         # global: finalisers run during interpreter shutdown, after module globals are cleared.
         tracker = self.tracker
         registry = tracker.registry
-        get_ident = threading.get_ident
         getframe = sys._getframe
         patcher = self
-        unwrapped = self.unwrapped
-        original_handle_init = originals["_Handle.__init__"]
-        original_handle_del = originals["_Handle.__del__"]
         original_future_init = originals["ResultFuture.__init__"]
-
-        def handle_init(
-            self: Any, handle: Any, test_fn: Any, release_fn: Any, *args: Any, **kwargs: Any
-        ) -> None:
-            # The _Handle keeps the real release function, not handletrace's wrapper of it:
-            # its __del__ then releases without passing through the wrapper (the __del__
-            # wrapper below has already removed the record).
-            entry = unwrapped.get(id(release_fn))
-            original_handle_init(
-                self, handle, test_fn, release_fn if entry is None else entry[0], *args, **kwargs
-            )
-            if not tracker.installed:
-                return
-            try:
-                kind = entry[1] if entry is not None else patcher.kind_for(release_fn)
-                kinds = tracker.config.kinds
-                if kinds is not None and kind not in kinds:
-                    return
-                record = patcher.make_record(
-                    kind, _address(handle), None, getframe(1), "handle", self
-                )
-                setattr(self, SEQ_ATTR, record[0])  # not via __dict__: that builds a dict
-                registry.add(record)
-            except Exception as exc:
-                registry.count_error("_Handle.__init__", exc)
-
-        def handle_del(self: Any) -> None:
-            try:
-                # Read, not removed: the registry never counts a release twice, and deleting an
-                # instance attribute makes Python 3.9/3.10 stop sharing dict keys for the class.
-                seq = getattr(self, SEQ_ATTR, None)
-                if seq is not None:
-                    gc_thread = tracker.gc_thread
-                    cause = "gc" if gc_thread is not None and gc_thread == get_ident() else "del"
-                    registry.discard(seq, cause)
-            except Exception as exc:
-                try:
-                    registry.count_error("_Handle.__del__", exc)
-                except Exception:
-                    pass
-            original_handle_del(self)
+        handle_init, handle_del = self.handle_hooks(
+            originals["_Handle.__init__"], originals["_Handle.__del__"]
+        )
 
         def future_init(self: Any, async_handle: Any, *args: Any, **kwargs: Any) -> None:
             original_future_init(self, async_handle, *args, **kwargs)
@@ -333,14 +466,12 @@ class _Patcher:
             except Exception as exc:
                 registry.count_error("ResultFuture.__init__", exc)
 
-        wrappers: Dict[str, Callable[..., Any]] = {
+        functools.update_wrapper(future_init, original_future_init)  # sets __wrapped__
+        return {
             "_Handle.__init__": handle_init,
             "_Handle.__del__": handle_del,
             "ResultFuture.__init__": future_init,
         }
-        for path, wrapper in wrappers.items():
-            functools.update_wrapper(wrapper, originals[path])  # sets __wrapped__
-        return wrappers
 
     def release_wrapper(self, kind: str) -> Callable[..., Any]:
         """Wrapper for a release function: notices direct calls on a tracked address."""
@@ -566,8 +697,8 @@ def uninstall() -> bool:
     # Futures alive now may be resolved (their async handle released) unseen.
     tracker.exposed_futures = tracker.exposed_futures.union(
         record.seq
-        for record in tracker.registry.live_records()
-        if record.source == "future" and record.owner_ref() is not None
+        for record in tracker.registry.live_records(source="future")
+        if record.owner_ref() is not None
     )
     tracker.exposed_after = marker
     return True
@@ -589,11 +720,9 @@ def _prune_unobserved(tracker: Tracker) -> FrozenSet[int]:
     registry = tracker.registry
     exposed, after = tracker.exposed_futures, tracker.exposed_after
     still = set()
-    for record in registry.live_records():
-        if record.source == "handle":
-            if record.handle_ref() is None:
-                registry.release(record.seq, "untracked")
-        elif record.seq in exposed or (after is not None and record.seq > after):
+    registry.prune_dead_handles()
+    for record in registry.live_records(source="future"):
+        if record.seq in exposed or (after is not None and record.seq > after):
             future = record.owner_ref()
             if future is None or getattr(future, "_ResultFuture__resolved", False):
                 registry.release(record.seq, "untracked")

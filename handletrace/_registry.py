@@ -13,12 +13,20 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Collection, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ._compat import DATACLASS_SLOTS
 from ._stacks import EMPTY_TRACEBACK, Traceback
 
-__all__ = ["HandleRecord", "KindStats", "Registry", "Stats", "Totals", "RELEASE_CAUSES"]
+__all__ = [
+    "HANDLE_ENTRY_LEN",
+    "HandleRecord",
+    "KindStats",
+    "RELEASE_CAUSES",
+    "Registry",
+    "Stats",
+    "Totals",
+]
 
 #: Why a handle left the registry.
 #: ``del``: its ``_Handle`` was finalised by reference counting;
@@ -45,7 +53,10 @@ class HandleRecord:
     seq: int
     kind: str
     address: int
+    #: Class of the SDK object holding the ``_Handle`` (found when the record is built; if
+    #: none holds it any more, the class whose method made it; "" if neither is known).
     owner: str
+    #: Class of the SDK object holding the owner (a ``PropertyCollection``'s recognizer).
     parent: Optional[str]
     thread_id: int
     thread_name: str
@@ -65,7 +76,7 @@ class HandleRecord:
 
     @property
     def owner_label(self) -> str:
-        """The owner class, and the SDK object it belongs to: ``PropertyCollection of X``."""
+        """The owner class, and the SDK object holding the owner: ``PropertyCollection of X``."""
         return f"{self.owner} of {self.parent}" if self.parent else self.owner
 
     @property
@@ -113,13 +124,31 @@ def _add_into(total: Dict[str, int], counts: Mapping[str, int]) -> None:
 
 
 class Registry:
-    """All handle bookkeeping; one instance lives on the global tracker."""
+    """All handle bookkeeping; one instance lives on the global tracker.
+
+    Live entries are tuples, turned into ``HandleRecord`` objects only when records are
+    asked for (building one costs more than all the rest of the bookkeeping per handle,
+    and most handles are released without being looked at). Two layouts:
+
+    - a ``_Handle``'s entry, written by the ``_Handle.__init__`` hook on the hot path:
+      ``(seq, kind, handle, code, thread, monotonic, traceback, handle_ref)``, see
+      ``HANDLE_ENTRY_LEN``; its owner and parent are found when the record is built
+      (``_owners.py``), not when the handle is made;
+    - a ``ResultFuture``'s async handle: the ``HandleRecord`` fields in order, without
+      ``created_at`` (see ``add()``).
+
+    The hooks (Python, or the C accelerator ``_speedups``) insert and pop entries and bump
+    the counters of this object's containers directly; everything here that changes them
+    holds the lock, and the C hooks need none (the GIL makes each of them atomic).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._seq = itertools.count(1)
-        self._last_seq = 0
-        self._live: Dict[int, Union[HandleRecord, RecordFields]] = {}
+        self._live: Dict[int, RecordFields] = {}
+        self._built: Dict[int, HandleRecord] = {}
+        # Addresses of async handles (ResultFuture records): a direct call of a release
+        # function finds its record here. ``_Handle`` entries are never released that way.
         self._by_address: Dict[int, int] = {}
         # kind -> [created, released, live, peak]: one lookup per event on the hot path.
         self._counts: Dict[str, List[int]] = {}
@@ -130,27 +159,62 @@ class Registry:
         self._cleared_created: Dict[str, int] = {}
         self._cleared_by_cause: Dict[str, int] = dict.fromkeys(RELEASE_CAUSES, 0)
         self._cleared_errors = 0
+        # The C accelerator's atomic pop, when it is in use (see use_pop()).
+        self._c_pop: Optional[Callable[..., Any]] = None
+
+    # -- what the hooks share -------------------------------------------------------------
+    @property
+    def seq_counter(self) -> Iterator[int]:
+        return self._seq
+
+    @property
+    def live_table(self) -> Dict[int, RecordFields]:
+        return self._live
+
+    @property
+    def counts_table(self) -> Dict[str, List[int]]:
+        return self._counts
+
+    @property
+    def cause_table(self) -> Dict[str, int]:
+        return self._by_cause
+
+    def use_pop(self, pop: Optional[Callable[..., Any]]) -> None:
+        """Pop entries with the C accelerator's ``pop_record`` (atomic with its hooks)."""
+        self._c_pop = pop
+
+    def new_kind(self, kind: str) -> List[int]:
+        """The counters of ``kind``, created if new (the hooks call this for a new kind)."""
+        with self._lock:
+            counts = self._counts.get(kind)
+            if counts is None:
+                counts = self._counts[kind] = [0, 0, 0, 0]
+            return counts
 
     # -- mutation -------------------------------------------------------------------------
     def next_seq(self) -> int:
         # No lock: next() on an itertools.count is atomic under the GIL (one C call).
-        self._last_seq = seq = next(self._seq)
-        return seq
+        return next(self._seq)
 
-    def add(self, record: Union[HandleRecord, RecordFields]) -> None:
-        """Register a live handle: a record, or its fields (``HandleRecord`` order, without
-        ``created_at``, which is worked out from ``created_monotonic``).
-
-        Fields (what the wrappers pass) are turned into a ``HandleRecord`` only when a
-        record is asked for: building the frozen dataclass costs more than all the rest of
-        the bookkeeping per handle, and most handles are released without being looked at.
-        """
-        if type(record) is tuple:
-            seq, kind, address = record[0], record[1], record[2]
-        else:
-            seq, kind, address = record.seq, record.kind, record.address  # type: ignore[union-attr]
+    def add_handle(self, entry: RecordFields) -> None:
+        """Register a ``_Handle`` entry (the pure-Python hook; the C hook does this itself)."""
+        kind = entry[1]
         with self._lock:
-            self._live[seq] = record
+            self._live[entry[0]] = entry
+            counts = self._counts.get(kind)
+            if counts is None:
+                counts = self._counts[kind] = [0, 0, 0, 0]
+            counts[0] += 1
+            live = counts[2] = counts[2] + 1
+            if live > counts[3]:
+                counts[3] = live
+
+    def add(self, fields: RecordFields) -> None:
+        """Register an async handle: ``HandleRecord`` fields in order, without
+        ``created_at`` (worked out from ``created_monotonic``)."""
+        seq, kind, address = fields[0], fields[1], fields[2]
+        with self._lock:
+            self._live[seq] = fields
             self._by_address[address] = seq
             counts = self._counts.get(kind)
             if counts is None:
@@ -162,37 +226,46 @@ class Registry:
 
     def release(self, seq: int, cause: str) -> Optional[HandleRecord]:
         """Remove the record ``seq``; ``None`` if it was already gone (never counted twice)."""
-        entry = self._pop(seq, cause)
-        return None if entry is None else _as_record(entry)
+        with self._lock:
+            built = self._built.get(seq)
+            entry = self._pop(seq, cause)
+            if entry is None:
+                return None
+            self._built.pop(seq, None)
+        return built if built is not None else _build_records([entry])[0]
 
     def discard(self, seq: int, cause: str) -> bool:
         """Like ``release()`` without building the record: ``False`` if it was already gone."""
-        return self._pop(seq, cause) is not None
-
-    def _pop(self, seq: int, cause: str) -> Union[HandleRecord, RecordFields, None]:
         with self._lock:
+            return self._pop(seq, cause) is not None
+
+    def _pop(self, seq: int, cause: str) -> Optional[RecordFields]:
+        # Caller holds the lock.
+        c_pop = self._c_pop
+        if c_pop is not None:
+            entry = c_pop(self._live, self._counts, self._by_cause, seq, cause)
+        else:
             entry = self._live.pop(seq, None)
-            if entry is None:
-                return None
-            if type(entry) is tuple:
-                kind, address = entry[1], entry[2]
-            else:
-                kind, address = entry.kind, entry.address  # type: ignore[union-attr]
+            if entry is not None:
+                counts = self._counts.get(entry[1])
+                if counts is not None:  # never inserts: stats() may be iterating _counts
+                    counts[1] += 1
+                    counts[2] -= 1
+                self._by_cause[cause] = self._by_cause.get(cause, 0) + 1
+        if entry is not None and len(entry) != HANDLE_ENTRY_LEN:
+            address = entry[2]
             if self._by_address.get(address) == seq:
                 del self._by_address[address]
-            counts = self._counts.get(kind)
-            if counts is not None:  # never inserts: stats() may be iterating _counts
-                counts[1] += 1
-                counts[2] -= 1
-            self._by_cause[cause] = self._by_cause.get(cause, 0) + 1
         return entry
 
     def find_address(self, address: int) -> Optional[HandleRecord]:
-        """The newest live record at ``address`` (addresses are reused after release)."""
+        """The live async-handle record at ``address`` (``ResultFuture`` records only)."""
         with self._lock:
             seq = self._by_address.get(address)
             entry = None if seq is None else self._live.get(seq)
-        return None if entry is None else _as_record(entry)
+        if entry is None:
+            return None
+        return self._built.get(seq) or _build_records([entry])[0]  # type: ignore[arg-type]
 
     def count_error(self, where: str, exc: BaseException) -> None:
         """Count an instrumentation failure; keep a short description of the latest few."""
@@ -202,16 +275,33 @@ class Registry:
                 # Type and location only: an exception message may quote an argument value.
                 self.last_errors.append(f"{where}: {type(exc).__name__}")
 
+    def prune_dead_handles(self) -> int:
+        """Release (cause ``untracked``) ``_Handle`` entries whose object is gone: handles
+        finalised while the hooks were not in place. Returns how many."""
+        pruned = 0
+        for seq, entry in self._live.copy().items():
+            if (
+                len(entry) == HANDLE_ENTRY_LEN
+                and entry[7]() is None
+                and self.discard(seq, "untracked")
+            ):
+                pruned += 1
+        return pruned
+
     def clear(self) -> None:
-        """Forget every record and counter (sequence numbers and ``totals()`` keep increasing)."""
+        """Forget every record and counter (sequence numbers and ``totals()`` keep increasing).
+
+        Containers are emptied in place: the hooks hold them."""
         with self._lock:
             _add_into(self._cleared_created, self._column(0))
             _add_into(self._cleared_by_cause, self._by_cause)
             self._cleared_errors += self.instrumentation_errors
             self._live.clear()
+            self._built.clear()
             self._by_address.clear()
             self._counts.clear()
-            self._by_cause = dict.fromkeys(RELEASE_CAUSES, 0)
+            self._by_cause.clear()
+            self._by_cause.update(dict.fromkeys(RELEASE_CAUSES, 0))
             self.instrumentation_errors = 0
             self.last_errors = []
 
@@ -221,30 +311,55 @@ class Registry:
 
     # -- queries --------------------------------------------------------------------------
     def _column(self, index: int) -> Dict[str, int]:
-        """One counter per kind (0 created, 1 released, 2 live, 3 peak); caller holds the lock."""
-        return {kind: counts[index] for kind, counts in self._counts.items()}
+        """One counter per kind (0 created, 1 released, 2 live, 3 peak)."""
+        return {kind: counts[index] for kind, counts in self._counts.copy().items()}
 
-    def live_records(self) -> list[HandleRecord]:
-        """A copy of the live records in creation order."""
-        with self._lock:
-            table = self._live.copy()
-        records = [_as_record(table[seq]) for seq in sorted(table)]
-        # Keep the built records, so the next snapshot does not build them again.
-        built = [record for record in records if table[record.seq] is not record]
-        if built:
+    def live_seqs(self) -> frozenset[int]:
+        """The sequence numbers of the live records (no record is built)."""
+        return frozenset(self._live.copy())
+
+    def live_records(
+        self,
+        *,
+        select: Optional[Callable[[int], bool]] = None,
+        source: Optional[str] = None,
+        kinds: Optional[Collection[str]] = None,
+    ) -> list[HandleRecord]:
+        """A copy of the live records in creation order; only those whose sequence number
+        ``select`` accepts, of ``source`` (``"handle"`` / ``"future"``) and ``kinds``, if given
+        (filtered before any record is built)."""
+        table = self._live.copy()  # one C call: atomic under the GIL
+        if select is not None or source is not None or kinds is not None:
+            table = {
+                seq: entry
+                for seq, entry in table.items()
+                if (select is None or select(seq))
+                and (source is None or _source_of(entry) == source)
+                and (kinds is None or entry[1] in kinds)
+            }
+        built = self._built
+        missing = [entry for seq, entry in table.items() if seq not in built]
+        if missing:
+            new = _build_records(missing)
             with self._lock:
-                live = self._live
-                for record in built:
-                    if live.get(record.seq) is table[record.seq]:
-                        live[record.seq] = record
-        return records
+                for record in new:
+                    if record.seq in self._live:
+                        built[record.seq] = record
+                if len(built) > 2 * len(self._live) + 64:
+                    for seq in [seq for seq in built if seq not in self._live]:
+                        del built[seq]
+            records = {record.seq: record for record in new}
+        else:
+            records = {}
+        return [records.get(seq) or built[seq] for seq in sorted(table)]
 
     def live_count(self) -> int:
         return len(self._live)
 
     def last_seq(self) -> int:
         """The sequence number of the newest record (a cheap "created since" marker)."""
-        return self._last_seq
+        # repr of an itertools.count is "count(N)", N the next number it gives.
+        return int(repr(self._seq)[6:-1]) - 1
 
     def totals(self) -> Totals:
         """Created per kind, released per cause and errors since the registry was made."""
@@ -266,35 +381,78 @@ class Registry:
 
     def stats(self) -> Stats:
         with self._lock:
-            created = self._column(0)
-            released = self._column(1)
-            live = self._column(2)
-            peak = self._column(3)
-            by_cause = dict(self._by_cause)
+            rows = [(kind, list(counts)) for kind, counts in self._counts.copy().items()]
+            by_cause = self._by_cause.copy()
             errors = self.instrumentation_errors
         kinds = {
-            kind: KindStats(
-                kind=kind,
-                created=created.get(kind, 0),
-                released=released.get(kind, 0),
-                live=live.get(kind, 0),
-                peak=peak.get(kind, 0),
-            )
-            for kind in sorted(set(created) | set(live))
+            kind: KindStats(kind=kind, created=c[0], released=c[1], live=c[2], peak=c[3])
+            for kind, c in sorted(rows)
         }
         return Stats(
             kinds=kinds,
             released_by_cause=by_cause,
             instrumentation_errors=errors,
-            created=sum(created.values()),
-            released=sum(released.values()),
-            live=sum(live.values()),
+            created=sum(c[0] for _, c in rows),
+            released=sum(c[1] for _, c in rows),
+            live=sum(c[2] for _, c in rows),
         )
 
 
-def _as_record(entry: Union[HandleRecord, RecordFields]) -> HandleRecord:
-    if type(entry) is not tuple:
-        return entry  # type: ignore[return-value]
+#: Length of a ``_Handle`` entry: (seq, kind, handle, code, thread, monotonic, traceback,
+#: handle_ref); ``thread`` is the ``threading.Thread`` or, for a native thread, its ident.
+HANDLE_ENTRY_LEN = 8
+
+
+def _source_of(entry: RecordFields) -> str:
+    return "handle" if len(entry) == HANDLE_ENTRY_LEN else entry[9]
+
+
+def _build_records(entries: List[RecordFields]) -> List[HandleRecord]:
+    """Build the records of ``entries``; owners of ``_Handle`` entries are found together."""
+    from ._owners import owners_of  # report-time code: not imported on the hot path
+
+    handles = [entry for entry in entries if len(entry) == HANDLE_ENTRY_LEN]
+    owners = owners_of([entry[7]() for entry in handles], [entry[3] for entry in handles])
+    found = iter(owners)
+    offset = time.time() - time.monotonic()
+    records = []
+    for entry in entries:
+        if len(entry) == HANDLE_ENTRY_LEN:
+            seq, kind, handle, _code, thread, monotonic, traceback, handle_ref = entry
+            owner, owner_name, parent = next(found)
+            if isinstance(thread, int):
+                thread_id, name = thread, thread_name(thread)
+            else:
+                thread_id, name = thread.ident or 0, thread.name
+            records.append(
+                HandleRecord(
+                    seq=seq,
+                    kind=kind,
+                    address=_address(handle),
+                    owner=owner_name,
+                    parent=type(parent).__qualname__ if parent is not None else None,
+                    thread_id=thread_id,
+                    thread_name=name,
+                    created_at=monotonic + offset,
+                    created_monotonic=monotonic,
+                    traceback=traceback,
+                    source="handle",
+                    owner_ref=make_weakref(owner),
+                    parent_ref=make_weakref(parent),
+                    handle_ref=handle_ref,
+                )
+            )
+        else:
+            records.append(_as_record(entry))
+    return records
+
+
+def _address(handle: Any) -> int:
+    value = getattr(handle, "value", handle)
+    return value if isinstance(value, int) else 0
+
+
+def _as_record(entry: RecordFields) -> HandleRecord:
     # The fields carry the monotonic creation time only (one float less per live handle);
     # the wall-clock time is worked out from it (a clock step since would shift it).
     (seq, kind, address, owner, parent, thread_id, thread_name_, monotonic, traceback, source,

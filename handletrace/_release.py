@@ -682,9 +682,7 @@ def release_all(
     now = time.monotonic()
     targets: List[Any] = []
     skipped: List[HandleRecord] = []
-    for record in tracker.registry.live_records():
-        if kinds is not None and record.kind not in kinds:
-            continue
+    for record in tracker.registry.live_records(kinds=kinds):
         if older_than is not None and record.age(now) < older_than:
             continue
         if record.source != "handle":

@@ -204,8 +204,10 @@ def _group_lines(index: int, group: ReportGroup) -> list[str]:
     where = (
         f"at {group.site} in {group.site.name}" if group.site else "(no creation stack captured)"
     )
-    ages = _age(group.age_min) if group.age_min == group.age_max else (
-        f"{_age(group.age_min)} to {_age(group.age_max)}"
+    ages = (
+        _age(group.age_min)
+        if group.age_min == group.age_max
+        else (f"{_age(group.age_min)} to {_age(group.age_max)}")
     )
     lines = [
         f"#{index}  {_plural(group.count, 'handle')} created {where}",

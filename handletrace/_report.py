@@ -814,4 +814,3 @@ def _report_from_dict(data: Any, source: str) -> Report:
         diagnosis=_report_diagnosis_from_dict(data.get("diagnosis"), source),
         native=_native_from_dict(data.get("native"), source),
     )
-

@@ -17,7 +17,16 @@ from typing import Iterator, Optional, Sequence
 
 from ._compat import DATACLASS_SLOTS
 
-__all__ = ["Frame", "Traceback", "capture", "line_of", "set_ignored_prefixes"]
+__all__ = [
+    "Frame",
+    "INTERNED",
+    "Traceback",
+    "capture",
+    "ignored_prefixes",
+    "line_of",
+    "make_traceback",
+    "set_ignored_prefixes",
+]
 
 
 @dataclass(frozen=True, **DATACLASS_SLOTS)
@@ -157,14 +166,28 @@ def capture(depth: int, start: Optional[FrameType] = None) -> Traceback:
     key = (total, *lastis, *map(id, codes))
     traceback = _interned.get(key)
     if traceback is None:
-        if len(_interned) >= _INTERNED_MAX:
-            _interned.clear()
-        traceback = _interned[key] = Traceback(tuple(codes), tuple(lastis), total)
+        traceback = make_traceback(key, tuple(codes), tuple(lastis), total)
     return traceback
 
 
+def make_traceback(
+    key: tuple[int, ...], codes: tuple[CodeType, ...], lastis: tuple[int, ...], total: int
+) -> Traceback:
+    """Intern a new stack under ``key`` (what ``capture()`` and the C hooks call on a miss)."""
+    if len(_interned) >= _INTERNED_MAX:
+        _interned.clear()  # in place: the C hooks hold this very dict
+    traceback = _interned[key] = Traceback(codes, lastis, total)
+    return traceback
+
+
+def ignored_prefixes() -> tuple[str, ...]:
+    return _ignored_prefixes
+
+
 _INTERNED_MAX = 10_000
-_interned: dict[tuple[int, ...], Traceback] = {}
+#: Interned stacks by (total depth, *offsets, *ids of code objects); see ``capture()``.
+INTERNED: dict[tuple[int, ...], Traceback] = {}
+_interned = INTERNED
 
 
 _line_cache: dict[tuple[CodeType, int], int] = {}

@@ -231,7 +231,7 @@ def record_diagnosis(diagnosis: Any) -> None:
         return
     registry = TRACKER.registry
     try:
-        live = {record.seq for record in registry.live_records()}
+        live = registry.live_seqs()
         counts: Dict[str, int] = {}
         with state.lock:
             counted = {key for key in state.counted_findings if key[1] in live}

@@ -281,7 +281,7 @@ class _Window:
     def live_records(self) -> List[HandleRecord]:
         if self.created() == 0:  # the common case: skip copying every live record
             return []
-        return [r for r in TRACKER.registry.live_records() if self.owns(r.seq)]
+        return TRACKER.registry.live_records(select=self.owns)
 
 
 class CreatedHandles:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gc
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
 import handletrace
+from handletrace._patching import NO_EXTENSIONS_VARIABLE, _speedups
 from handletrace._tracker import TRACKER
 
 
@@ -37,3 +38,29 @@ def no_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+class _BrokenConfig:
+    """Reading any setting fails: what makes handletrace's own recording code fail (the
+    real SDK cannot make it fail; used for fault injection only)."""
+
+    def __getattr__(self, name: str) -> object:
+        raise RuntimeError("record failure")
+
+
+@pytest.fixture
+def break_recording(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Call it to make every later handle record fail inside handletrace (fault injection)."""
+    return lambda: monkeypatch.setattr(TRACKER, "config", _BrokenConfig())
+
+
+@pytest.fixture(params=["c", "python"])
+def hook_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with the C ``_Handle`` hooks, then with the pure-Python ones."""
+    if request.param == "c":
+        if _speedups() is None:
+            pytest.skip("the C accelerator handletrace._speedups is not built")
+        monkeypatch.delenv(NO_EXTENSIONS_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(NO_EXTENSIONS_VARIABLE, "1")
+    return str(request.param)

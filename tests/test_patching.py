@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
-from typing import Any, Dict
+from typing import Any, Callable, Dict
 
 import pytest
 from azure.cognitiveservices.speech import SpeechRecognizer, interop, speech
@@ -235,20 +235,19 @@ def test_unexpected_sdk_internals_give_one_warning_and_leave_sdk_untouched() -> 
     assert lines[3:] == ["True", "False"]
 
 
-def test_instrumentation_error_is_counted_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A failure inside handletrace's wrapper never reaches the SDK caller.
+def test_instrumentation_error_is_counted_not_raised(
+    hook_kind: str, break_recording: Callable[[], None]
+) -> None:
+    """A failure inside handletrace's hooks never reaches the SDK caller.
 
     Fault injection: record creation is made to fail; the real SDK cannot produce this.
     """
     handletrace.install()
     from handletrace._tracker import TRACKER
 
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("boom")
-
     config, audio_config = sdk_objects.speech_config(), sdk_objects.push_audio_config()
     created_before = handletrace.stats().created
-    monkeypatch.setattr(TRACKER.patcher, "make_record", broken)
+    break_recording()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         recognizer = SpeechRecognizer(speech_config=config, audio_config=audio_config)

@@ -265,17 +265,13 @@ def test_user_callbacks_that_raise_on_sdk_threads_leave_tracking_exact(
 
 
 def test_failure_while_recording_handles_made_on_sdk_callback_threads_is_counted_not_raised(
-    service: Any, monkeypatch: pytest.MonkeyPatch
+    service: Any, hook_kind: str, break_recording: Callable[[], None]
 ) -> None:
     """Fault injection (record creation cannot fail by itself): the event and result handles
     the SDK makes on its own threads still reach the callbacks; each failure is counted."""
     control = speech_fixtures.recognize_once(service)[1].names()
     handletrace.install()
-
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("record failure")
-
-    monkeypatch.setattr(TRACKER.patcher, "make_record", broken)
+    break_recording()
     result, log = speech_fixtures.recognize_once(service)
     assert result.text == "hello world"
     assert log.names() == control

@@ -38,7 +38,8 @@ def marker() -> int:
         (
             sdk_objects.push_audio_config,
             [
-                ("audio_stream", "PushAudioInputStream"),
+                # The stream is held by the AudioConfig made from it.
+                ("audio_stream", "PushAudioInputStream of AudioConfig"),
                 ("audio_config", "AudioConfig"),
                 ("property_bag", "PropertyCollection of AudioConfig"),
             ],

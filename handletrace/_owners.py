@@ -1,0 +1,130 @@
+"""Who holds a native handle: its owner and parent SDK objects, found when a record is built.
+
+The hot path records only the ``_Handle`` (weakly) and the code that made it; which SDK object
+keeps it (the owner, e.g. a ``PropertyCollection``) and which SDK object keeps that one (the
+parent, e.g. the ``ConversationTranscriber``) is worked out here, for many records at once,
+from the collector's referrer lists: one heap pass per level, at report time only.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from types import CodeType
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+__all__ = ["class_of_code", "owners_of"]
+
+SDK_MODULE = "azure.cognitiveservices.speech"
+
+#: (owner, owner's class name, parent) per handle; the owner is ``None`` when no SDK object
+#: holds the handle any more, and its class name then comes from the code that made it.
+Owners = Tuple[Any, str, Any]
+
+_is_sdk_type: Dict[type, bool] = {}
+_code_classes: Dict[CodeType, str] = {}
+
+
+def is_sdk_object(obj: Any) -> bool:
+    """Whether ``obj`` is an instance of an SDK class (or of a subclass of one)."""
+    cls = type(obj)
+    known = _is_sdk_type.get(cls)
+    if known is None:
+        known = _is_sdk_type[cls] = any(
+            (getattr(base, "__module__", None) or "").startswith(SDK_MODULE)
+            for base in cls.__mro__[:-1]
+        )
+    return known
+
+
+def class_of_code(code: Optional[CodeType]) -> str:
+    """The qualified name of the class whose method ``code`` is ("" for a plain function)."""
+    if code is None:
+        return ""
+    qualname = getattr(code, "co_qualname", None)  # Python 3.11+
+    if qualname is not None:
+        head = qualname.split(".<locals>", 1)[0]
+        return head.rpartition(".")[0]
+    if not _code_classes:
+        _index_sdk_methods()
+    return _code_classes.get(code, "")
+
+
+def _index_sdk_methods() -> None:
+    # Python 3.9/3.10 code objects have no qualified name: map the SDK's methods once.
+    for name, module in list(sys.modules.items()):
+        if not name.startswith(SDK_MODULE) or module is None:
+            continue
+        for cls in list(vars(module).values()):
+            if not isinstance(cls, type) or cls.__module__ != name:
+                continue
+            for attr in vars(cls).values():
+                func = getattr(attr, "__func__", attr)
+                func = getattr(func, "fget", func)
+                code = getattr(func, "__code__", None)
+                if isinstance(code, CodeType):
+                    _code_classes.setdefault(code, cls.__qualname__)
+
+
+def owners_of(handles: Sequence[Any], codes: Sequence[Optional[CodeType]]) -> List[Owners]:
+    """For each ``_Handle`` (or ``None`` if it is gone), its owner, owner name and parent.
+
+    ``codes[i]`` is the code that made ``handles[i]``; among several SDK objects holding a
+    handle, the one of that code's class is the owner.
+    """
+    results: List[Owners] = [(None, class_of_code(code), None) for code in codes]
+    alive = [(index, handle) for index, handle in enumerate(handles) if handle is not None]
+    if not alive:
+        return results
+    holders = _holders([handle for _, handle in alive])
+    owners: Dict[int, Any] = {}
+    for index, handle in alive:
+        owner = _choose(holders.get(id(handle)), results[index][1])
+        if owner is not None:
+            owners[index] = owner
+    unique = list({id(owner): owner for owner in owners.values()}.values())
+    parents = _holders(unique) if unique else {}
+    for index, owner in owners.items():
+        parent = _choose(parents.get(id(owner)), "")
+        results[index] = (owner, type(owner).__qualname__, parent)
+    return results
+
+
+def _choose(candidates: Optional[List[Any]], class_name: str) -> Any:
+    if not candidates:
+        return None
+    for candidate in candidates:
+        if any(cls.__qualname__ == class_name for cls in type(candidate).__mro__):
+            return candidate
+    return candidates[0]
+
+
+def _holders(objects: Sequence[Any]) -> Dict[int, List[Any]]:
+    """id(object) -> the SDK objects holding it in an attribute (each heap pass finds all)."""
+    wanted = {id(obj) for obj in objects}
+    holders: Dict[int, List[Any]] = {}
+    instance_dicts = []
+    for referrer in gc.get_referrers(*objects):
+        if type(referrer) is dict:
+            # An instance __dict__ (Python 3.9/3.10, or one that was materialised): the
+            # object owning it is one more pass away.
+            if any(id(value) in wanted for value in referrer.values()):
+                instance_dicts.append(referrer)
+        elif is_sdk_object(referrer):
+            _note(referrer, gc.get_referents(referrer), wanted, holders)
+    if instance_dicts:
+        dict_ids = {id(d) for d in instance_dicts}
+        for referrer in gc.get_referrers(*instance_dicts):
+            if is_sdk_object(referrer):
+                own = getattr(referrer, "__dict__", None)
+                if own is not None and id(own) in dict_ids:
+                    _note(referrer, own.values(), wanted, holders)
+    return holders
+
+
+def _note(holder: Any, values: Any, wanted: set, holders: Dict[int, List[Any]]) -> None:
+    for value in values:
+        if id(value) in wanted:
+            found = holders.setdefault(id(value), [])
+            if not any(existing is holder for existing in found):
+                found.append(holder)
