@@ -293,7 +293,7 @@ def _python_hooks(original_init: Any, original_del: Any, ctx: _HookContext) -> T
             if seq is not None:
                 gc_thread = tracker.gc_thread
                 cause = "gc" if gc_thread is not None and gc_thread == get_ident() else "del"
-                registry.discard(seq, cause)
+                registry.release(seq, cause)
         except Exception as exc:
             try:
                 count_error("_Handle.__del__", exc)

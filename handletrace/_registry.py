@@ -224,20 +224,15 @@ class Registry:
             if live > counts[3]:
                 counts[3] = live
 
-    def release(self, seq: int, cause: str) -> Optional[HandleRecord]:
-        """Remove the record ``seq``; ``None`` if it was already gone (never counted twice)."""
+    def release(self, seq: int, cause: str) -> Optional[str]:
+        """Remove the record ``seq`` and return its kind; ``None`` if it was already gone
+        (a release is never counted twice). No record is built."""
         with self._lock:
-            built = self._built.get(seq)
             entry = self._pop(seq, cause)
             if entry is None:
                 return None
             self._built.pop(seq, None)
-        return built if built is not None else _build_records([entry])[0]
-
-    def discard(self, seq: int, cause: str) -> bool:
-        """Like ``release()`` without building the record: ``False`` if it was already gone."""
-        with self._lock:
-            return self._pop(seq, cause) is not None
+        return entry[1]  # type: ignore[no-any-return]
 
     def _pop(self, seq: int, cause: str) -> Optional[RecordFields]:
         # Caller holds the lock.
@@ -283,7 +278,7 @@ class Registry:
             if (
                 len(entry) == HANDLE_ENTRY_LEN
                 and entry[7]() is None
-                and self.discard(seq, "untracked")
+                and self.release(seq, "untracked")
             ):
                 pruned += 1
         return pruned

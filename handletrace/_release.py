@@ -425,9 +425,7 @@ def _release_handle(handle_obj: Any, errors: List[str]) -> Optional[str]:
     kind = kind_of(name)
     if seq is not None:
         try:
-            record = TRACKER.registry.release(seq, "forced")
-            if record is not None:
-                kind = record.kind
+            kind = TRACKER.registry.release(seq, "forced") or kind
         except Exception as exc:
             TRACKER.registry.count_error("dispose", exc)
     # The native call gets its own copy of the address; the Python object goes NULL first,
