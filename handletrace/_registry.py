@@ -332,21 +332,28 @@ class Registry:
                 and (source is None or _source_of(entry) == source)
                 and (kinds is None or entry[1] in kinds)
             }
+        # Records built before are reused; one get() each (a collection may release any of
+        # them, and drop it from the cache, at any moment: the copy here keeps them).
         built = self._built
-        missing = [entry for seq, entry in table.items() if seq not in built]
+        records: Dict[int, HandleRecord] = {}
+        missing = []
+        for seq, entry in table.items():
+            record = built.get(seq)
+            if record is None:
+                missing.append(entry)
+            else:
+                records[seq] = record
         if missing:
             new = _build_records(missing)
             with self._lock:
                 for record in new:
+                    records[record.seq] = record
                     if record.seq in self._live:
                         built[record.seq] = record
                 if len(built) > 2 * len(self._live) + 64:
-                    for seq in [seq for seq in built if seq not in self._live]:
-                        del built[seq]
-            records = {record.seq: record for record in new}
-        else:
-            records = {}
-        return [records.get(seq) or built[seq] for seq in sorted(table)]
+                    for seq in [seq for seq in built.copy() if seq not in self._live]:
+                        built.pop(seq, None)
+        return [records[seq] for seq in sorted(table)]
 
     def live_count(self) -> int:
         return len(self._live)

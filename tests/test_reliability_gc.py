@@ -61,7 +61,7 @@ def churn(rounds: int, keep: List[Any]) -> None:
 
 
 def test_collections_inside_registry_operations_lose_and_invent_no_record(
-    installed: None, gc_everywhere: Dict[str, int]
+    hook_kind: str, installed: None, gc_everywhere: Dict[str, int]
 ) -> None:
     """Every record created is released exactly once or still held; nothing else is live."""
     keep: List[Any] = []
@@ -81,7 +81,9 @@ def test_collections_inside_registry_operations_lose_and_invent_no_record(
     assert stats.instrumentation_errors == 0
 
 
-def test_finalisers_on_other_threads_during_snapshots_do_not_deadlock(installed: None) -> None:
+def test_finalisers_on_other_threads_during_snapshots_do_not_deadlock(
+    hook_kind: str, installed: None
+) -> None:
     """Collections on two threads while a third takes snapshots: all finish, counts agree."""
     old = gc.get_threshold()
     gc.set_threshold(1, 1, 1)

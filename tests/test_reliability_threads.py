@@ -59,6 +59,7 @@ def toggle(stop: threading.Event, counts: Dict[str, int], errors: List[BaseExcep
 
 
 def test_sessions_on_8_threads_with_install_toggled_lose_and_invent_no_record(
+    hook_kind: str,
     service: Any,
 ) -> None:
     """No deadlock, no exception, every session completes, every record accounted for."""

@@ -93,7 +93,7 @@ def marker() -> int:
     ],
 )
 def test_sdk_object_is_tracked_with_kind_and_owner(
-    installed: None, builder: Any, expected: Any
+    hook_kind: str, installed: None, builder: Any, expected: Any
 ) -> None:
     """Each offline-constructible SDK object's handles are recorded with kind and owner."""
     start = marker()
@@ -102,7 +102,9 @@ def test_sdk_object_is_tracked_with_kind_and_owner(
     del obj
 
 
-def test_dropping_an_object_releases_its_records_with_cause_del(installed: None) -> None:
+def test_dropping_an_object_releases_its_records_with_cause_del(
+    hook_kind: str, installed: None
+) -> None:
     """Reference-count finalisation removes the records and counts cause 'del'."""
     start = marker()
     recognizer = sdk_objects.recognizer()
@@ -114,7 +116,9 @@ def test_dropping_an_object_releases_its_records_with_cause_del(installed: None)
     assert stats.released_by_cause["gc"] == 0
 
 
-def test_closure_cycle_keeps_transcriber_live_until_gc(installed: None, no_gc: None) -> None:
+def test_closure_cycle_keeps_transcriber_live_until_gc(
+    hook_kind: str, installed: None, no_gc: None
+) -> None:
     """The seed's leak shows as live after the function returns, created at the user's line."""
     segments: List[Any] = []
 
@@ -148,7 +152,9 @@ def test_closure_cycle_keeps_transcriber_live_until_gc(installed: None, no_gc: N
     assert handletrace.stats().released_by_cause["gc"] >= 2  # recognizer and its property bag
 
 
-def test_reused_native_address_is_not_confused_with_released_record(installed: None) -> None:
+def test_reused_native_address_is_not_confused_with_released_record(
+    hook_kind: str, installed: None
+) -> None:
     """The SDK reuses native addresses; each new handle gets its own record."""
     addresses = []
     for _ in range(20):
@@ -161,7 +167,7 @@ def test_reused_native_address_is_not_confused_with_released_record(installed: N
     assert handletrace.snapshot().filter(kinds=["recognizer"]).records == ()
 
 
-def test_record_holds_no_reference_to_its_owner(installed: None) -> None:
+def test_record_holds_no_reference_to_its_owner(hook_kind: str, installed: None) -> None:
     """The tracker never keeps what it watches alive."""
     recognizer = sdk_objects.recognizer()
     record = handletrace.snapshot().filter(kinds=["recognizer"]).records[0]
@@ -191,7 +197,9 @@ def test_unresolved_future_stays_live_and_resolved_future_is_released_directly(
     del result, future, recognizer
 
 
-def test_handle_created_on_another_thread_records_that_thread(installed: None) -> None:
+def test_handle_created_on_another_thread_records_that_thread(
+    hook_kind: str, installed: None
+) -> None:
     """Records carry the creating thread's name."""
     holder: List[Any] = []
     worker = threading.Thread(
@@ -203,7 +211,9 @@ def test_handle_created_on_another_thread_records_that_thread(installed: None) -
     assert [r.thread_name for r in records] == ["maker"]
 
 
-def test_stack_depth_limits_captured_frames() -> None:
+def test_stack_depth_limits_captured_frames(
+    hook_kind: str,
+) -> None:
     """stack_depth bounds the frames kept; the total depth is still known."""
     handletrace.install(stack_depth=2)
 
@@ -220,7 +230,9 @@ def test_stack_depth_limits_captured_frames() -> None:
     del config
 
 
-def test_stack_sample_zero_captures_no_stack() -> None:
+def test_stack_sample_zero_captures_no_stack(
+    hook_kind: str,
+) -> None:
     """stack_sample=0 tracks handles without stacks."""
     handletrace.install(stack_sample=0)
     config = sdk_objects.speech_config()
@@ -230,7 +242,9 @@ def test_stack_sample_zero_captures_no_stack() -> None:
     del config
 
 
-def test_stack_sample_n_captures_one_stack_in_n() -> None:
+def test_stack_sample_n_captures_one_stack_in_n(
+    hook_kind: str,
+) -> None:
     """stack_sample=N captures a stack for one handle in N."""
     handletrace.install(stack_sample=4)
     configs = [audio.AudioStreamFormat(samples_per_second=16000) for _ in range(40)]
@@ -239,7 +253,9 @@ def test_stack_sample_n_captures_one_stack_in_n() -> None:
     del configs
 
 
-def test_kinds_filter_tracks_only_those_kinds() -> None:
+def test_kinds_filter_tracks_only_those_kinds(
+    hook_kind: str,
+) -> None:
     """kinds=... limits tracking to the named kinds."""
     handletrace.install(kinds=["recognizer"])
     recognizer = sdk_objects.recognizer()
@@ -247,7 +263,7 @@ def test_kinds_filter_tracks_only_those_kinds() -> None:
     del recognizer
 
 
-def test_stack_never_contains_sdk_frames(installed: None) -> None:
+def test_stack_never_contains_sdk_frames(hook_kind: str, installed: None) -> None:
     """SDK-internal frames are trimmed: the first frame shown is the user's line."""
     recognizer = sdk_objects.recognizer()
     record = handletrace.snapshot().filter(kinds=["property_bag"]).records[0]
@@ -258,7 +274,9 @@ def test_stack_never_contains_sdk_frames(installed: None) -> None:
     del recognizer
 
 
-def test_concurrent_threads_lose_no_record_and_do_not_deadlock(installed: None) -> None:
+def test_concurrent_threads_lose_no_record_and_do_not_deadlock(
+    hook_kind: str, installed: None
+) -> None:
     """8 threads creating and dropping recognizers: every record accounted for."""
     stop = time.monotonic() + 2.0
     errors: List[BaseException] = []
@@ -287,7 +305,9 @@ def test_concurrent_threads_lose_no_record_and_do_not_deadlock(installed: None) 
     assert stats.instrumentation_errors == 0
 
 
-def test_gc_inside_registry_operations_keeps_registry_consistent(installed: None) -> None:
+def test_gc_inside_registry_operations_keeps_registry_consistent(
+    hook_kind: str, installed: None
+) -> None:
     """With gc threshold 1, collections (and __del__) run inside registry code."""
     old = gc.get_threshold()
     gc.set_threshold(1, 1, 1)
@@ -313,7 +333,9 @@ def test_handles_created_before_install_are_not_tracked() -> None:
     assert handletrace.snapshot().records == ()
 
 
-def test_instance_of_handle_keeps_working_after_uninstall() -> None:
+def test_instance_of_handle_keeps_working_after_uninstall(
+    hook_kind: str,
+) -> None:
     """Handles created while installed are released normally after uninstall()."""
     handletrace.install()
     recognizer = sdk_objects.recognizer()
