@@ -1,0 +1,751 @@
+/* handletrace._speedups: the per-handle hot path in C (optional).
+ *
+ * make_hooks() returns the objects that replace interop._Handle.__init__ and __del__. They
+ * do exactly what _patching._python_hooks() does, line for line, without the cost of an
+ * extra Python call per handle: a Python wrapper alone costs about 5 % of creating and
+ * releasing the cheapest SDK object. The GIL makes each hook atomic: no Python code runs
+ * between reading and writing the registry's containers, and every allocation that could
+ * start a collection (and re-enter a hook through a finaliser) comes before the mutations.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <frameobject.h>
+#include <pythread.h>
+#include <stddef.h>
+
+#if PY_VERSION_HEX < 0x03090000
+#error "handletrace._speedups needs CPython 3.9 or newer"
+#endif
+
+#define MAX_DEPTH 256
+
+static PyObject *s_installed, *s_config, *s_kinds, *s_stack_depth, *s_stack_sample,
+    *s_gc_thread, *s_del, *s_gc, *s_where_init, *s_where_del;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *dict;
+    int is_init;
+    PyObject *original;
+    PyObject *tracker;
+    PyObject *live;
+    PyObject *counts;
+    PyObject *by_cause;
+    PyObject *seq_counter;
+    PyObject *unwrapped;
+    PyObject *interned;
+    PyObject *active_threads;
+    PyObject *prefixes;
+    PyObject *empty_traceback;
+    PyObject *seq_attr;
+    PyObject *kind_for;
+    PyObject *count_error;
+    PyObject *new_kind;
+    PyObject *make_traceback;
+    PyObject *monotonic;
+    /* Config is immutable: its values are read again only when tracker.config changes. */
+    PyObject *config;
+    PyObject *kinds;
+    long stack_depth;
+    long stack_sample;
+} Hook;
+
+/* -- helpers ---------------------------------------------------------------------------- */
+
+static int
+lookup_optional_attr(PyObject *obj, PyObject *name, PyObject **result)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyObject_GetOptionalAttr(obj, name, result);
+#else
+    return _PyObject_LookupAttr(obj, name, result);
+#endif
+}
+
+static int
+list_add(PyObject *list, Py_ssize_t index, long long delta)
+{
+    PyObject *item = PyList_GET_ITEM(list, index);
+    long long value = PyLong_AsLongLong(item);
+    if (value == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *updated = PyLong_FromLongLong(value + delta);
+    if (updated == NULL)
+        return -1;
+    PyList_SET_ITEM(list, index, updated);
+    Py_DECREF(item);
+    return 0;
+}
+
+/* Count a release of entry (kind at index 1) under cause: counts[kind][1] += 1,
+ * counts[kind][2] -= 1, by_cause[cause] += 1. */
+static int
+count_release(PyObject *counts, PyObject *by_cause, PyObject *entry, PyObject *cause)
+{
+    if (PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) > 1) {
+        PyObject *row = PyDict_GetItemWithError(counts, PyTuple_GET_ITEM(entry, 1));
+        if (row == NULL && PyErr_Occurred())
+            return -1;
+        if (row != NULL && PyList_Check(row) && PyList_GET_SIZE(row) >= 4) {
+            if (list_add(row, 1, 1) < 0 || list_add(row, 2, -1) < 0)
+                return -1;
+        }
+    }
+    PyObject *old = PyDict_GetItemWithError(by_cause, cause);
+    if (old == NULL && PyErr_Occurred())
+        return -1;
+    long long value = 0;
+    if (old != NULL) {
+        value = PyLong_AsLongLong(old);
+        if (value == -1 && PyErr_Occurred())
+            return -1;
+    }
+    PyObject *updated = PyLong_FromLongLong(value + 1);
+    if (updated == NULL)
+        return -1;
+    int rc = PyDict_SetItem(by_cause, cause, updated);
+    Py_DECREF(updated);
+    return rc;
+}
+
+/* Pop seq from live; the entry (new reference) or NULL with no error if absent. */
+static PyObject *
+pop_entry(PyObject *live, PyObject *seq)
+{
+    PyObject *entry = PyDict_GetItemWithError(live, seq);
+    if (entry == NULL)
+        return NULL;
+    Py_INCREF(entry);
+    if (PyDict_DelItem(live, seq) < 0) {
+        Py_DECREF(entry);
+        return NULL;
+    }
+    return entry;
+}
+
+/* The current exception, if it is an Exception, goes to ctx.count_error(where, exc) and is
+ * cleared (0); anything else (KeyboardInterrupt, SystemExit) stays set (-1), as in Python. */
+static int
+report_error(Hook *self, PyObject *where)
+{
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return -1;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (value != NULL && traceback != NULL)
+        PyException_SetTraceback(value, traceback);
+    PyObject *result = PyObject_CallFunctionObjArgs(
+        self->count_error, where, value != NULL ? value : Py_None, NULL);
+    if (result == NULL)
+        PyErr_Clear();
+    else
+        Py_DECREF(result);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(traceback);
+    return 0;
+}
+
+static int
+load_config(Hook *self, PyObject *config)
+{
+    PyObject *kinds = PyObject_GetAttr(config, s_kinds);
+    if (kinds == NULL)
+        return -1;
+    PyObject *depth = PyObject_GetAttr(config, s_stack_depth);
+    if (depth == NULL) {
+        Py_DECREF(kinds);
+        return -1;
+    }
+    long depth_value = PyLong_AsLong(depth);
+    Py_DECREF(depth);
+    if (depth_value == -1 && PyErr_Occurred()) {
+        Py_DECREF(kinds);
+        return -1;
+    }
+    PyObject *sample = PyObject_GetAttr(config, s_stack_sample);
+    if (sample == NULL) {
+        Py_DECREF(kinds);
+        return -1;
+    }
+    long sample_value = PyLong_AsLong(sample);
+    Py_DECREF(sample);
+    if (sample_value == -1 && PyErr_Occurred()) {
+        Py_DECREF(kinds);
+        return -1;
+    }
+    if (depth_value > MAX_DEPTH)
+        depth_value = MAX_DEPTH;
+    Py_INCREF(config);
+    Py_XSETREF(self->config, config);
+    Py_XSETREF(self->kinds, kinds);
+    self->stack_depth = depth_value;
+    self->stack_sample = sample_value;
+    return 0;
+}
+
+/* -- stack capture (what _stacks.capture does) -------------------------------------------- */
+
+static int
+is_ignored(Hook *self, PyCodeObject *code)
+{
+    PyObject *filename = code->co_filename;
+    Py_ssize_t count = PyTuple_GET_SIZE(self->prefixes);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t match =
+            PyUnicode_Tailmatch(filename, PyTuple_GET_ITEM(self->prefixes, i), 0, PY_SSIZE_T_MAX, -1);
+        if (match != 0)
+            return (int)match; /* 1, or -1 on error */
+    }
+    return 0;
+}
+
+static int
+frame_lasti(PyFrameObject *frame)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    return PyFrame_GetLasti(frame);
+#elif PY_VERSION_HEX >= 0x030A0000
+    return frame->f_lasti < 0 ? -1 : frame->f_lasti * (int)sizeof(_Py_CODEUNIT);
+#else
+    return frame->f_lasti;
+#endif
+}
+
+static PyObject *
+capture(Hook *self, PyFrameObject *start, long depth)
+{
+    PyObject *codes[MAX_DEPTH];
+    int lastis[MAX_DEPTH];
+    Py_ssize_t taken = 0, total = 0;
+    PyObject *result = NULL;
+    PyFrameObject *frame = start, *back;
+    Py_XINCREF(frame);
+    while (frame != NULL) {
+        PyCodeObject *code = PyFrame_GetCode(frame);
+        int ignored = is_ignored(self, code);
+        Py_DECREF(code);
+        if (ignored < 0)
+            goto done;
+        if (!ignored)
+            break;
+        back = PyFrame_GetBack(frame);
+        Py_DECREF(frame);
+        frame = back;
+    }
+    while (frame != NULL && taken < depth) {
+        codes[taken] = (PyObject *)PyFrame_GetCode(frame);
+        lastis[taken] = frame_lasti(frame);
+        taken++;
+        back = PyFrame_GetBack(frame);
+        Py_DECREF(frame);
+        frame = back;
+    }
+    total = taken;
+    while (frame != NULL) { /* the total depth is still known */
+        total++;
+        back = PyFrame_GetBack(frame);
+        Py_DECREF(frame);
+        frame = back;
+    }
+    /* key = (total, *lastis, *map(id, codes)), as in _stacks.capture */
+    PyObject *key = PyTuple_New(1 + 2 * taken);
+    if (key == NULL)
+        goto done;
+    PyObject *item = PyLong_FromSsize_t(total);
+    if (item == NULL) {
+        Py_DECREF(key);
+        goto done;
+    }
+    PyTuple_SET_ITEM(key, 0, item);
+    for (Py_ssize_t i = 0; i < taken; i++) {
+        PyObject *lasti = PyLong_FromLong(lastis[i]);
+        PyObject *ident = PyLong_FromVoidPtr(codes[i]);
+        if (lasti == NULL || ident == NULL) {
+            Py_XDECREF(lasti);
+            Py_XDECREF(ident);
+            Py_DECREF(key);
+            goto done;
+        }
+        PyTuple_SET_ITEM(key, 1 + i, lasti);
+        PyTuple_SET_ITEM(key, 1 + taken + i, ident);
+    }
+    result = PyDict_GetItemWithError(self->interned, key);
+    if (result != NULL) {
+        Py_INCREF(result);
+        Py_DECREF(key);
+        goto done;
+    }
+    if (PyErr_Occurred()) {
+        Py_DECREF(key);
+        goto done;
+    }
+    PyObject *code_tuple = PyTuple_New(taken);
+    PyObject *lasti_tuple = PyTuple_New(taken);
+    PyObject *total_obj = PyLong_FromSsize_t(total);
+    if (code_tuple == NULL || lasti_tuple == NULL || total_obj == NULL) {
+        Py_XDECREF(code_tuple);
+        Py_XDECREF(lasti_tuple);
+        Py_XDECREF(total_obj);
+        Py_DECREF(key);
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < taken; i++) {
+        Py_INCREF(codes[i]);
+        PyTuple_SET_ITEM(code_tuple, i, codes[i]);
+        Py_INCREF(PyTuple_GET_ITEM(key, 1 + i));
+        PyTuple_SET_ITEM(lasti_tuple, i, PyTuple_GET_ITEM(key, 1 + i));
+    }
+    result = PyObject_CallFunctionObjArgs(
+        self->make_traceback, key, code_tuple, lasti_tuple, total_obj, NULL);
+    Py_DECREF(code_tuple);
+    Py_DECREF(lasti_tuple);
+    Py_DECREF(total_obj);
+    Py_DECREF(key);
+done:
+    Py_XDECREF(frame);
+    for (Py_ssize_t i = 0; i < taken; i++)
+        Py_DECREF(codes[i]);
+    return result;
+}
+
+/* -- the __init__ hook -------------------------------------------------------------------- */
+
+/* Record the new _Handle; 0 on success or when it is not tracked, -1 with an exception. */
+static int
+record_handle(Hook *self, PyObject *handle_obj, PyObject *handle, PyObject *release_fn,
+              PyObject *unwrapped_entry)
+{
+    PyObject *kind = NULL, *seq = NULL, *code = NULL, *ident = NULL, *traceback = NULL,
+             *now = NULL, *ref = NULL, *record = NULL, *row = NULL, *config = NULL;
+    int rc = -1;
+
+    if (unwrapped_entry != NULL) {
+        kind = PyTuple_GET_ITEM(unwrapped_entry, 1);
+        Py_INCREF(kind);
+    }
+    else {
+        kind = PyObject_CallOneArg(self->kind_for, release_fn);
+        if (kind == NULL)
+            goto done;
+    }
+    config = PyObject_GetAttr(self->tracker, s_config);
+    if (config == NULL)
+        goto done;
+    if (config != self->config && load_config(self, config) < 0)
+        goto done;
+    if (self->kinds != Py_None) {
+        int contained = PySequence_Contains(self->kinds, kind);
+        if (contained < 0)
+            goto done;
+        if (!contained) {
+            rc = 0;
+            goto done;
+        }
+    }
+    seq = PyIter_Next(self->seq_counter);
+    if (seq == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "the sequence counter is exhausted");
+        goto done;
+    }
+    if (PyObject_SetAttr(handle_obj, self->seq_attr, seq) < 0)
+        goto done;
+    PyFrameObject *frame = PyEval_GetFrame(); /* borrowed: the SDK code calling _Handle() */
+    if (frame != NULL)
+        code = (PyObject *)PyFrame_GetCode(frame);
+    else {
+        code = Py_None;
+        Py_INCREF(code);
+    }
+    ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    if (ident == NULL)
+        goto done;
+    PyObject *thread = PyDict_GetItemWithError(self->active_threads, ident);
+    if (thread == NULL && PyErr_Occurred())
+        goto done;
+    long sample = self->stack_sample, depth = self->stack_depth;
+    int take_stack = sample && depth && frame != NULL;
+    if (take_stack && sample != 1) {
+        long long number = PyLong_AsLongLong(seq);
+        if (number == -1 && PyErr_Occurred())
+            goto done;
+        take_stack = number % sample == 0;
+    }
+    if (take_stack) {
+        traceback = capture(self, frame, depth);
+        if (traceback == NULL)
+            goto done;
+    }
+    else {
+        traceback = self->empty_traceback;
+        Py_INCREF(traceback);
+    }
+    now = PyObject_CallNoArgs(self->monotonic);
+    if (now == NULL)
+        goto done;
+    ref = PyWeakref_NewRef(handle_obj, NULL);
+    if (ref == NULL)
+        goto done;
+    record = PyTuple_Pack(8, seq, kind, handle, code, thread != NULL ? thread : ident, now,
+                          traceback, ref);
+    if (record == NULL)
+        goto done;
+    row = PyDict_GetItemWithError(self->counts, kind);
+    if (row != NULL)
+        Py_INCREF(row);
+    else {
+        if (PyErr_Occurred())
+            goto done;
+        row = PyObject_CallOneArg(self->new_kind, kind); /* Python: may run anything */
+        if (row == NULL)
+            goto done;
+    }
+    if (!PyList_Check(row) || PyList_GET_SIZE(row) < 4) {
+        PyErr_SetString(PyExc_TypeError, "handle counters must be a list of 4 ints");
+        goto done;
+    }
+    /* Mutations only from here: no GC-tracked allocation, no Python code. */
+    if (PyDict_SetItem(self->live, seq, record) < 0)
+        goto done;
+    if (list_add(row, 0, 1) < 0 || list_add(row, 2, 1) < 0)
+        goto done;
+    long long live = PyLong_AsLongLong(PyList_GET_ITEM(row, 2));
+    long long peak = PyLong_AsLongLong(PyList_GET_ITEM(row, 3));
+    if (PyErr_Occurred())
+        goto done;
+    if (live > peak && list_add(row, 3, live - peak) < 0)
+        goto done;
+    rc = 0;
+done:
+    Py_XDECREF(kind);
+    Py_XDECREF(config);
+    Py_XDECREF(seq);
+    Py_XDECREF(code);
+    Py_XDECREF(ident);
+    Py_XDECREF(traceback);
+    Py_XDECREF(now);
+    Py_XDECREF(ref);
+    Py_XDECREF(record);
+    Py_XDECREF(row);
+    return rc;
+}
+
+static PyObject *
+init_call(Hook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs < 4) /* not how the SDK makes a _Handle: the original says what is wrong */
+        return PyObject_Vectorcall(self->original, args, nargsf, kwnames);
+    PyObject *handle_obj = args[0], *handle = args[1], *release_fn = args[3];
+
+    /* The _Handle keeps the real release function, not handletrace's wrapper of it. */
+    PyObject *entry = NULL;
+    PyObject *key = PyLong_FromVoidPtr(release_fn);
+    if (key == NULL)
+        return NULL;
+    entry = PyDict_GetItemWithError(self->unwrapped, key);
+    Py_DECREF(key);
+    if (entry == NULL && PyErr_Occurred())
+        return NULL;
+    if (entry != NULL && (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 2))
+        entry = NULL;
+    PyObject *result;
+    if (entry != NULL) {
+        Py_INCREF(entry);
+        Py_ssize_t total = nargs + (kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0);
+        PyObject *small[8];
+        PyObject **copy = total <= 8 ? small : PyMem_Malloc(total * sizeof(PyObject *));
+        if (copy == NULL) {
+            Py_DECREF(entry);
+            return PyErr_NoMemory();
+        }
+        memcpy(copy, args, total * sizeof(PyObject *));
+        copy[3] = PyTuple_GET_ITEM(entry, 0);
+        result = PyObject_Vectorcall(self->original, copy, nargs, kwnames);
+        if (copy != small)
+            PyMem_Free(copy);
+    }
+    else {
+        result = PyObject_Vectorcall(self->original, args, nargsf, kwnames);
+    }
+    if (result == NULL) {
+        Py_XDECREF(entry);
+        return NULL; /* the SDK's own exception */
+    }
+    Py_DECREF(result);
+
+    PyObject *installed = PyObject_GetAttr(self->tracker, s_installed);
+    int on = installed != NULL ? PyObject_IsTrue(installed) : -1;
+    Py_XDECREF(installed);
+    if (on > 0 && record_handle(self, handle_obj, handle, release_fn, entry) < 0)
+        on = -1;
+    Py_XDECREF(entry);
+    if (on < 0 && report_error(self, s_where_init) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* -- the __del__ hook --------------------------------------------------------------------- */
+
+static int
+forget_handle(Hook *self, PyObject *handle_obj)
+{
+    PyObject *seq = NULL;
+    if (lookup_optional_attr(handle_obj, self->seq_attr, &seq) < 0)
+        return -1;
+    if (seq == NULL || seq == Py_None) {
+        Py_XDECREF(seq);
+        return 0;
+    }
+    int rc = -1;
+    PyObject *cause = s_del;
+    PyObject *gc_thread = PyObject_GetAttr(self->tracker, s_gc_thread);
+    if (gc_thread == NULL)
+        goto done;
+    if (gc_thread != Py_None) {
+        unsigned long ident = PyLong_AsUnsignedLong(gc_thread);
+        if (ident == (unsigned long)-1 && PyErr_Occurred())
+            goto done;
+        if (ident == PyThread_get_thread_ident())
+            cause = s_gc;
+    }
+    PyObject *entry = pop_entry(self->live, seq);
+    if (entry == NULL) {
+        rc = PyErr_Occurred() ? -1 : 0;
+        goto done;
+    }
+    rc = count_release(self->counts, self->by_cause, entry, cause);
+    Py_DECREF(entry);
+done:
+    Py_XDECREF(gc_thread);
+    Py_DECREF(seq);
+    return rc;
+}
+
+static PyObject *
+del_call(Hook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs >= 1 && kwnames == NULL && forget_handle(self, args[0]) < 0 &&
+        report_error(self, s_where_del) < 0)
+        return NULL;
+    return PyObject_Vectorcall(self->original, args, nargsf, kwnames);
+}
+
+/* -- the hook type ------------------------------------------------------------------------ */
+
+#define HOOK_FIELDS(X)                                                                     \
+    X(original) X(tracker) X(live) X(counts) X(by_cause) X(seq_counter) X(unwrapped)       \
+    X(interned) X(active_threads) X(prefixes) X(empty_traceback) X(seq_attr) X(kind_for)   \
+    X(count_error) X(new_kind) X(make_traceback) X(monotonic) X(config) X(kinds) X(dict)
+
+static int
+hook_traverse(Hook *self, visitproc visit, void *arg)
+{
+#define VISIT(name) Py_VISIT(self->name);
+    HOOK_FIELDS(VISIT)
+#undef VISIT
+    return 0;
+}
+
+static int
+hook_clear(Hook *self)
+{
+#define CLEAR(name) Py_CLEAR(self->name);
+    HOOK_FIELDS(CLEAR)
+#undef CLEAR
+    return 0;
+}
+
+static void
+hook_dealloc(Hook *self)
+{
+    PyObject_GC_UnTrack(self);
+    hook_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+hook_descr_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    if (obj == NULL || obj == Py_None) {
+        Py_INCREF(self);
+        return self;
+    }
+    return PyMethod_New(self, obj);
+}
+
+static PyObject *
+hook_repr(Hook *self)
+{
+    return PyUnicode_FromFormat("<handletrace C hook for %R>", self->original);
+}
+
+static PyGetSetDef hook_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL},
+};
+
+static PyTypeObject HookType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "handletrace._speedups.Hook",
+    .tp_basicsize = sizeof(Hook),
+    .tp_dealloc = (destructor)hook_dealloc,
+    .tp_vectorcall_offset = offsetof(Hook, vectorcall),
+    .tp_repr = (reprfunc)hook_repr,
+    .tp_call = PyVectorcall_Call,
+    .tp_getattro = PyObject_GenericGetAttr,
+    .tp_setattro = PyObject_GenericSetAttr,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+                Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "A _Handle method replaced by handletrace (see _patching._python_hooks).",
+    .tp_traverse = (traverseproc)hook_traverse,
+    .tp_clear = (inquiry)hook_clear,
+    .tp_getset = hook_getset,
+    .tp_descr_get = hook_descr_get,
+    .tp_dictoffset = offsetof(Hook, dict),
+};
+
+static int
+take(PyObject *ctx, const char *name, PyObject **slot)
+{
+    *slot = PyObject_GetAttrString(ctx, name);
+    return *slot == NULL ? -1 : 0;
+}
+
+static Hook *
+new_hook(PyObject *original, PyObject *ctx, int is_init)
+{
+    Hook *self = PyObject_GC_New(Hook, &HookType);
+    if (self == NULL)
+        return NULL;
+    self->vectorcall = (vectorcallfunc)(is_init ? init_call : del_call);
+    self->is_init = is_init;
+#define NULLIFY(name) self->name = NULL;
+    HOOK_FIELDS(NULLIFY)
+#undef NULLIFY
+    self->stack_depth = 0;
+    self->stack_sample = 0;
+    Py_INCREF(original);
+    self->original = original;
+    PyObject_GC_Track(self);
+    if (take(ctx, "tracker", &self->tracker) < 0 || take(ctx, "live", &self->live) < 0 ||
+        take(ctx, "counts", &self->counts) < 0 || take(ctx, "by_cause", &self->by_cause) < 0 ||
+        take(ctx, "seq_counter", &self->seq_counter) < 0 ||
+        take(ctx, "unwrapped", &self->unwrapped) < 0 ||
+        take(ctx, "interned", &self->interned) < 0 ||
+        take(ctx, "active_threads", &self->active_threads) < 0 ||
+        take(ctx, "prefixes", &self->prefixes) < 0 ||
+        take(ctx, "empty_traceback", &self->empty_traceback) < 0 ||
+        take(ctx, "seq_attr", &self->seq_attr) < 0 ||
+        take(ctx, "kind_for", &self->kind_for) < 0 ||
+        take(ctx, "count_error", &self->count_error) < 0 ||
+        take(ctx, "new_kind", &self->new_kind) < 0 ||
+        take(ctx, "make_traceback", &self->make_traceback) < 0 ||
+        take(ctx, "monotonic", &self->monotonic) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    if (!PyDict_CheckExact(self->live) || !PyDict_CheckExact(self->counts) ||
+        !PyDict_CheckExact(self->by_cause) || !PyDict_CheckExact(self->unwrapped) ||
+        !PyDict_CheckExact(self->interned) || !PyDict_CheckExact(self->active_threads) ||
+        !PyTuple_CheckExact(self->prefixes) || !PyUnicode_CheckExact(self->seq_attr) ||
+        !PyIter_Check(self->seq_counter)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "make_hooks: ctx containers must be dicts, prefixes a tuple of str, "
+                        "seq_attr a str and seq_counter an iterator");
+        Py_DECREF(self);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(self->prefixes); i++) {
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(self->prefixes, i))) {
+            PyErr_SetString(PyExc_TypeError, "make_hooks: prefixes must be str");
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
+    return self;
+}
+
+/* -- module functions --------------------------------------------------------------------- */
+
+static PyObject *
+make_hooks(PyObject *module, PyObject *args)
+{
+    PyObject *original_init, *original_del, *ctx;
+    if (!PyArg_ParseTuple(args, "OOO:make_hooks", &original_init, &original_del, &ctx))
+        return NULL;
+    Hook *init_hook = new_hook(original_init, ctx, 1);
+    if (init_hook == NULL)
+        return NULL;
+    Hook *del_hook = new_hook(original_del, ctx, 0);
+    if (del_hook == NULL) {
+        Py_DECREF(init_hook);
+        return NULL;
+    }
+    PyObject *pair = PyTuple_Pack(2, init_hook, del_hook);
+    Py_DECREF(init_hook);
+    Py_DECREF(del_hook);
+    return pair;
+}
+
+static PyObject *
+pop_record(PyObject *module, PyObject *args)
+{
+    PyObject *live, *counts, *by_cause, *seq, *cause;
+    if (!PyArg_ParseTuple(args, "O!O!O!OU:pop_record", &PyDict_Type, &live, &PyDict_Type,
+                          &counts, &PyDict_Type, &by_cause, &seq, &cause))
+        return NULL;
+    PyObject *entry = pop_entry(live, seq);
+    if (entry == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (count_release(counts, by_cause, entry, cause) < 0) {
+        Py_DECREF(entry);
+        return NULL;
+    }
+    return entry;
+}
+
+static PyMethodDef module_methods[] = {
+    {"make_hooks", make_hooks, METH_VARARGS,
+     "make_hooks(original_init, original_del, ctx) -> (init_hook, del_hook)"},
+    {"pop_record", pop_record, METH_VARARGS,
+     "pop_record(live, counts, by_cause, seq, cause) -> the popped entry or None"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "handletrace._speedups",
+    .m_doc = "The per-handle hot path of handletrace in C (optional; see _patching.py).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+#define INTERN(var, text)                                                                  \
+    if ((var = PyUnicode_InternFromString(text)) == NULL)                                  \
+        return NULL;
+    INTERN(s_installed, "installed")
+    INTERN(s_config, "config")
+    INTERN(s_kinds, "kinds")
+    INTERN(s_stack_depth, "stack_depth")
+    INTERN(s_stack_sample, "stack_sample")
+    INTERN(s_gc_thread, "gc_thread")
+    INTERN(s_del, "del")
+    INTERN(s_gc, "gc")
+    INTERN(s_where_init, "_Handle.__init__")
+    INTERN(s_where_del, "_Handle.__del__")
+#undef INTERN
+    if (PyType_Ready(&HookType) < 0)
+        return NULL;
+    return PyModule_Create(&module_def);
+}
