@@ -15,6 +15,7 @@ The figure per arm is the median over rounds of (arm time / uninstrumented time)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import wave
@@ -28,6 +29,7 @@ from _common import alternating, machine, time_batch, write_json  # noqa: E402
 from azure.cognitiveservices.speech import audio, transcription  # noqa: E402
 
 import handletrace  # noqa: E402
+from handletrace._patching import NO_EXTENSIONS_VARIABLE, _speedups  # noqa: E402
 from handletrace._tracker import TRACKER  # noqa: E402
 
 FAKE_KEY = "bench-not-a-key"
@@ -92,9 +94,14 @@ def workloads(wav: str) -> Dict[str, Tuple[str, Callable[[], Any]]]:
 def set_arm(name: str) -> Callable[[], None]:
     def setup() -> None:
         TRACKER.reset_defaults()  # uninstall, forget records and options
-        if name == "counting":
+        # The *_py arms use the pure-Python hooks; the others the C accelerator if built.
+        if name.endswith("_py"):
+            os.environ[NO_EXTENSIONS_VARIABLE] = "1"
+        else:
+            os.environ.pop(NO_EXTENSIONS_VARIABLE, None)
+        if name.startswith("counting"):
             handletrace.install(stack_sample=0)
-        elif name == "stacks16":
+        elif name.startswith("stacks16"):
             handletrace.install(stack_depth=16, stack_sample=1)
         elif name == "sample1inN":
             handletrace.install(stack_depth=16, stack_sample=SAMPLE_N)
@@ -102,7 +109,15 @@ def set_arm(name: str) -> Callable[[], None]:
     return setup
 
 
-ARMS = ("uninstrumented", "counting", "stacks16", "sample1inN", "control")
+ARMS = (
+    "uninstrumented",
+    "counting",
+    "stacks16",
+    "sample1inN",
+    "counting_py",
+    "stacks16_py",
+    "control",
+)
 #: ``control`` is uninstrumented again (an A/A comparison): how far from 1.00 noise alone
 #: moves a ratio on this machine.
 
@@ -162,6 +177,7 @@ def run(
         "rounds": rounds,
         "depth": depth,
         "sample_n": SAMPLE_N,
+        "hooks": "C accelerator" if _speedups() is not None else "pure Python (not built)",
         "targets": TARGETS,
         "workloads": results,
     }
@@ -171,9 +187,10 @@ def format_table(data: Dict[str, Any]) -> List[str]:
     n = data["sample_n"]
     head = (
         "| workload | handles | uninstrumented | counting only | 16-frame stacks "
-        f"| stacks 1 in {n} | A/A control |"
+        f"| stacks 1 in {n} | counting only, pure Python | 16-frame stacks, pure Python "
+        "| A/A control |"
     )
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, row in data["workloads"].items():
         arms = row["arms"]
         cells = [f"{arms['uninstrumented']['seconds'] * 1e6:.1f} µs"]
@@ -187,6 +204,8 @@ def format_table(data: Dict[str, Any]) -> List[str]:
         "",
         "Median of the per-round ratios [interquartile range]; the A/A control is the",
         "uninstrumented arm measured again (the noise floor). Workloads run 30 frames deep.",
+        f"_Handle hooks of the first three arms: {data['hooks']} "
+        "(the C accelerator, if it is built; the pure-Python arms set HANDLETRACE_NO_EXTENSIONS).",
     ]
     return lines
 
