@@ -17,6 +17,7 @@ from typing import Any, Dict
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
+_ON = ("1", "true", "yes", "on")
 SOURCE = "handletrace/_speedups.c"
 MODULE = "handletrace._speedups"
 
@@ -27,7 +28,7 @@ class SpeedupsBuildHook(BuildHookInterface):  # type: ignore[misc]
     def initialize(self, version: str, build_data: Dict[str, Any]) -> None:
         if self.target_name != "wheel":
             return
-        if os.environ.get("HANDLETRACE_NO_EXTENSIONS", "").strip() not in ("", "0"):
+        if os.environ.get("HANDLETRACE_NO_EXTENSIONS", "").strip().lower() in _ON:
             self.app.display_info("handletrace: HANDLETRACE_NO_EXTENSIONS is set; pure Python")
             return
         if sysconfig.get_config_var("Py_GIL_DISABLED"):

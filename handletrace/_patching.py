@@ -200,10 +200,24 @@ class _HookContext:
 NO_EXTENSIONS_VARIABLE = "HANDLETRACE_NO_EXTENSIONS"
 
 
+_warned_values: set = set()
+
+
 def _speedups() -> Any:
     """The C accelerator module, or ``None`` (not built, or switched off)."""
-    if os.environ.get(NO_EXTENSIONS_VARIABLE, "").strip() not in ("", "0"):
+    raw = os.environ.get(NO_EXTENSIONS_VARIABLE, "")
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
         return None
+    if value not in ("", "0", "false", "no", "off") and raw not in _warned_values:
+        _warned_values.add(raw)  # one warning per value, however often install() runs
+        warnings.warn(
+            f"handletrace: invalid value {raw!r} for {NO_EXTENSIONS_VARIABLE} (accepted: "
+            "1, true, yes or on for the pure-Python hooks; 0, false, no or off for the C "
+            "accelerator); the C accelerator is used if it is built",
+            HandleTraceWarning,
+            stacklevel=3,
+        )
     try:
         from . import _speedups as module  # type: ignore[attr-defined]
     except ImportError:

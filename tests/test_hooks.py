@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from typing import Any, Tuple
 
 import pytest
@@ -38,6 +39,23 @@ def test_the_environment_variable_keeps_the_c_hooks_out(monkeypatch: pytest.Monk
     monkeypatch.setenv(NO_EXTENSIONS_VARIABLE, "1")
     handletrace.install()
     assert hooks_in_use() == "python"
+
+
+def test_an_invalid_value_warns_once_and_the_c_hooks_are_still_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(NO_EXTENSIONS_VARIABLE, "perhaps")
+    with pytest.warns(handletrace.HandleTraceWarning) as caught:
+        handletrace.install()
+    handletrace.uninstall()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        handletrace.install()  # the same value again: no second warning
+    assert len(caught) == 1
+    assert str(caught[0].message).startswith(
+        "handletrace: invalid value 'perhaps' for HANDLETRACE_NO_EXTENSIONS (accepted: 1, true"
+    )
+    assert hooks_in_use() == ("c" if _speedups() is not None else "python")
 
 
 def test_ci_builds_the_extension() -> None:
