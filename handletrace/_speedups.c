@@ -12,10 +12,14 @@
 #include <frameobject.h>
 #include <pythread.h>
 #include <stddef.h>
+#include <string.h>
 #include <time.h>
 
 #if PY_VERSION_HEX < 0x03090000
 #error "handletrace._speedups needs CPython 3.9 or newer"
+#endif
+#ifdef Py_GIL_DISABLED
+#error "handletrace._speedups relies on the GIL: not for free-threaded CPython"
 #endif
 
 #define MAX_DEPTH 256
@@ -50,6 +54,8 @@ typedef struct {
     PyObject *kinds;
     long stack_depth;
     long stack_sample;
+    /* ctx.monotonic is time.monotonic and this platform's clock is known (see monotonic_now) */
+    int read_clock;
 } Hook;
 
 /* -- helpers ---------------------------------------------------------------------------- */
@@ -187,17 +193,53 @@ load_config(Hook *self, PyObject *config)
     return 0;
 }
 
-/* time.monotonic(): on POSIX it reads CLOCK_MONOTONIC, so reading it here gives the same
- * clock without a call through Python. */
+/* ctx.monotonic(). When that is time.monotonic on Linux, the clock is read here: CPython
+ * reads CLOCK_MONOTONIC there (elsewhere it may use another clock, e.g. mach_absolute_time
+ * on macOS, which stops during sleep while CLOCK_MONOTONIC does not), and converts the
+ * nanoseconds to seconds as _PyTime_AsSecondsDouble does. */
+#if defined(__linux__) && defined(CLOCK_MONOTONIC)
+#define HAVE_CLOCK 1
+#else
+#define HAVE_CLOCK 0
+#endif
+
 static PyObject *
 monotonic_now(Hook *self)
 {
-#if defined(CLOCK_MONOTONIC) && !defined(_WIN32)
+#if HAVE_CLOCK
     struct timespec now;
-    if (clock_gettime(CLOCK_MONOTONIC, &now) == 0)
-        return PyFloat_FromDouble((double)now.tv_sec + (double)now.tv_nsec * 1e-9);
+    if (self->read_clock && clock_gettime(CLOCK_MONOTONIC, &now) == 0) {
+        long long ns = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+        double seconds =
+            ns % 1000000000LL == 0 ? (double)(ns / 1000000000LL) : (double)ns / 1e9;
+        return PyFloat_FromDouble(seconds);
+    }
 #endif
     return PyObject_CallNoArgs(self->monotonic);
+}
+
+/* Whether callable is the builtin time.monotonic (then monotonic_now may read the clock). A
+ * replacement, such as a test's fake clock patched into the time module, is always called. */
+static int
+is_time_monotonic(PyObject *callable)
+{
+#if HAVE_CLOCK
+    if (!PyCFunction_Check(callable))
+        return 0;
+    PyCFunctionObject *function = (PyCFunctionObject *)callable;
+    if (strcmp(function->m_ml->ml_name, "monotonic") != 0 || function->m_self == NULL ||
+        !PyModule_Check(function->m_self))
+        return 0;
+    const char *module = PyModule_GetName(function->m_self);
+    if (module == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    return strcmp(module, "time") == 0;
+#else
+    (void)callable;
+    return 0;
+#endif
 }
 
 /* -- stack capture (what _stacks.capture does) -------------------------------------------- */
@@ -446,13 +488,32 @@ done:
     return rc;
 }
 
+/* The index in a vectorcall's args of the parameter at position or passed as keyword name
+ * (-1: absent). */
+static Py_ssize_t
+argument_index(Py_ssize_t nargs, PyObject *kwnames, Py_ssize_t position, const char *name)
+{
+    if (position < nargs)
+        return position;
+    Py_ssize_t count = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *keyword = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_Check(keyword) && PyUnicode_CompareWithASCIIString(keyword, name) == 0)
+            return nargs + i;
+    }
+    return -1;
+}
+
 static PyObject *
 init_call(Hook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs < 4) /* not how the SDK makes a _Handle: the original says what is wrong */
+    /* _Handle.__init__(self, handle, test_fn, release_fn): the SDK passes them by position. */
+    Py_ssize_t handle_at = argument_index(nargs, kwnames, 1, "handle");
+    Py_ssize_t release_at = argument_index(nargs, kwnames, 3, "release_fn");
+    if (nargs < 1 || handle_at < 0 || release_at < 0) /* the original says what is wrong */
         return PyObject_Vectorcall(self->original, args, nargsf, kwnames);
-    PyObject *handle_obj = args[0], *handle = args[1], *release_fn = args[3];
+    PyObject *handle_obj = args[0], *handle = args[handle_at], *release_fn = args[release_at];
 
     /* The _Handle keeps the real release function, not handletrace's wrapper of it. */
     PyObject *entry = NULL;
@@ -476,7 +537,7 @@ init_call(Hook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
             return PyErr_NoMemory();
         }
         memcpy(copy, args, total * sizeof(PyObject *));
-        copy[3] = PyTuple_GET_ITEM(entry, 0);
+        copy[release_at] = PyTuple_GET_ITEM(entry, 0);
         result = PyObject_Vectorcall(self->original, copy, nargs, kwnames);
         if (copy != small)
             PyMem_Free(copy);
@@ -642,6 +703,7 @@ new_hook(PyObject *original, PyObject *ctx, int is_init)
 #undef NULLIFY
     self->stack_depth = 0;
     self->stack_sample = 0;
+    self->read_clock = 0;
     Py_INCREF(original);
     self->original = original;
     PyObject_GC_Track(self);
@@ -673,6 +735,12 @@ new_hook(PyObject *original, PyObject *ctx, int is_init)
         Py_DECREF(self);
         return NULL;
     }
+    if (!PyCallable_Check(self->monotonic)) {
+        PyErr_SetString(PyExc_TypeError, "make_hooks: ctx.monotonic must be callable");
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->read_clock = is_time_monotonic(self->monotonic);
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(self->prefixes); i++) {
         if (!PyUnicode_Check(PyTuple_GET_ITEM(self->prefixes, i))) {
             PyErr_SetString(PyExc_TypeError, "make_hooks: prefixes must be str");
