@@ -8,6 +8,7 @@ is used and the program runs on.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import sys
 import warnings
@@ -25,6 +26,7 @@ __all__ = [
     "ENV_REPORT_FORMAT",
     "ENV_STACK_DEPTH",
     "ENV_STACK_SAMPLE",
+    "ENV_STALE_AFTER",
     "EnvSettings",
     "activate",
     "activate_from_env",
@@ -43,6 +45,9 @@ ENV_KINDS = "HANDLETRACE_KINDS"
 ENV_REPORT = "HANDLETRACE_REPORT"
 #: ``text`` or ``json``; default ``json`` when the report path ends in ``.json``, else ``text``.
 ENV_REPORT_FORMAT = "HANDLETRACE_REPORT_FORMAT"
+#: Seconds after which a still-referenced live handle is classified ``stale`` in the at-exit
+#: report: a number greater than 0 (``300``, ``2.5``); unset, no handle is ``stale``.
+ENV_STALE_AFTER = "HANDLETRACE_STALE_AFTER"
 #: ``otel`` to export handle metrics through OpenTelemetry (``handletrace.metrics.enable()``
 #: on the global meter provider; needs ``handletrace[otel]``), or ``none`` (default).
 ENV_METRICS = "HANDLETRACE_METRICS"
@@ -62,6 +67,18 @@ class EnvSettings:
     report: str = "stderr"
     report_format: str = "text"
     metrics: str = "none"
+    stale_after: Optional[float] = None
+
+
+def _parse_seconds(value: str) -> Optional[float]:
+    """A finite number of seconds greater than 0, or None."""
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    if not math.isfinite(seconds) or seconds <= 0:
+        return None
+    return seconds
 
 
 def _parse_int(value: str, low: int, high: Optional[int]) -> Optional[int]:
@@ -146,11 +163,26 @@ def settings_from_env(
         else:
             bad(ENV_METRICS, raw, "otel or none")
 
-    return EnvSettings(enabled, depth, sample, kinds, report, fmt, metrics), problems
+    stale_after: Optional[float] = None
+    raw = env.get(ENV_STALE_AFTER)
+    if raw is not None:
+        seconds = _parse_seconds(raw)
+        if seconds is None:
+            bad(ENV_STALE_AFTER, raw, "a number of seconds greater than 0, such as 300 or 2.5")
+        else:
+            stale_after = seconds
+
+    settings = EnvSettings(enabled, depth, sample, kinds, report, fmt, metrics, stale_after)
+    return settings, problems
 
 
-def write_report(destination: str, report_format: str) -> None:
-    """Write the report to ``stderr``, ``stdout`` or a file path (``none`` writes nothing)."""
+def write_report(
+    destination: str, report_format: str, *, stale_after: Optional[float] = None
+) -> None:
+    """Write the report to ``stderr``, ``stdout`` or a file path (``none`` writes nothing).
+
+    ``stale_after``: seconds after which a still-referenced handle is classified ``stale``.
+    """
     from ._api import report
 
     where = destination.lower()
@@ -159,15 +191,17 @@ def write_report(destination: str, report_format: str) -> None:
     if where in ("stderr", "stdout"):
         stream = sys.stderr if where == "stderr" else sys.stdout
         if stream is not None:
-            report(stream, report_format)
+            report(stream, report_format, stale_after=stale_after)
         return
     with open(destination, "w", encoding="utf-8") as out:
-        report(out, report_format)
+        report(out, report_format, stale_after=stale_after)
 
 
-def _report_at_exit(destination: str, report_format: str) -> None:
+def _report_at_exit(
+    destination: str, report_format: str, stale_after: Optional[float] = None
+) -> None:
     try:
-        write_report(destination, report_format)
+        write_report(destination, report_format, stale_after=stale_after)
     except Exception as exc:  # never turn a clean exit into a traceback
         try:
             sys.stderr.write(
@@ -187,7 +221,7 @@ def activate(settings: EnvSettings, *, report_at_exit: bool = True) -> bool:
     )
     if report_at_exit and TRACKER.at_exit is None:
         hook: Callable[[], None] = lambda: _report_at_exit(  # noqa: E731
-            settings.report, settings.report_format
+            settings.report, settings.report_format, settings.stale_after
         )
         TRACKER.at_exit = hook
         atexit.register(hook)

@@ -71,6 +71,7 @@ def test_all_variables_are_read() -> None:
             "HANDLETRACE_STACK_SAMPLE": "10",
             "HANDLETRACE_KINDS": "recognizer, property_bag",
             "HANDLETRACE_REPORT": "/tmp/leaks.json",
+            "HANDLETRACE_STALE_AFTER": "300",
         }
     )
     assert problems == []
@@ -81,7 +82,18 @@ def test_all_variables_are_read() -> None:
         kinds=frozenset({"recognizer", "property_bag"}),
         report="/tmp/leaks.json",
         report_format="json",
+        stale_after=300.0,
     )
+
+
+@pytest.mark.parametrize("value, seconds", [("300", 300.0), ("2.5", 2.5), (" 0.25 ", 0.25)])
+def test_stale_after_is_a_number_of_seconds(value: str, seconds: float) -> None:
+    """HANDLETRACE_STALE_AFTER takes whole or fractional seconds."""
+    settings, problems = settings_from_env({"HANDLETRACE_STALE_AFTER": value})
+    assert (settings.stale_after, problems) == (seconds, [])
+
+
+STALE_ACCEPTED = "expected a number of seconds greater than 0, such as 300 or 2.5"
 
 
 @pytest.mark.parametrize(
@@ -94,6 +106,12 @@ def test_all_variables_are_read() -> None:
         ("HANDLETRACE_KINDS", "recognizer;bag", "expected comma-separated kind names"),
         ("HANDLETRACE_REPORT", " ", "expected stderr, stdout, none, or a file path"),
         ("HANDLETRACE_REPORT_FORMAT", "xml", "expected text or json"),
+        ("HANDLETRACE_STALE_AFTER", "5m", STALE_ACCEPTED),
+        ("HANDLETRACE_STALE_AFTER", "0", STALE_ACCEPTED),
+        ("HANDLETRACE_STALE_AFTER", "-30", STALE_ACCEPTED),
+        ("HANDLETRACE_STALE_AFTER", "nan", STALE_ACCEPTED),
+        ("HANDLETRACE_STALE_AFTER", "inf", STALE_ACCEPTED),
+        ("HANDLETRACE_STALE_AFTER", "", STALE_ACCEPTED),
     ],
 )
 def test_invalid_value_gives_one_message_naming_variable_value_and_accepted(
@@ -153,6 +171,41 @@ def test_unset_variable_leaves_program_untouched(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert result.stdout == "script done\nFalse\n"
     assert "handletrace" not in result.stderr
+
+
+HELD_CONFIG_SCRIPT = textwrap.dedent(
+    """
+    import time
+    import azure.cognitiveservices.speech as speechsdk
+
+    CONFIG = speechsdk.SpeechConfig(subscription="FAKEKEY-ENV-0001", region="westus")
+    time.sleep(0.05)
+    print("script done")
+    """
+)
+
+
+def test_stale_after_classifies_old_referenced_handles_in_the_at_exit_report(
+    tmp_path: Path,
+) -> None:
+    """HANDLETRACE_STALE_AFTER: a handle still referenced and older than that is stale."""
+    result = run_script(
+        tmp_path, {"HANDLETRACE": "1", "HANDLETRACE_STALE_AFTER": "0.01"}, HELD_CONFIG_SCRIPT
+    )
+    assert result.returncode == 0, result.stderr
+    diagnosis = result.stderr.splitlines()[2]
+    assert diagnosis.startswith("diagnosis: 2 stale (heap scan of ")
+    assert ", stale after 10 ms; " in diagnosis
+    assert "    classification: 2 stale (still referenced, and older than" in result.stderr
+
+
+def test_without_stale_after_referenced_handles_are_reachable_at_exit(tmp_path: Path) -> None:
+    """No HANDLETRACE_STALE_AFTER: however old, a referenced handle is only reachable."""
+    result = run_script(tmp_path, {"HANDLETRACE": "1"}, HELD_CONFIG_SCRIPT)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[2].startswith("diagnosis: 2 reachable (heap scan of ")
+    assert "    classification: 2 reachable" in result.stderr
+    assert "stale after" not in result.stderr
 
 
 def test_report_none_prints_nothing_at_exit(tmp_path: Path) -> None:

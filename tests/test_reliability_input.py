@@ -36,6 +36,7 @@ VARIABLES = {
     _env.ENV_REPORT: "report",
     _env.ENV_REPORT_FORMAT: "report_format",
     _env.ENV_METRICS: "metrics",
+    _env.ENV_STALE_AFTER: "stale_after",
 }
 DEFAULTS = EnvSettings()
 
@@ -44,7 +45,7 @@ env_text = st.text(st.characters(blacklist_characters="\x00", blacklist_categori
 near_miss = st.sampled_from(
     ["", " ", "1", "0", "-1", "257", "16", "+3", "1e3", "0x10", "١", "true", "TRUE ", "nope",
      "json", "text", "xml", "otel", "none", "all", "recognizer,property_bag", "a,,b", "stderr",
-     "out.json", "\t\n"]
+     "out.json", "\t\n", "2.5", "300", "nan", "inf", "-0.5", "1e-3"]
 )  # fmt: skip
 env_value = st.one_of(near_miss, env_text)
 environments = st.dictionaries(st.sampled_from(sorted(VARIABLES)), env_value)
@@ -102,6 +103,7 @@ def test_bad_env_values_at_startup_warn_once_each_and_the_program_runs(tmp_path:
         _env.ENV_KINDS: "recognizer;DROP TABLE",
         _env.ENV_REPORT_FORMAT: "yaml",
         _env.ENV_METRICS: "prometheus",
+        _env.ENV_STALE_AFTER: "soon",
     }
     environment = {k: v for k, v in os.environ.items() if not k.startswith("HANDLETRACE")}
     environment.update({_env.ENV_ENABLE: "1", **bad})
