@@ -7,7 +7,7 @@ from typing import IO, Optional
 
 from ._patching import _prune_unobserved, sdk_version
 from ._registry import Stats
-from ._render import render
+from ._render import FORMATS, render
 from ._report import Report, build_report
 from ._snapshot import Snapshot
 from ._tracker import TRACKER
@@ -85,11 +85,12 @@ def report(
 ) -> Report:
     """Write the live-handle report to ``file`` (default stderr) and return its data.
 
-    ``format`` is ``"text"`` or ``"json"`` (schema ``handletrace.report``, version 1).
+    ``format`` is ``"text"``, ``"json"`` (schema ``handletrace.report``, version 1) or
+    ``"html"`` (a self-contained page, as ``handletrace report --format html`` writes).
     ``collect``, ``diagnose`` and ``stale_after`` are as for :func:`build`.
     """
-    if format not in ("text", "json"):
-        raise ValueError(f"format must be 'text' or 'json'; got {format!r}")
+    if format not in FORMATS:
+        raise ValueError(f"format must be 'text', 'json' or 'html'; got {format!r}")
     data = build(snap, collect=collect, diagnose=diagnose, stale_after=stale_after)
     render(data, file, format)
     return data

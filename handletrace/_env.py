@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, FrozenSet, List, Mapping, Optional, Tuple
 
 from ._patching import HandleTraceWarning, install
+from ._render import FORMATS
 from ._tracker import DEFAULT_STACK_DEPTH, MAX_STACK_DEPTH, TRACKER
 
 __all__ = [
@@ -43,7 +44,8 @@ ENV_STACK_SAMPLE = "HANDLETRACE_STACK_SAMPLE"
 ENV_KINDS = "HANDLETRACE_KINDS"
 #: Where the at-exit report goes: ``stderr`` (default), ``stdout``, ``none``, or a file path.
 ENV_REPORT = "HANDLETRACE_REPORT"
-#: ``text`` or ``json``; default ``json`` when the report path ends in ``.json``, else ``text``.
+#: ``text``, ``json`` or ``html``; default ``json`` when the report path ends in ``.json``,
+#: ``html`` when it ends in ``.html`` or ``.htm``, else ``text``.
 ENV_REPORT_FORMAT = "HANDLETRACE_REPORT_FORMAT"
 #: Seconds after which a still-referenced live handle is classified ``stale`` in the at-exit
 #: report: a number greater than 0 (``300``, ``2.5``); unset, no handle is ``stale``.
@@ -68,6 +70,16 @@ class EnvSettings:
     report_format: str = "text"
     metrics: str = "none"
     stale_after: Optional[float] = None
+
+
+def _format_for_path(destination: str) -> str:
+    """The report format a destination's file extension implies (``text`` if none)."""
+    lower = destination.lower()
+    if lower.endswith(".json"):
+        return "json"
+    if lower.endswith((".html", ".htm")):
+        return "html"
+    return "text"
 
 
 def _parse_seconds(value: str) -> Optional[float]:
@@ -147,13 +159,13 @@ def settings_from_env(
         else:
             report = raw.strip()
 
-    fmt = "json" if report.lower().endswith(".json") else "text"
+    fmt = _format_for_path(report)
     raw = env.get(ENV_REPORT_FORMAT)
     if raw is not None:
-        if raw.strip().lower() in ("text", "json"):
+        if raw.strip().lower() in FORMATS:
             fmt = raw.strip().lower()
         else:
-            bad(ENV_REPORT_FORMAT, raw, "text or json")
+            bad(ENV_REPORT_FORMAT, raw, "text, json or html")
 
     metrics = "none"
     raw = env.get(ENV_METRICS)

@@ -1,4 +1,5 @@
-"""Report rendering: text for terminals and logs, JSON for machines. Writes, never computes.
+"""Report rendering: text for terminals and logs, JSON for machines (HTML pages are drawn by
+``_html``; :func:`render` dispatches to all three). Writes, never computes.
 
 With a diagnosis, each group's text also shows its classification, the reference cycle (or
 the path from a root), the known-pattern findings with their fixes, the signals tree of its
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMATS", "render", "render_json", "render_text"]
 
-FORMATS = ("text", "json")
+FORMATS = ("text", "json", "html")
 TRACEBACK_LIMIT = 8  # frames shown per group in text; JSON keeps all captured frames
 
 
@@ -248,5 +249,9 @@ def render(report: Report, file: Optional[IO[str]] = None, format: str = "text")
         render_text(report, file)
     elif format == "json":
         render_json(report, file)
+    elif format == "html":
+        from ._html import render_html  # _html imports this module: imported when used
+
+        render_html(report, file)
     else:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")

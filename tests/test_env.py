@@ -93,6 +93,25 @@ def test_stale_after_is_a_number_of_seconds(value: str, seconds: float) -> None:
     assert (settings.stale_after, problems) == (seconds, [])
 
 
+@pytest.mark.parametrize(
+    "environ, expected",
+    [
+        ({"HANDLETRACE_REPORT_FORMAT": "html"}, "html"),
+        ({"HANDLETRACE_REPORT_FORMAT": " HTML "}, "html"),
+        ({"HANDLETRACE_REPORT": "leaks.html"}, "html"),
+        ({"HANDLETRACE_REPORT": "LEAKS.HTM"}, "html"),
+        ({"HANDLETRACE_REPORT": "leaks.html", "HANDLETRACE_REPORT_FORMAT": "json"}, "json"),
+        ({"HANDLETRACE_REPORT": "leaks.txt"}, "text"),
+    ],
+)
+def test_report_format_html_from_the_variable_or_the_report_path(
+    environ: Dict[str, str], expected: str
+) -> None:
+    """html is accepted, and is the default for an .html/.htm path; the variable wins."""
+    settings, problems = settings_from_env(environ)
+    assert (settings.report_format, problems) == (expected, [])
+
+
 STALE_ACCEPTED = "expected a number of seconds greater than 0, such as 300 or 2.5"
 
 
@@ -105,7 +124,7 @@ STALE_ACCEPTED = "expected a number of seconds greater than 0, such as 300 or 2.
         ("HANDLETRACE_STACK_SAMPLE", "-1", "expected 1 (every handle), N > 1 (one in N) or 0"),
         ("HANDLETRACE_KINDS", "recognizer;bag", "expected comma-separated kind names"),
         ("HANDLETRACE_REPORT", " ", "expected stderr, stdout, none, or a file path"),
-        ("HANDLETRACE_REPORT_FORMAT", "xml", "expected text or json"),
+        ("HANDLETRACE_REPORT_FORMAT", "xml", "expected text, json or html"),
         ("HANDLETRACE_STALE_AFTER", "5m", STALE_ACCEPTED),
         ("HANDLETRACE_STALE_AFTER", "0", STALE_ACCEPTED),
         ("HANDLETRACE_STALE_AFTER", "-30", STALE_ACCEPTED),

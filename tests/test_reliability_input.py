@@ -44,8 +44,8 @@ DEFAULTS = EnvSettings()
 env_text = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)))
 near_miss = st.sampled_from(
     ["", " ", "1", "0", "-1", "257", "16", "+3", "1e3", "0x10", "١", "true", "TRUE ", "nope",
-     "json", "text", "xml", "otel", "none", "all", "recognizer,property_bag", "a,,b", "stderr",
-     "out.json", "\t\n", "2.5", "300", "nan", "inf", "-0.5", "1e-3"]
+     "json", "text", "html", "xml", "otel", "none", "all", "recognizer,property_bag", "a,,b",
+     "stderr", "out.json", "out.html", "\t\n", "2.5", "300", "nan", "inf", "-0.5", "1e-3"]
 )  # fmt: skip
 env_value = st.one_of(near_miss, env_text)
 environments = st.dictionaries(st.sampled_from(sorted(VARIABLES)), env_value)

@@ -18,8 +18,9 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from html import escape
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
@@ -27,6 +28,8 @@ import handletrace
 from handletrace import cli
 from handletrace._html import format_html
 from handletrace._tracker import TRACKER
+
+from . import subprocesses
 
 pytest_plugins = ["pytester"]
 
@@ -152,6 +155,48 @@ def test_no_secret_in_reports_diagnosis_stacks_or_access_records(sessions: Any) 
     assert outputs["drawn cycles"] != ""
     for where, output in outputs.items():
         assert_no_secret(where, output)
+
+
+def assert_html_shows_the_leaked_transcriber(page: str, program: Path) -> None:
+    """The page names the transcriber's kind and its creation line (source masked)."""
+    line = PROGRAM.splitlines().index(f"    {TRANSCRIBER_LINE}") + 1
+    where = escape(str(program))
+    assert f'created at <span class="where">{where}:{line} in <code>make_session</code>' in page
+    assert f'<span class="frame-user">  File "{where}", line {line}, in make_session' in page
+    assert '<td class="l mono">recognizer</td><td class="l">ConversationTranscriber</td>' in page
+    masked = "ConversationTranscriber(speech_config=speechsdk.SpeechConfig(subscription=&#x27;***"
+    assert masked in page
+
+
+def test_report_as_html_shows_the_leak_and_no_secret(sessions: Any, program: Path) -> None:
+    """handletrace.report(format="html") writes the page the CLI draws, without the secrets."""
+    out = io.StringIO()
+    data = handletrace.report(out, "html")
+    page = out.getvalue()
+    assert page.startswith("<!DOCTYPE html>\n")
+    assert data.live == 8
+    assert_html_shows_the_leaked_transcriber(page, program)
+    assert_no_secret("report(format='html')", page)
+
+
+@pytest.mark.parametrize(
+    "environment, written",
+    [
+        ({"HANDLETRACE_REPORT": "leaks.html"}, "leaks.html"),
+        ({"HANDLETRACE_REPORT": "leaks.out", "HANDLETRACE_REPORT_FORMAT": "html"}, "leaks.out"),
+    ],
+)
+def test_html_report_at_exit_shows_the_leak_and_no_secret(
+    program: Path, environment: Dict[str, str], written: str
+) -> None:
+    """HANDLETRACE=1 with an .html report path, or HANDLETRACE_REPORT_FORMAT=html: the page."""
+    result = subprocesses.run_script(program, {"HANDLETRACE": "1", **environment})
+    assert result.returncode == 0, result.stderr
+    assert (result.stdout, result.stderr) == ("served\n", "")
+    page = (program.parent / written).read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>\n")
+    assert_html_shows_the_leaked_transcriber(page, program)
+    assert_no_secret(f"the at-exit HTML report {written}", page)
 
 
 def run_cli(argv: List[str], cwd: Path) -> subprocess.CompletedProcess[str]:

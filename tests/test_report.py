@@ -142,7 +142,7 @@ def test_secret_key_appears_in_no_report(installed: None) -> None:
 
 def test_unknown_format_is_rejected_with_accepted_values(installed: None) -> None:
     """report(format=...) names what it accepts."""
-    with pytest.raises(ValueError, match="format must be 'text' or 'json'; got 'xml'"):
+    with pytest.raises(ValueError, match="format must be 'text', 'json' or 'html'; got 'xml'"):
         handletrace.report(io.StringIO(), format="xml")
 
 
