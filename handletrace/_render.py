@@ -214,7 +214,7 @@ def _group_lines(index: int, group: ReportGroup) -> list[str]:
         f"#{index}  {_plural(group.count, 'handle')} created {where}",
         f"    age {ages}; fingerprint {group.fingerprint}",
     ]
-    width = max(len(kind) for kind, _, _ in group.kinds)
+    width = max((len(kind) for kind, _, _ in group.kinds), default=0)
     for kind, owner, n in group.kinds:
         lines.append(f"    {n:>5} x {kind:<{width}}  {owner}")
     lines.extend(_diagnosis_lines(group))

@@ -11,6 +11,7 @@ import pytest
 
 import handletrace
 from handletrace import Report, ReportError
+from handletrace._render import format_text
 
 from . import sdk_objects
 
@@ -138,6 +139,18 @@ def test_secret_key_appears_in_no_report(installed: None) -> None:
     assert sdk_objects.FAKE_KEY not in text.getvalue()
     assert sdk_objects.FAKE_KEY not in js.getvalue()
     del config
+
+
+def test_saved_report_whose_group_lists_no_kinds_renders_as_text(installed: None) -> None:
+    """A loaded report with an empty kinds list still renders (no max() of nothing)."""
+    recognizer = make_recognizer()
+    saved = handletrace.build(diagnose=False).to_dict()
+    saved["groups"][0]["kinds"] = []
+    lines = format_text(Report.from_dict(saved)).splitlines()
+    assert lines[3].startswith("#1  2 handles created at ")
+    assert lines[4].startswith("    age ")
+    assert lines[5] == "    Traceback (most recent call last):"
+    del recognizer
 
 
 def test_unknown_format_is_rejected_with_accepted_values(installed: None) -> None:
