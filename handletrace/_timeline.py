@@ -179,10 +179,12 @@ def _timeline_from_dict(data: Any, source: str) -> Timeline:
 class TimelineSummary:
     """What a timeline shows in numbers.
 
-    ``trend`` is ``"growing"`` when the live count in the last fifth of the samples (its
-    median) is above the first fifth's by more than ``max(2, 10% of the peak)``, ``"falling"``
-    when below by as much, and ``"flat"`` otherwise. ``slope`` is the least-squares fit of
-    live handles per second.
+    ``trend`` is ``"growing"`` when both the live count in the last fifth of the samples (its
+    median) and the last sample are above the first fifth's median by more than
+    ``max(2, 10% of the peak)``, ``"falling"`` when both are below it by as much, and
+    ``"flat"`` otherwise: a run that ends where it started (everything released at the end)
+    is not growing, however high it rose. ``slope`` is the least-squares fit of live handles
+    per second.
     """
 
     duration: float
@@ -226,7 +228,13 @@ def summarize(timeline: Timeline) -> TimelineSummary:
     head, tail = _median(totals[:fifth]), _median(totals[-fifth:])
     peak = max(totals)
     margin = max(2.0, 0.1 * peak)
-    trend = "growing" if tail - head > margin else "falling" if head - tail > margin else "flat"
+    last = totals[-1]
+    if tail - head > margin and last - head > margin:
+        trend = "growing"
+    elif head - tail > margin and head - last > margin:
+        trend = "falling"
+    else:
+        trend = "flat"
     rss = [r for r in timeline.rss_series() if r is not None]
     return TimelineSummary(
         duration=timeline.duration,

@@ -140,6 +140,43 @@ def test_summary_of_a_release_is_falling() -> None:
     assert summarize(timeline_of([20, 20, 15, 10, 5, 0, 0, 0, 0, 0])).trend == "falling"
 
 
+def test_summary_of_a_run_that_rises_then_releases_everything_is_not_growing() -> None:
+    """Up to 20 and held, then all released by the last sample: flat, not growing."""
+    summary = summarize(timeline_of([0, 4, 8, 12, 16, 20, 20, 20, 20, 0]))
+    assert (summary.live_first, summary.live_last, summary.live_peak) == (0, 0, 20)
+    assert summary.trend == "flat"
+
+
+def test_summary_of_a_long_plateau_released_at_the_end_is_not_growing() -> None:
+    """Most of the last fifth still at the plateau, the final sample at 0: flat."""
+    summary = summarize(timeline_of([0, 0, 0] + [10] * 12 + [0]))
+    assert (summary.live_first, summary.live_last, summary.live_peak) == (0, 0, 10)
+    assert summary.trend == "flat"
+
+
+def test_summary_of_steady_growth_with_a_dip_at_the_end_is_growing() -> None:
+    """Rising by 2 a second, the last sample a little lower but far above the start: growing."""
+    assert summarize(timeline_of([0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 16])).trend == "growing"
+
+
+def test_summary_of_a_constant_count_is_flat() -> None:
+    """The same 5 handles live throughout: flat, slope 0."""
+    summary = summarize(timeline_of([5] * 10))
+    assert (summary.trend, summary.slope, summary.live_peak) == ("flat", 0.0, 5)
+
+
+def test_summary_of_a_fall_that_comes_back_at_the_end_is_not_falling() -> None:
+    """Down from 20 to 0, then back to 20 by the last sample: flat, not falling."""
+    summary = summarize(timeline_of([20, 20, 15, 10, 5, 0, 0, 0, 0, 20]))
+    assert (summary.live_first, summary.live_last, summary.trend) == (20, 20, "flat")
+
+
+def test_terminal_chart_summary_of_a_run_that_released_everything() -> None:
+    """The line under the chart says flat, without a slope."""
+    chart = format_chart(timeline_of([0, 4, 8, 12, 16, 20, 20, 20, 20, 0]), width=10, height=4)
+    assert chart.splitlines()[-1] == "live native handles 0 -> 0 (peak 20); trend: flat"
+
+
 def test_summary_of_an_empty_timeline() -> None:
     """No samples: zeros and flat."""
     summary = summarize(Timeline(samples=()))
