@@ -28,7 +28,7 @@ def speech_service() -> Iterator[SpeechService]:
         gc.collect()  # release every transcriber before the service stops
 
 
-def settle(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
+def settle(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
     """Native threads and sockets end shortly after their recognizer is released."""
     deadline = time.monotonic() + timeout
     while not condition():
