@@ -22,6 +22,17 @@
 #error "handletrace._speedups relies on the GIL: not for free-threaded CPython"
 #endif
 
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 && \
+    !defined(HANDLETRACE_PUBLIC_FRAMES)
+#define HT_INTERNAL_FRAMES 1
+#ifndef Py_BUILD_CORE
+#define Py_BUILD_CORE 1
+#endif
+#include "internal/pycore_frame.h"
+#else
+#define HT_INTERNAL_FRAMES 0
+#endif
+
 #define MAX_DEPTH 256
 
 static PyObject *s_installed, *s_config, *s_kinds, *s_stack_depth, *s_stack_sample,
@@ -258,6 +269,7 @@ is_ignored(Hook *self, PyCodeObject *code)
     return 0;
 }
 
+#if !HT_INTERNAL_FRAMES
 static int
 frame_lasti(PyFrameObject *frame)
 {
@@ -269,43 +281,127 @@ frame_lasti(PyFrameObject *frame)
     return frame->f_lasti;
 #endif
 }
+#endif
+
+/* Walking the Python stack. On CPython 3.11-3.13 the interpreter's own frame records are
+ * read through its internal header (as Cython does): a frame object is made for no frame,
+ * and making them is most of what capturing a stack of fresh frames costs otherwise. On
+ * other versions (and with -DHANDLETRACE_PUBLIC_FRAMES), the public frame-object API.
+ * walk_back() gives up the frame it is passed; code objects are borrowed from the frame. */
+#if HT_INTERNAL_FRAMES
+typedef _PyInterpreterFrame WalkFrame;
+
+static WalkFrame *
+walk_complete(WalkFrame *frame)
+{
+    while (frame != NULL) {
+#if PY_VERSION_HEX >= 0x030D0000
+        if (frame->owner != FRAME_OWNED_BY_CSTACK && PyCode_Check(frame->f_executable) &&
+            !_PyFrame_IsIncomplete(frame))
+            return frame;
+#elif PY_VERSION_HEX >= 0x030C0000
+        if (frame->owner != FRAME_OWNED_BY_CSTACK && !_PyFrame_IsIncomplete(frame))
+            return frame;
+#else
+        if (!_PyFrame_IsIncomplete(frame))
+            return frame;
+#endif
+        frame = frame->previous;
+    }
+    return NULL;
+}
+
+static WalkFrame *
+walk_top(void)
+{
+    PyThreadState *tstate = PyThreadState_Get();
+#if PY_VERSION_HEX >= 0x030D0000
+    return walk_complete(tstate->current_frame);
+#else
+    return walk_complete(tstate->cframe->current_frame);
+#endif
+}
+
+#define walk_hold(frame) ((void)0)
+#define walk_release(frame) ((void)0)
+#define walk_back(frame) walk_complete((frame)->previous)
+
+static PyCodeObject *
+walk_code(WalkFrame *frame)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return (PyCodeObject *)frame->f_executable;
+#else
+    return frame->f_code;
+#endif
+}
+
+static int
+walk_lasti(WalkFrame *frame)
+{
+    int lasti = _PyInterpreterFrame_LASTI(frame);
+    return lasti < 0 ? -1 : lasti * (int)sizeof(_Py_CODEUNIT);
+}
+#else
+typedef PyFrameObject WalkFrame;
+
+static WalkFrame *
+walk_top(void)
+{
+    PyFrameObject *frame = PyEval_GetFrame();
+    Py_XINCREF(frame);
+    return frame;
+}
+
+#define walk_hold(frame) Py_XINCREF(frame)
+#define walk_release(frame) Py_XDECREF(frame)
+
+static WalkFrame *
+walk_back(WalkFrame *frame)
+{
+    PyFrameObject *back = PyFrame_GetBack(frame);
+    Py_DECREF(frame);
+    return back;
+}
+
+static PyCodeObject *
+walk_code(WalkFrame *frame)
+{
+    PyCodeObject *code = PyFrame_GetCode(frame);
+    Py_DECREF(code); /* the frame keeps it */
+    return code;
+}
+
+#define walk_lasti frame_lasti
+#endif
 
 static PyObject *
-capture(Hook *self, PyFrameObject *start, long depth)
+capture(Hook *self, WalkFrame *start, long depth)
 {
     PyObject *codes[MAX_DEPTH];
     int lastis[MAX_DEPTH];
     Py_ssize_t taken = 0, total = 0;
     PyObject *result = NULL;
-    PyFrameObject *frame = start, *back;
-    Py_XINCREF(frame);
+    WalkFrame *frame = start;
+    walk_hold(frame);
     while (frame != NULL) {
-        PyCodeObject *code = PyFrame_GetCode(frame);
-        int ignored = is_ignored(self, code);
-        Py_DECREF(code);
+        int ignored = is_ignored(self, walk_code(frame));
         if (ignored < 0)
             goto done;
         if (!ignored)
             break;
-        back = PyFrame_GetBack(frame);
-        Py_DECREF(frame);
-        frame = back;
+        frame = walk_back(frame);
     }
     while (frame != NULL && taken < depth) {
-        codes[taken] = (PyObject *)PyFrame_GetCode(frame);
-        lastis[taken] = frame_lasti(frame);
+        codes[taken] = (PyObject *)walk_code(frame);
+        Py_INCREF(codes[taken]);
+        lastis[taken] = walk_lasti(frame);
         taken++;
-        back = PyFrame_GetBack(frame);
-        Py_DECREF(frame);
-        frame = back;
+        frame = walk_back(frame);
     }
-    total = taken;
-    while (frame != NULL) { /* the total depth is still known */
-        total++;
-        back = PyFrame_GetBack(frame);
-        Py_DECREF(frame);
-        frame = back;
-    }
+    /* Frames beyond depth are not walked (that walk cost more than the capture in a deep
+     * service): the total depth is known only when the stack ended (-1: it went on). */
+    total = frame == NULL ? taken : -1;
     /* The intern key: the same facts as _stacks.capture's tuple (total depth, offsets, code
      * object identities), packed in one bytes object: one allocation instead of 2n+1 ints.
      * (The two kinds of key never meet: one process uses one kind of hook at a time.) An
@@ -360,7 +456,7 @@ capture(Hook *self, PyFrameObject *start, long depth)
     Py_DECREF(total_obj);
     Py_DECREF(key);
 done:
-    Py_XDECREF(frame);
+    walk_release(frame);
     for (Py_ssize_t i = 0; i < taken; i++)
         Py_DECREF(codes[i]);
     return result;
@@ -375,6 +471,7 @@ record_handle(Hook *self, PyObject *handle_obj, PyObject *handle, PyObject *rele
 {
     PyObject *kind = NULL, *seq = NULL, *code = NULL, *ident = NULL, *traceback = NULL,
              *now = NULL, *ref = NULL, *record = NULL, *row = NULL, *config = NULL;
+    WalkFrame *frame = NULL;
     int rc = -1;
 
     if (unwrapped_entry != NULL) {
@@ -408,13 +505,9 @@ record_handle(Hook *self, PyObject *handle_obj, PyObject *handle, PyObject *rele
     }
     if (PyObject_SetAttr(handle_obj, self->seq_attr, seq) < 0)
         goto done;
-    PyFrameObject *frame = PyEval_GetFrame(); /* borrowed: the SDK code calling _Handle() */
-    if (frame != NULL)
-        code = (PyObject *)PyFrame_GetCode(frame);
-    else {
-        code = Py_None;
-        Py_INCREF(code);
-    }
+    frame = walk_top(); /* the SDK code calling _Handle() */
+    code = frame != NULL ? (PyObject *)walk_code(frame) : Py_None;
+    Py_INCREF(code);
     ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
     if (ident == NULL)
         goto done;
@@ -485,6 +578,7 @@ done:
     Py_XDECREF(ref);
     Py_XDECREF(record);
     Py_XDECREF(row);
+    walk_release(frame);
     return rc;
 }
 

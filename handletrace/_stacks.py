@@ -70,7 +70,10 @@ class Traceback(Sequence[Frame]):
         self._codes = codes
         self._lastis = lastis
         self._frames: Optional[tuple[Frame, ...]] = None
-        self.total_depth = len(codes) if total_depth is None else total_depth
+        if total_depth is None:
+            total_depth = len(codes)
+        #: Frames in the whole stack, or ``None`` if it went deeper than the frames kept.
+        self.total_depth: Optional[int] = None if total_depth < 0 else total_depth
 
     @classmethod
     def from_frames(cls, frames: Sequence[Frame]) -> Traceback:
@@ -152,15 +155,15 @@ def capture(depth: int, start: Optional[FrameType] = None) -> Traceback:
         frame = frame.f_back
     codes: list[CodeType] = []
     lastis: list[int] = []
-    total = 0
-    while frame is not None and total < depth:
+    taken = 0
+    while frame is not None and taken < depth:
         codes.append(frame.f_code)
         lastis.append(frame.f_lasti)
-        total += 1
+        taken += 1
         frame = frame.f_back
-    while frame is not None:  # the total depth is still known
-        total += 1
-        frame = frame.f_back
+    # The frames beyond ``depth`` are not walked (that walk cost more than the capture in a
+    # deep service): the total depth is known only when the stack ended (-1: it went on).
+    total = taken if frame is None else -1
     # Keyed by the code objects' ids (hashing a code object is slow); an interned Traceback
     # holds its code objects, so an id in the table cannot be reused by another code object.
     key = (total, *lastis, *map(id, codes))

@@ -226,7 +226,7 @@ def test_stack_depth_limits_captured_frames(
     config = level2()
     record = handletrace.snapshot().filter(kinds=["speech_config"]).records[0]
     assert [f.name for f in record.traceback] == ["level3", "speech_config"]
-    assert record.traceback.total_depth > 2
+    assert record.traceback.total_depth is None  # the stack went deeper than the 2 kept
     del config
 
 
