@@ -198,31 +198,28 @@ class Registry:
 
     def add_handle(self, entry: RecordFields) -> None:
         """Register a ``_Handle`` entry (the pure-Python hook; the C hook does this itself)."""
-        kind = entry[1]
         with self._lock:
             self._live[entry[0]] = entry
-            counts = self._counts.get(kind)
-            if counts is None:
-                counts = self._counts[kind] = [0, 0, 0, 0]
-            counts[0] += 1
-            live = counts[2] = counts[2] + 1
-            if live > counts[3]:
-                counts[3] = live
+            self._count_new(entry[1])
 
     def add(self, fields: RecordFields) -> None:
         """Register an async handle: ``HandleRecord`` fields in order, without
         ``created_at`` (worked out from ``created_monotonic``)."""
-        seq, kind, address = fields[0], fields[1], fields[2]
+        seq = fields[0]
         with self._lock:
             self._live[seq] = fields
-            self._by_address[address] = seq
-            counts = self._counts.get(kind)
-            if counts is None:
-                counts = self._counts[kind] = [0, 0, 0, 0]
-            counts[0] += 1
-            live = counts[2] = counts[2] + 1
-            if live > counts[3]:
-                counts[3] = live
+            self._by_address[fields[2]] = seq
+            self._count_new(fields[1])
+
+    def _count_new(self, kind: str) -> None:
+        # Caller holds the lock.
+        counts = self._counts.get(kind)
+        if counts is None:
+            counts = self._counts[kind] = [0, 0, 0, 0]
+        counts[0] += 1
+        live = counts[2] = counts[2] + 1
+        if live > counts[3]:
+            counts[3] = live
 
     def release(self, seq: int, cause: str) -> Optional[str]:
         """Remove the record ``seq`` and return its kind; ``None`` if it was already gone

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gc
-from typing import Callable, Iterator
+import sys
+import wave
+from pathlib import Path
+from typing import Any, Callable, Iterator, List
 
 import pytest
 
@@ -38,6 +41,26 @@ def no_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+@pytest.fixture
+def wav(tmp_path: Path) -> str:
+    """A 0.1 s silent 16 kHz mono WAV file (what AudioConfig(filename=...) needs)."""
+    path = str(tmp_path / "silence.wav")
+    with wave.open(path, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(b"\0\0" * 1600)
+    return path
+
+
+@pytest.fixture
+def unraisable(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[Any]]:
+    """Exceptions raised in finalisers (``__del__``) during the test."""
+    seen: List[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    yield seen
 
 
 class _BrokenConfig:

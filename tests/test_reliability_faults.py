@@ -11,8 +11,6 @@ import functools
 import io
 import os
 import sys
-import wave
-from pathlib import Path
 from typing import Any, Callable, Iterator, List
 
 import azure.cognitiveservices.speech as speechsdk
@@ -28,25 +26,6 @@ speech_service = speech_fixtures.speech_service
 service = speech_fixtures.service
 
 SDK_DIR = os.path.dirname(os.path.abspath(speechsdk.__file__))
-
-
-@pytest.fixture
-def wav(tmp_path: Path) -> str:
-    path = str(tmp_path / "silence.wav")
-    with wave.open(path, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(b"\0\0" * 1600)
-    return path
-
-
-@pytest.fixture
-def unraisable(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[Any]]:
-    """Exceptions raised in finalisers (``__del__``) during the test."""
-    seen: List[Any] = []
-    monkeypatch.setattr(sys, "unraisablehook", seen.append)
-    yield seen
 
 
 def native_audio_configs() -> int:

@@ -23,9 +23,7 @@ import sys
 import threading
 import time
 import tracemalloc
-import wave
 import weakref
-from pathlib import Path
 from types import CodeType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -252,25 +250,6 @@ def install() -> Iterator[Install]:
     finally:
         interop._Handle.__init__ = original_init
         interop._Handle.__del__ = original_del
-
-
-@pytest.fixture
-def wav(tmp_path: Path) -> str:
-    path = str(tmp_path / "silence.wav")
-    with wave.open(path, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(b"\0\0" * 1600)
-    return path
-
-
-@pytest.fixture
-def unraisable(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[Any]]:
-    """Exceptions raised in finalisers (``__del__``) during the test."""
-    seen: List[Any] = []
-    monkeypatch.setattr(sys, "unraisablehook", seen.append)
-    yield seen
 
 
 @pytest.fixture
