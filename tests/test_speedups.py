@@ -550,10 +550,9 @@ def test_a_new_config_object_is_read_again(impl: str, install: Install, wav: str
     del first, second
 
 
-def test_release_function_known_as_a_wrapper_is_replaced_by_the_real_one(
-    impl: str, install: Install
-) -> None:
-    ctx = install(impl=impl)
+def wrapped_release(ctx: Any) -> Tuple[Any, Any, List[Any]]:
+    """A release function known to the hooks as handletrace's wrapper of ``real`` (kind
+    ``recognizer``); ``released`` collects what ``real`` releases."""
     released: List[Any] = []
 
     def real(handle: Any) -> None:
@@ -563,6 +562,14 @@ def test_release_function_known_as_a_wrapper_is_replaced_by_the_real_one(
         raise AssertionError("the _Handle must keep the real release function")
 
     ctx.unwrapped[id(wrapper)] = (real, "recognizer")
+    return wrapper, real, released
+
+
+def test_release_function_known_as_a_wrapper_is_replaced_by_the_real_one(
+    impl: str, install: Install
+) -> None:
+    ctx = install(impl=impl)
+    wrapper, real, released = wrapped_release(ctx)
     made = interop._Handle("native", None, wrapper)
     assert made._Handle__release_fn is real
     assert ctx.live[1][1] == "recognizer" and ctx.kind_calls == []
@@ -588,15 +595,7 @@ def test_new_kind_is_asked_once_per_kind(impl: str, install: Install, wav: str) 
 
 def test_keyword_arguments_are_recorded_like_positional_ones(impl: str, install: Install) -> None:
     ctx = install(impl=impl)
-    released: List[Any] = []
-
-    def real(handle: Any) -> None:
-        released.append(handle)
-
-    def wrapper(handle: Any) -> None:
-        raise AssertionError("the _Handle must keep the real release function")
-
-    ctx.unwrapped[id(wrapper)] = (real, "recognizer")
+    wrapper, real, released = wrapped_release(ctx)
     made = interop._Handle("native", test_fn=None, release_fn=wrapper)
     assert made._Handle__release_fn is real
     assert [(entry[1], entry[2]) for entry in ctx.live.values()] == [("recognizer", "native")]
