@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tup
 import wrapt
 
 from . import _stacks
-from ._registry import RecordFields, make_weakref, thread_name
+from ._registry import CAUSE_COLUMN, RecordFields, make_weakref, thread_name
 from ._tracker import TRACKER, Config, Tracker
 
 __all__ = [
@@ -180,8 +180,7 @@ class _HookContext:
 
     tracker: Tracker
     live: Dict[int, Tuple[Any, ...]]
-    counts: Dict[str, List[int]]
-    by_cause: Dict[str, int]
+    counts: Dict[str, Any]
     seq_counter: Iterator[int]
     unwrapped: Dict[int, Tuple[Any, str]]
     interned: Dict[Tuple[int, ...], Any]
@@ -191,9 +190,12 @@ class _HookContext:
     seq_attr: str
     kind_for: Callable[[Any], str]
     count_error: Callable[[str, BaseException], None]
-    new_kind: Callable[[str], List[int]]
+    new_kind: Callable[[str], Any]
     make_traceback: Callable[..., Any]
     monotonic: Callable[[], float]
+    #: The counters' columns of the two release causes a ``__del__`` hook counts.
+    del_column: int
+    gc_column: int
 
 
 #: Environment variable that keeps the C hooks out even when the extension is built.
@@ -405,7 +407,6 @@ class _Patcher:
             tracker=self.tracker,
             live=registry.live_table,
             counts=registry.counts_table,
-            by_cause=registry.cause_table,
             seq_counter=registry.seq_counter,
             unwrapped=self.unwrapped,
             interned=_stacks.INTERNED,
@@ -418,6 +419,8 @@ class _Patcher:
             new_kind=registry.new_kind,
             make_traceback=_stacks.make_traceback,
             monotonic=time.monotonic,
+            del_column=CAUSE_COLUMN["del"],
+            gc_column=CAUSE_COLUMN["gc"],
         )
 
     def handle_hooks(self, original_init: Any, original_del: Any) -> Tuple[Any, Any]:
@@ -425,11 +428,11 @@ class _Patcher:
         ctx = self.hook_context()
         speedups = _speedups()
         if speedups is not None:
-            self.tracker.registry.use_pop(speedups.pop_record)
+            self.tracker.registry.use_accelerator(speedups)
             init_hook, del_hook = speedups.make_hooks(original_init, original_del, ctx)
             self.hook_kind = "c"
         else:
-            self.tracker.registry.use_pop(None)
+            self.tracker.registry.use_accelerator(None)
             init_hook, del_hook = _python_hooks(original_init, original_del, ctx)
             self.hook_kind = "python"
         functools.update_wrapper(init_hook, original_init)  # sets __wrapped__

@@ -19,6 +19,8 @@ from ._compat import DATACLASS_SLOTS
 from ._stacks import EMPTY_TRACEBACK, Traceback
 
 __all__ = [
+    "CAUSE_COLUMN",
+    "COUNTER_COLUMNS",
     "HANDLE_ENTRY_LEN",
     "HandleRecord",
     "KindStats",
@@ -35,6 +37,11 @@ __all__ = [
 #: ``direct``: a release function was called directly with its address (e.g. async handles);
 #: ``untracked``: its ``_Handle`` was finalised while handletrace was not installed.
 RELEASE_CAUSES = ("del", "gc", "forced", "direct", "untracked")
+
+#: The counters kept per kind, in this order: created, released, live, peak, then one column
+#: per release cause (``CAUSE_COLUMN``). One row per kind: a release updates one row only.
+COUNTER_COLUMNS = 4 + len(RELEASE_CAUSES)
+CAUSE_COLUMN: Mapping[str, int] = {cause: 4 + i for i, cause in enumerate(RELEASE_CAUSES)}
 
 
 #: A record's fields in ``HandleRecord`` field order, without ``created_at`` (what the
@@ -150,9 +157,10 @@ class Registry:
         # Addresses of async handles (ResultFuture records): a direct call of a release
         # function finds its record here. ``_Handle`` entries are never released that way.
         self._by_address: Dict[int, int] = {}
-        # kind -> [created, released, live, peak]: one lookup per event on the hot path.
-        self._counts: Dict[str, List[int]] = {}
-        self._by_cause: Dict[str, int] = dict.fromkeys(RELEASE_CAUSES, 0)
+        # kind -> its counters (see COUNTER_COLUMNS): one lookup per event on the hot path.
+        # A list, or with the C hooks a ``_speedups.Counters`` (the same, as C integers).
+        self._counts: Dict[str, Any] = {}
+        self._new_row: Callable[[List[int]], Any] = list
         self.instrumentation_errors = 0
         self.last_errors: list[str] = []
         # What clear() forgot, kept for totals(): cumulative counters must never go down.
@@ -172,23 +180,26 @@ class Registry:
         return self._live
 
     @property
-    def counts_table(self) -> Dict[str, List[int]]:
+    def counts_table(self) -> Dict[str, Any]:
         return self._counts
 
-    @property
-    def cause_table(self) -> Dict[str, int]:
-        return self._by_cause
+    def use_accelerator(self, speedups: Any) -> None:
+        """Keep counters as the C accelerator's ``Counters`` and pop entries with its
+        ``pop_record`` (atomic with its hooks); ``None``: lists and Python, for the Python
+        hooks. Counters already kept are carried over."""
+        with self._lock:
+            self._c_pop = None if speedups is None else speedups.pop_record
+            new_row = self._new_row = list if speedups is None else speedups.Counters
+            for kind, row in self._counts.copy().items():
+                if type(row) is not new_row:
+                    self._counts[kind] = new_row(list(row))
 
-    def use_pop(self, pop: Optional[Callable[..., Any]]) -> None:
-        """Pop entries with the C accelerator's ``pop_record`` (atomic with its hooks)."""
-        self._c_pop = pop
-
-    def new_kind(self, kind: str) -> List[int]:
+    def new_kind(self, kind: str) -> Any:
         """The counters of ``kind``, created if new (the hooks call this for a new kind)."""
         with self._lock:
             counts = self._counts.get(kind)
             if counts is None:
-                counts = self._counts[kind] = [0, 0, 0, 0]
+                counts = self._counts[kind] = self._new_row([0] * COUNTER_COLUMNS)
             return counts
 
     # -- mutation -------------------------------------------------------------------------
@@ -215,7 +226,7 @@ class Registry:
         # Caller holds the lock.
         counts = self._counts.get(kind)
         if counts is None:
-            counts = self._counts[kind] = [0, 0, 0, 0]
+            counts = self._counts[kind] = self._new_row([0] * COUNTER_COLUMNS)
         counts[0] += 1
         live = counts[2] = counts[2] + 1
         if live > counts[3]:
@@ -224,18 +235,19 @@ class Registry:
     def release(self, seq: int, cause: str) -> Optional[str]:
         """Remove the record ``seq`` and return its kind; ``None`` if it was already gone
         (a release is never counted twice). No record is built."""
+        column = CAUSE_COLUMN[cause]
         with self._lock:
-            entry = self._pop(seq, cause)
+            entry = self._pop(seq, column)
             if entry is None:
                 return None
             self._built.pop(seq, None)
         return entry[1]  # type: ignore[no-any-return]
 
-    def _pop(self, seq: int, cause: str) -> Optional[RecordFields]:
+    def _pop(self, seq: int, column: int) -> Optional[RecordFields]:
         # Caller holds the lock.
         c_pop = self._c_pop
         if c_pop is not None:
-            entry = c_pop(self._live, self._counts, self._by_cause, seq, cause)
+            entry = c_pop(self._live, self._counts, seq, column)
         else:
             entry = self._live.pop(seq, None)
             if entry is not None:
@@ -243,7 +255,7 @@ class Registry:
                 if counts is not None:  # never inserts: stats() may be iterating _counts
                     counts[1] += 1
                     counts[2] -= 1
-                self._by_cause[cause] = self._by_cause.get(cause, 0) + 1
+                    counts[column] += 1
         if entry is not None and len(entry) != HANDLE_ENTRY_LEN:
             address = entry[2]
             if self._by_address.get(address) == seq:
@@ -286,14 +298,12 @@ class Registry:
         Containers are emptied in place: the hooks hold them."""
         with self._lock:
             _add_into(self._cleared_created, self._column(0))
-            _add_into(self._cleared_by_cause, self._by_cause)
+            _add_into(self._cleared_by_cause, self._causes())
             self._cleared_errors += self.instrumentation_errors
             self._live.clear()
             self._built.clear()
             self._by_address.clear()
             self._counts.clear()
-            self._by_cause.clear()
-            self._by_cause.update(dict.fromkeys(RELEASE_CAUSES, 0))
             self.instrumentation_errors = 0
             self.last_errors = []
 
@@ -305,6 +315,11 @@ class Registry:
     def _column(self, index: int) -> Dict[str, int]:
         """One counter per kind (0 created, 1 released, 2 live, 3 peak)."""
         return {kind: counts[index] for kind, counts in self._counts.copy().items()}
+
+    def _causes(self) -> Dict[str, int]:
+        """Releases per cause, all kinds together."""
+        rows = list(self._counts.copy().values())
+        return {cause: sum(row[CAUSE_COLUMN[cause]] for row in rows) for cause in RELEASE_CAUSES}
 
     def live_seqs(self) -> frozenset[int]:
         """The sequence numbers of the live records (no record is built)."""
@@ -364,7 +379,7 @@ class Registry:
         """Created per kind, released per cause and errors since the registry was made."""
         with self._lock:
             created = self._column(0)
-            by_cause = self._by_cause.copy()
+            by_cause = self._causes()
             live = self._column(2)
             errors = self.instrumentation_errors + self._cleared_errors
             cleared_created = self._cleared_created.copy()
@@ -381,8 +396,8 @@ class Registry:
     def stats(self) -> Stats:
         with self._lock:
             rows = [(kind, list(counts)) for kind, counts in self._counts.copy().items()]
-            by_cause = self._by_cause.copy()
             errors = self.instrumentation_errors
+        by_cause = {cause: sum(c[CAUSE_COLUMN[cause]] for _, c in rows) for cause in RELEASE_CAUSES}
         kinds = {
             kind: KindStats(kind=kind, created=c[0], released=c[1], live=c[2], peak=c[3])
             for kind, c in sorted(rows)

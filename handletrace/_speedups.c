@@ -11,6 +11,7 @@
 #include <Python.h>
 #include <frameobject.h>
 #include <pythread.h>
+#include <structmember.h>
 #include <stddef.h>
 #include <string.h>
 #include <time.h>
@@ -36,7 +37,155 @@
 #define MAX_DEPTH 256
 
 static PyObject *s_installed, *s_config, *s_kinds, *s_stack_depth, *s_stack_sample,
-    *s_gc_thread, *s_del, *s_gc, *s_where_init, *s_where_del;
+    *s_gc_thread, *s_where_init, *s_where_del, *s_missing;
+
+/* -- Counters: a kind's counters as C integers ---------------------------------------------
+ * A fixed-length sequence of 64-bit integers (created, released, live, peak, then one per
+ * release cause: see _registry.COUNTER_COLUMNS). The hooks add to it in place: counting in
+ * Python ints would allocate a new int per counter per handle. Python code indexes it like
+ * the list the pure-Python hooks use. */
+typedef struct {
+    PyObject_VAR_HEAD
+    long long values[1];
+} Counters;
+
+static PyTypeObject CountersType;
+
+#define Counters_Check(op) Py_IS_TYPE((op), &CountersType)
+
+static PyObject *
+counters_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *values;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "Counters() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "O:Counters", &values))
+        return NULL;
+    PyObject *items = PySequence_Fast(values, "Counters() takes a sequence of integers");
+    if (items == NULL)
+        return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+    Counters *self = (Counters *)type->tp_alloc(type, count);
+    if (self == NULL) {
+        Py_DECREF(items);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        long long value = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(items, i));
+        if (value == -1 && PyErr_Occurred()) {
+            Py_DECREF(items);
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->values[i] = value;
+    }
+    Py_DECREF(items);
+    return (PyObject *)self;
+}
+
+static Py_ssize_t
+counters_length(Counters *self)
+{
+    return Py_SIZE(self);
+}
+
+static PyObject *
+counters_item(Counters *self, Py_ssize_t index)
+{
+    if (index < 0 || index >= Py_SIZE(self)) {
+        PyErr_SetString(PyExc_IndexError, "Counters index out of range");
+        return NULL;
+    }
+    return PyLong_FromLongLong(self->values[index]);
+}
+
+static int
+counters_ass_item(Counters *self, Py_ssize_t index, PyObject *value)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Counters items cannot be deleted");
+        return -1;
+    }
+    if (index < 0 || index >= Py_SIZE(self)) {
+        PyErr_SetString(PyExc_IndexError, "Counters assignment index out of range");
+        return -1;
+    }
+    long long number = PyLong_AsLongLong(value);
+    if (number == -1 && PyErr_Occurred())
+        return -1;
+    self->values[index] = number;
+    return 0;
+}
+
+static PyObject *
+counters_as_list(Counters *self)
+{
+    PyObject *list = PyList_New(Py_SIZE(self));
+    if (list == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < Py_SIZE(self); i++) {
+        PyObject *value = PyLong_FromLongLong(self->values[i]);
+        if (value == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, value);
+    }
+    return list;
+}
+
+/* Equal to another Counters, a list or a tuple with the same integers (as a list would be). */
+static PyObject *
+counters_richcompare(PyObject *self, PyObject *other, int op)
+{
+    if ((op != Py_EQ && op != Py_NE) || !Counters_Check(self) ||
+        !(Counters_Check(other) || PyList_Check(other) || PyTuple_Check(other)))
+        Py_RETURN_NOTIMPLEMENTED;
+    PyObject *left = counters_as_list((Counters *)self);
+    PyObject *right = Counters_Check(other) ? counters_as_list((Counters *)other)
+                                            : PySequence_List(other);
+    PyObject *result = NULL;
+    if (left != NULL && right != NULL)
+        result = PyObject_RichCompare(left, right, op);
+    Py_XDECREF(left);
+    Py_XDECREF(right);
+    return result;
+}
+
+static PyObject *
+counters_repr(Counters *self)
+{
+    PyObject *list = counters_as_list(self);
+    if (list == NULL)
+        return NULL;
+    PyObject *text = PyUnicode_FromFormat("Counters(%R)", list);
+    Py_DECREF(list);
+    return text;
+}
+
+static PySequenceMethods counters_as_sequence = {
+    .sq_length = (lenfunc)counters_length,
+    .sq_item = (ssizeargfunc)counters_item,
+    .sq_ass_item = (ssizeobjargproc)counters_ass_item,
+};
+
+static PyTypeObject CountersType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "handletrace._speedups.Counters",
+    .tp_basicsize = offsetof(Counters, values),
+    .tp_itemsize = sizeof(long long),
+    .tp_repr = (reprfunc)counters_repr,
+    .tp_as_sequence = &counters_as_sequence,
+    .tp_hash = PyObject_HashNotImplemented,
+    .tp_richcompare = counters_richcompare,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Counters(values): a fixed number of 64-bit counters, indexed like a list.",
+    .tp_new = counters_new,
+};
+
+#define UNWRAP_CACHE 8
 
 typedef struct {
     PyObject_HEAD
@@ -47,7 +196,6 @@ typedef struct {
     PyObject *tracker;
     PyObject *live;
     PyObject *counts;
-    PyObject *by_cause;
     PyObject *seq_counter;
     PyObject *unwrapped;
     PyObject *interned;
@@ -67,6 +215,22 @@ typedef struct {
     long stack_sample;
     /* ctx.monotonic is time.monotonic and this platform's clock is known (see monotonic_now) */
     int read_clock;
+    /* The counters' columns of the two causes a hook counts (ctx.del_column, ctx.gc_column). */
+    Py_ssize_t del_column, gc_column;
+    /* Where the tracker keeps installed, config and gc_thread, when they are slots (see
+     * slot_offset); -1: read as attributes. */
+    Py_ssize_t installed_at, config_at, gc_thread_at;
+    /* The current thread's entry value (its threading.Thread, or its ident), for the Python
+     * thread state whose unique id is thread_state_id (0: none yet). */
+    unsigned long long thread_state_id;
+    PyObject *thread_value;
+    /* ctx.unwrapped, remembered for the last few release functions (ctx.unwrapped only grows
+     * while the hooks are in place; any change of its size empties the cache). Keys are held:
+     * an address here is never reused by another object. Py_None: not in ctx.unwrapped. */
+    Py_ssize_t unwrap_size;
+    int unwrap_next;
+    PyObject *unwrap_keys[UNWRAP_CACHE];
+    PyObject *unwrap_values[UNWRAP_CACHE];
 } Hook;
 
 /* -- helpers ---------------------------------------------------------------------------- */
@@ -81,65 +245,43 @@ lookup_optional_attr(PyObject *obj, PyObject *name, PyObject **result)
 #endif
 }
 
+/* Count a release of entry (kind at index 1) in its kind's counters: released += 1,
+ * live -= 1, and the column of its cause += 1. Rows that are not Counters (or too short for
+ * column) are left alone: the registry makes every row. */
 static int
-list_add(PyObject *list, Py_ssize_t index, long long delta)
+count_release(PyObject *counts, PyObject *entry, Py_ssize_t column)
 {
-    PyObject *item = PyList_GET_ITEM(list, index);
-    long long value = PyLong_AsLongLong(item);
-    if (value == -1 && PyErr_Occurred())
-        return -1;
-    PyObject *updated = PyLong_FromLongLong(value + delta);
-    if (updated == NULL)
-        return -1;
-    PyList_SET_ITEM(list, index, updated);
-    Py_DECREF(item);
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 2)
+        return 0;
+    PyObject *row = PyDict_GetItemWithError(counts, PyTuple_GET_ITEM(entry, 1));
+    if (row == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (Counters_Check(row) && column >= 4 && column < Py_SIZE(row)) {
+        long long *values = ((Counters *)row)->values;
+        values[1] += 1;
+        values[2] -= 1;
+        values[column] += 1;
+    }
     return 0;
-}
-
-/* Count a release of entry (kind at index 1) under cause: counts[kind][1] += 1,
- * counts[kind][2] -= 1, by_cause[cause] += 1. */
-static int
-count_release(PyObject *counts, PyObject *by_cause, PyObject *entry, PyObject *cause)
-{
-    if (PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) > 1) {
-        PyObject *row = PyDict_GetItemWithError(counts, PyTuple_GET_ITEM(entry, 1));
-        if (row == NULL && PyErr_Occurred())
-            return -1;
-        if (row != NULL && PyList_Check(row) && PyList_GET_SIZE(row) >= 4) {
-            if (list_add(row, 1, 1) < 0 || list_add(row, 2, -1) < 0)
-                return -1;
-        }
-    }
-    PyObject *old = PyDict_GetItemWithError(by_cause, cause);
-    if (old == NULL && PyErr_Occurred())
-        return -1;
-    long long value = 0;
-    if (old != NULL) {
-        value = PyLong_AsLongLong(old);
-        if (value == -1 && PyErr_Occurred())
-            return -1;
-    }
-    PyObject *updated = PyLong_FromLongLong(value + 1);
-    if (updated == NULL)
-        return -1;
-    int rc = PyDict_SetItem(by_cause, cause, updated);
-    Py_DECREF(updated);
-    return rc;
 }
 
 /* Pop seq from live; the entry (new reference) or NULL with no error if absent. */
 static PyObject *
 pop_entry(PyObject *live, PyObject *seq)
 {
-    PyObject *entry = PyDict_GetItemWithError(live, seq);
-    if (entry == NULL)
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *entry;
+    if (PyDict_Pop(live, seq, &entry) < 0)
         return NULL;
-    Py_INCREF(entry);
-    if (PyDict_DelItem(live, seq) < 0) {
+    return entry;
+#else
+    PyObject *entry = _PyDict_Pop(live, seq, s_missing);
+    if (entry == s_missing) {
         Py_DECREF(entry);
         return NULL;
     }
     return entry;
+#endif
 }
 
 /* The current exception, if it is an Exception, goes to ctx.count_error(where, exc) and is
@@ -462,20 +604,133 @@ done:
     return result;
 }
 
+/* -- what the hooks read per handle ------------------------------------------------------- */
+
+/* The offset of the tracker's attribute name if it is a slot holding an object that plain
+ * attribute access reads (handletrace's Tracker has __slots__); -1 otherwise (then it is
+ * read with getattr, as for any other tracker object). */
+static Py_ssize_t
+slot_offset(PyObject *tracker, PyObject *name)
+{
+    PyTypeObject *type = Py_TYPE(tracker);
+    if (type->tp_getattro != PyObject_GenericGetAttr)
+        return -1;
+    PyObject *descr = _PyType_Lookup(type, name); /* borrowed, no exception */
+    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type))
+        return -1;
+    PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+    if (member->type != T_OBJECT_EX || (member->flags & READONLY))
+        return -1;
+    return member->offset;
+}
+
+/* tracker.<name> (new reference), from its slot when it has one. */
+static PyObject *
+tracker_get(Hook *self, Py_ssize_t offset, PyObject *name)
+{
+    if (offset < 0)
+        return PyObject_GetAttr(self->tracker, name);
+    PyObject *value = *(PyObject **)((char *)self->tracker + offset);
+    if (value == NULL) {
+        PyErr_SetObject(PyExc_AttributeError, name);
+        return NULL;
+    }
+    Py_INCREF(value);
+    return value;
+}
+
+/* The thread of an entry (new reference): the current thread's threading.Thread, or its
+ * ident if it has none (a native SDK thread). Worked out once per Python thread state (a
+ * thread state's id is never reused, an ident is); a thread that registers in threading
+ * only after it made a handle keeps its ident until its thread state ends. */
+static PyObject *
+current_thread_value(Hook *self)
+{
+    unsigned long long state_id = (unsigned long long)PyThreadState_Get()->id;
+    if (state_id != 0 && state_id == self->thread_state_id && self->thread_value != NULL) {
+        Py_INCREF(self->thread_value);
+        return self->thread_value;
+    }
+    PyObject *ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    if (ident == NULL)
+        return NULL;
+    PyObject *thread = PyDict_GetItemWithError(self->active_threads, ident);
+    if (thread == NULL && PyErr_Occurred()) {
+        Py_DECREF(ident);
+        return NULL;
+    }
+    PyObject *value = thread != NULL ? thread : ident;
+    Py_INCREF(value);
+    Py_DECREF(ident);
+    Py_INCREF(value);
+    Py_XSETREF(self->thread_value, value);
+    self->thread_state_id = state_id;
+    return value;
+}
+
+static void
+unwrap_forget(Hook *self)
+{
+    for (int i = 0; i < UNWRAP_CACHE; i++) {
+        Py_CLEAR(self->unwrap_keys[i]);
+        Py_CLEAR(self->unwrap_values[i]);
+    }
+    self->unwrap_next = 0;
+}
+
+/* ctx.unwrapped[id(release_fn)] as a new reference: an (original, kind) tuple, or Py_None
+ * if it has none; NULL with an exception. */
+static PyObject *
+unwrapped_entry(Hook *self, PyObject *release_fn)
+{
+    Py_ssize_t size = PyDict_GET_SIZE(self->unwrapped);
+    if (size != self->unwrap_size) {
+        unwrap_forget(self);
+        self->unwrap_size = size;
+    }
+    for (int i = 0; i < UNWRAP_CACHE; i++) {
+        if (self->unwrap_keys[i] == release_fn) {
+            Py_INCREF(self->unwrap_values[i]);
+            return self->unwrap_values[i];
+        }
+    }
+    PyObject *key = PyLong_FromVoidPtr(release_fn);
+    if (key == NULL)
+        return NULL;
+    PyObject *entry = PyDict_GetItemWithError(self->unwrapped, key);
+    Py_DECREF(key);
+    if (entry == NULL && PyErr_Occurred())
+        return NULL;
+    if (entry == NULL || !PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 2)
+        entry = Py_None;
+    /* New references first: what the replaced slot held may run anything when freed. */
+    Py_INCREF(entry);
+    Py_INCREF(entry);
+    Py_INCREF(release_fn);
+    int slot = self->unwrap_next;
+    self->unwrap_next = (slot + 1) % UNWRAP_CACHE;
+    PyObject *old_key = self->unwrap_keys[slot], *old_value = self->unwrap_values[slot];
+    self->unwrap_keys[slot] = release_fn;
+    self->unwrap_values[slot] = entry;
+    Py_XDECREF(old_key);
+    Py_XDECREF(old_value);
+    return entry;
+}
+
 /* -- the __init__ hook -------------------------------------------------------------------- */
 
 /* Record the new _Handle; 0 on success or when it is not tracked, -1 with an exception. */
 static int
 record_handle(Hook *self, PyObject *handle_obj, PyObject *handle, PyObject *release_fn,
-              PyObject *unwrapped_entry)
+              PyObject *unwrapped)
 {
-    PyObject *kind = NULL, *seq = NULL, *code = NULL, *ident = NULL, *traceback = NULL,
+    PyObject *kind = NULL, *seq = NULL, *code = NULL, *thread = NULL, *traceback = NULL,
              *now = NULL, *ref = NULL, *record = NULL, *row = NULL, *config = NULL;
     WalkFrame *frame = NULL;
     int rc = -1;
 
-    if (unwrapped_entry != NULL) {
-        kind = PyTuple_GET_ITEM(unwrapped_entry, 1);
+    if (unwrapped != Py_None) {
+        kind = PyTuple_GET_ITEM(unwrapped, 1);
         Py_INCREF(kind);
     }
     else {
@@ -483,7 +738,7 @@ record_handle(Hook *self, PyObject *handle_obj, PyObject *handle, PyObject *rele
         if (kind == NULL)
             goto done;
     }
-    config = PyObject_GetAttr(self->tracker, s_config);
+    config = tracker_get(self, self->config_at, s_config);
     if (config == NULL)
         goto done;
     if (config != self->config && load_config(self, config) < 0)
@@ -508,11 +763,8 @@ record_handle(Hook *self, PyObject *handle_obj, PyObject *handle, PyObject *rele
     frame = walk_top(); /* the SDK code calling _Handle() */
     code = frame != NULL ? (PyObject *)walk_code(frame) : Py_None;
     Py_INCREF(code);
-    ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
-    if (ident == NULL)
-        goto done;
-    PyObject *thread = PyDict_GetItemWithError(self->active_threads, ident);
-    if (thread == NULL && PyErr_Occurred())
+    thread = current_thread_value(self);
+    if (thread == NULL)
         goto done;
     long sample = self->stack_sample, depth = self->stack_depth;
     int take_stack = sample && depth && frame != NULL;
@@ -537,8 +789,7 @@ record_handle(Hook *self, PyObject *handle_obj, PyObject *handle, PyObject *rele
     ref = PyWeakref_NewRef(handle_obj, NULL);
     if (ref == NULL)
         goto done;
-    record = PyTuple_Pack(8, seq, kind, handle, code, thread != NULL ? thread : ident, now,
-                          traceback, ref);
+    record = PyTuple_Pack(8, seq, kind, handle, code, thread, now, traceback, ref);
     if (record == NULL)
         goto done;
     row = PyDict_GetItemWithError(self->counts, kind);
@@ -551,28 +802,25 @@ record_handle(Hook *self, PyObject *handle_obj, PyObject *handle, PyObject *rele
         if (row == NULL)
             goto done;
     }
-    if (!PyList_Check(row) || PyList_GET_SIZE(row) < 4) {
-        PyErr_SetString(PyExc_TypeError, "handle counters must be a list of 4 ints");
+    if (!Counters_Check(row) || Py_SIZE(row) < 4) {
+        PyErr_SetString(PyExc_TypeError, "handle counters must be Counters of 4 or more");
         goto done;
     }
     /* Mutations only from here: no GC-tracked allocation, no Python code. */
     if (PyDict_SetItem(self->live, seq, record) < 0)
         goto done;
-    if (list_add(row, 0, 1) < 0 || list_add(row, 2, 1) < 0)
-        goto done;
-    long long live = PyLong_AsLongLong(PyList_GET_ITEM(row, 2));
-    long long peak = PyLong_AsLongLong(PyList_GET_ITEM(row, 3));
-    if (PyErr_Occurred())
-        goto done;
-    if (live > peak && list_add(row, 3, live - peak) < 0)
-        goto done;
+    long long *values = ((Counters *)row)->values;
+    values[0] += 1;
+    values[2] += 1;
+    if (values[2] > values[3])
+        values[3] = values[2];
     rc = 0;
 done:
     Py_XDECREF(kind);
     Py_XDECREF(config);
     Py_XDECREF(seq);
     Py_XDECREF(code);
-    Py_XDECREF(ident);
+    Py_XDECREF(thread);
     Py_XDECREF(traceback);
     Py_XDECREF(now);
     Py_XDECREF(ref);
@@ -598,6 +846,25 @@ argument_index(Py_ssize_t nargs, PyObject *kwnames, Py_ssize_t position, const c
     return -1;
 }
 
+/* Whether the tracker is installed: 1, 0, or -1 with an exception. */
+static int
+is_installed(Hook *self)
+{
+    if (self->installed_at >= 0) {
+        PyObject *value = *(PyObject **)((char *)self->tracker + self->installed_at);
+        if (value == Py_True)
+            return 1;
+        if (value == Py_False)
+            return 0;
+    }
+    PyObject *installed = tracker_get(self, self->installed_at, s_installed);
+    if (installed == NULL)
+        return -1;
+    int on = PyObject_IsTrue(installed);
+    Py_DECREF(installed);
+    return on;
+}
+
 static PyObject *
 init_call(Hook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -610,19 +877,11 @@ init_call(Hook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     PyObject *handle_obj = args[0], *handle = args[handle_at], *release_fn = args[release_at];
 
     /* The _Handle keeps the real release function, not handletrace's wrapper of it. */
-    PyObject *entry = NULL;
-    PyObject *key = PyLong_FromVoidPtr(release_fn);
-    if (key == NULL)
+    PyObject *entry = unwrapped_entry(self, release_fn);
+    if (entry == NULL)
         return NULL;
-    entry = PyDict_GetItemWithError(self->unwrapped, key);
-    Py_DECREF(key);
-    if (entry == NULL && PyErr_Occurred())
-        return NULL;
-    if (entry != NULL && (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 2))
-        entry = NULL;
     PyObject *result;
-    if (entry != NULL) {
-        Py_INCREF(entry);
+    if (entry != Py_None) {
         Py_ssize_t total = nargs + (kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0);
         PyObject *small[8];
         PyObject **copy = total <= 8 ? small : PyMem_Malloc(total * sizeof(PyObject *));
@@ -640,17 +899,15 @@ init_call(Hook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
         result = PyObject_Vectorcall(self->original, args, nargsf, kwnames);
     }
     if (result == NULL) {
-        Py_XDECREF(entry);
+        Py_DECREF(entry);
         return NULL; /* the SDK's own exception */
     }
     Py_DECREF(result);
 
-    PyObject *installed = PyObject_GetAttr(self->tracker, s_installed);
-    int on = installed != NULL ? PyObject_IsTrue(installed) : -1;
-    Py_XDECREF(installed);
+    int on = is_installed(self);
     if (on > 0 && record_handle(self, handle_obj, handle, release_fn, entry) < 0)
         on = -1;
-    Py_XDECREF(entry);
+    Py_DECREF(entry);
     if (on < 0 && report_error(self, s_where_init) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -669,8 +926,8 @@ forget_handle(Hook *self, PyObject *handle_obj)
         return 0;
     }
     int rc = -1;
-    PyObject *cause = s_del;
-    PyObject *gc_thread = PyObject_GetAttr(self->tracker, s_gc_thread);
+    Py_ssize_t column = self->del_column;
+    PyObject *gc_thread = tracker_get(self, self->gc_thread_at, s_gc_thread);
     if (gc_thread == NULL)
         goto done;
     if (gc_thread != Py_None) {
@@ -678,14 +935,14 @@ forget_handle(Hook *self, PyObject *handle_obj)
         if (ident == (unsigned long)-1 && PyErr_Occurred())
             goto done;
         if (ident == PyThread_get_thread_ident())
-            cause = s_gc;
+            column = self->gc_column;
     }
     PyObject *entry = pop_entry(self->live, seq);
     if (entry == NULL) {
         rc = PyErr_Occurred() ? -1 : 0;
         goto done;
     }
-    rc = count_release(self->counts, self->by_cause, entry, cause);
+    rc = count_release(self->counts, entry, column);
     Py_DECREF(entry);
 done:
     Py_XDECREF(gc_thread);
@@ -706,9 +963,9 @@ del_call(Hook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 /* -- the hook type ------------------------------------------------------------------------ */
 
 #define HOOK_FIELDS(X)                                                                     \
-    X(original) X(tracker) X(live) X(counts) X(by_cause) X(seq_counter) X(unwrapped)       \
-    X(interned) X(active_threads) X(prefixes) X(empty_traceback) X(seq_attr) X(kind_for)   \
-    X(count_error) X(new_kind) X(make_traceback) X(monotonic) X(config) X(kinds) X(dict)
+    X(original) X(tracker) X(live) X(counts) X(seq_counter) X(unwrapped) X(interned)       \
+    X(active_threads) X(prefixes) X(empty_traceback) X(seq_attr) X(kind_for) X(count_error) \
+    X(new_kind) X(make_traceback) X(monotonic) X(config) X(kinds) X(thread_value) X(dict)
 
 static int
 hook_traverse(Hook *self, visitproc visit, void *arg)
@@ -716,6 +973,10 @@ hook_traverse(Hook *self, visitproc visit, void *arg)
 #define VISIT(name) Py_VISIT(self->name);
     HOOK_FIELDS(VISIT)
 #undef VISIT
+    for (int i = 0; i < UNWRAP_CACHE; i++) {
+        Py_VISIT(self->unwrap_keys[i]);
+        Py_VISIT(self->unwrap_values[i]);
+    }
     return 0;
 }
 
@@ -725,6 +986,7 @@ hook_clear(Hook *self)
 #define CLEAR(name) Py_CLEAR(self->name);
     HOOK_FIELDS(CLEAR)
 #undef CLEAR
+    unwrap_forget(self);
     return 0;
 }
 
@@ -784,6 +1046,17 @@ take(PyObject *ctx, const char *name, PyObject **slot)
     return *slot == NULL ? -1 : 0;
 }
 
+static int
+take_index(PyObject *ctx, const char *name, Py_ssize_t *index)
+{
+    PyObject *value = PyObject_GetAttrString(ctx, name);
+    if (value == NULL)
+        return -1;
+    *index = PyNumber_AsSsize_t(value, PyExc_OverflowError);
+    Py_DECREF(value);
+    return *index == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 static Hook *
 new_hook(PyObject *original, PyObject *ctx, int is_init)
 {
@@ -798,11 +1071,18 @@ new_hook(PyObject *original, PyObject *ctx, int is_init)
     self->stack_depth = 0;
     self->stack_sample = 0;
     self->read_clock = 0;
+    self->thread_state_id = 0;
+    self->unwrap_size = -1;
+    self->unwrap_next = 0;
+    for (int i = 0; i < UNWRAP_CACHE; i++) {
+        self->unwrap_keys[i] = NULL;
+        self->unwrap_values[i] = NULL;
+    }
     Py_INCREF(original);
     self->original = original;
     PyObject_GC_Track(self);
     if (take(ctx, "tracker", &self->tracker) < 0 || take(ctx, "live", &self->live) < 0 ||
-        take(ctx, "counts", &self->counts) < 0 || take(ctx, "by_cause", &self->by_cause) < 0 ||
+        take(ctx, "counts", &self->counts) < 0 ||
         take(ctx, "seq_counter", &self->seq_counter) < 0 ||
         take(ctx, "unwrapped", &self->unwrapped) < 0 ||
         take(ctx, "interned", &self->interned) < 0 ||
@@ -814,12 +1094,14 @@ new_hook(PyObject *original, PyObject *ctx, int is_init)
         take(ctx, "count_error", &self->count_error) < 0 ||
         take(ctx, "new_kind", &self->new_kind) < 0 ||
         take(ctx, "make_traceback", &self->make_traceback) < 0 ||
-        take(ctx, "monotonic", &self->monotonic) < 0) {
+        take(ctx, "monotonic", &self->monotonic) < 0 ||
+        take_index(ctx, "del_column", &self->del_column) < 0 ||
+        take_index(ctx, "gc_column", &self->gc_column) < 0) {
         Py_DECREF(self);
         return NULL;
     }
     if (!PyDict_CheckExact(self->live) || !PyDict_CheckExact(self->counts) ||
-        !PyDict_CheckExact(self->by_cause) || !PyDict_CheckExact(self->unwrapped) ||
+        !PyDict_CheckExact(self->unwrapped) ||
         !PyDict_CheckExact(self->interned) || !PyDict_CheckExact(self->active_threads) ||
         !PyTuple_CheckExact(self->prefixes) || !PyUnicode_CheckExact(self->seq_attr) ||
         !PyIter_Check(self->seq_counter)) {
@@ -834,7 +1116,15 @@ new_hook(PyObject *original, PyObject *ctx, int is_init)
         Py_DECREF(self);
         return NULL;
     }
+    if (self->del_column < 4 || self->gc_column < 4) {
+        PyErr_SetString(PyExc_ValueError, "make_hooks: cause columns come after the first 4");
+        Py_DECREF(self);
+        return NULL;
+    }
     self->read_clock = is_time_monotonic(self->monotonic);
+    self->installed_at = slot_offset(self->tracker, s_installed);
+    self->config_at = slot_offset(self->tracker, s_config);
+    self->gc_thread_at = slot_offset(self->tracker, s_gc_thread);
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(self->prefixes); i++) {
         if (!PyUnicode_Check(PyTuple_GET_ITEM(self->prefixes, i))) {
             PyErr_SetString(PyExc_TypeError, "make_hooks: prefixes must be str");
@@ -870,17 +1160,22 @@ make_hooks(PyObject *module, PyObject *args)
 static PyObject *
 pop_record(PyObject *module, PyObject *args)
 {
-    PyObject *live, *counts, *by_cause, *seq, *cause;
-    if (!PyArg_ParseTuple(args, "O!O!O!OU:pop_record", &PyDict_Type, &live, &PyDict_Type,
-                          &counts, &PyDict_Type, &by_cause, &seq, &cause))
+    PyObject *live, *counts, *seq;
+    Py_ssize_t column;
+    if (!PyArg_ParseTuple(args, "O!O!On:pop_record", &PyDict_Type, &live, &PyDict_Type,
+                          &counts, &seq, &column))
         return NULL;
+    if (column < 4) {
+        PyErr_SetString(PyExc_ValueError, "pop_record: cause columns come after the first 4");
+        return NULL;
+    }
     PyObject *entry = pop_entry(live, seq);
     if (entry == NULL) {
         if (PyErr_Occurred())
             return NULL;
         Py_RETURN_NONE;
     }
-    if (count_release(counts, by_cause, entry, cause) < 0) {
+    if (count_release(counts, entry, column) < 0) {
         Py_DECREF(entry);
         return NULL;
     }
@@ -891,7 +1186,7 @@ static PyMethodDef module_methods[] = {
     {"make_hooks", make_hooks, METH_VARARGS,
      "make_hooks(original_init, original_del, ctx) -> (init_hook, del_hook)"},
     {"pop_record", pop_record, METH_VARARGS,
-     "pop_record(live, counts, by_cause, seq, cause) -> the popped entry or None"},
+     "pop_record(live, counts, seq, column) -> the popped entry or None"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -915,12 +1210,21 @@ PyInit__speedups(void)
     INTERN(s_stack_depth, "stack_depth")
     INTERN(s_stack_sample, "stack_sample")
     INTERN(s_gc_thread, "gc_thread")
-    INTERN(s_del, "del")
-    INTERN(s_gc, "gc")
     INTERN(s_where_init, "_Handle.__init__")
     INTERN(s_where_del, "_Handle.__del__")
 #undef INTERN
-    if (PyType_Ready(&HookType) < 0)
+    if (s_missing == NULL && (s_missing = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type)) == NULL)
         return NULL;
-    return PyModule_Create(&module_def);
+    if (PyType_Ready(&HookType) < 0 || PyType_Ready(&CountersType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    Py_INCREF(&CountersType);
+    if (PyModule_AddObject(module, "Counters", (PyObject *)&CountersType) < 0) {
+        Py_DECREF(&CountersType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -51,6 +51,19 @@ class Config:
 class Tracker:
     """Everything handletrace keeps while it runs; ``TRACKER`` is the only instance."""
 
+    # Slots: the C hooks read ``installed``, ``config`` and ``gc_thread`` for every handle,
+    # straight from the object (an attribute lookup costs more than what they then do).
+    __slots__ = (
+        "registry",
+        "config",
+        "installed",
+        "gc_thread",
+        "patcher",
+        "at_exit",
+        "exposed_futures",
+        "exposed_after",
+    )
+
     def __init__(self) -> None:
         self.registry = Registry()
         self.config = Config()

@@ -32,6 +32,7 @@ import pytest
 from azure.cognitiveservices.speech import audio, interop
 
 import handletrace
+from handletrace._registry import CAUSE_COLUMN, COUNTER_COLUMNS, RELEASE_CAUSES
 from handletrace._stacks import EMPTY_TRACEBACK, Traceback
 from handletrace._tracker import Config
 
@@ -58,8 +59,9 @@ class Context:
     def __init__(self, config: Optional[Config] = None) -> None:
         self.tracker = FakeTracker(config if config is not None else Config(stack_depth=0))
         self.live: Dict[int, Tuple[Any, ...]] = {}
-        self.counts: Dict[str, List[int]] = {}
-        self.by_cause: Dict[str, int] = {}
+        self.counts: Dict[str, Any] = {}  # kind -> speedups.Counters (COUNTER_COLUMNS)
+        self.del_column = CAUSE_COLUMN["del"]
+        self.gc_column = CAUSE_COLUMN["gc"]
         self.seq_counter = itertools.count(1)
         self.unwrapped: Dict[int, Tuple[Any, str]] = {}
         self.interned: Dict[Any, Traceback] = {}
@@ -81,10 +83,22 @@ class Context:
     def count_error(self, where: str, exc: BaseException) -> None:
         self.errors.append((where, exc))
 
-    def new_kind(self, kind: str) -> List[int]:
+    def new_kind(self, kind: str) -> Any:
         self.new_kinds.append(kind)
-        counts = self.counts[kind] = [0, 0, 0, 0]
+        counts = self.counts[kind] = speedups.Counters([0] * COUNTER_COLUMNS)
         return counts
+
+    def counters(self) -> Dict[str, List[int]]:
+        """kind -> [created, released, live, peak]."""
+        return {kind: list(row)[:4] for kind, row in self.counts.items()}
+
+    @property
+    def by_cause(self) -> Dict[str, int]:
+        """Releases per cause (causes with none left out)."""
+        totals = {
+            c: sum(row[CAUSE_COLUMN[c]] for row in self.counts.values()) for c in RELEASE_CAUSES
+        }
+        return {cause: count for cause, count in totals.items() if count}
 
     def make_traceback(
         self, key: Any, codes: Tuple[CodeType, ...], lastis: Tuple[int, ...], total: int
@@ -113,7 +127,7 @@ def reference_hooks(original_init: Any, original_del: Any, ctx: Any) -> Tuple[An
     entry and its counters consistent instead of popping it uncounted.
     """
     tracker = ctx.tracker
-    live, counts_by_kind, by_cause = ctx.live, ctx.counts, ctx.by_cause
+    live, counts_by_kind = ctx.live, ctx.counts
     unwrapped, interned, active_threads = ctx.unwrapped, ctx.interned, ctx.active_threads
     seq_counter, seq_attr, prefixes = ctx.seq_counter, ctx.seq_attr, ctx.prefixes
     empty_traceback = ctx.empty_traceback
@@ -189,8 +203,10 @@ def reference_hooks(original_init: Any, original_del: Any, ctx: Any) -> Tuple[An
             seq = getattr(self, seq_attr, None)
             if seq is not None:
                 gc_thread = tracker.gc_thread
-                cause = (
-                    "gc" if gc_thread is not None and gc_thread == threading.get_ident() else "del"
+                column = (
+                    ctx.gc_column
+                    if gc_thread is not None and gc_thread == threading.get_ident()
+                    else ctx.del_column
                 )
                 entry = live.pop(seq, None)
                 if entry is not None:
@@ -198,7 +214,7 @@ def reference_hooks(original_init: Any, original_del: Any, ctx: Any) -> Tuple[An
                     if counts is not None:
                         counts[1] += 1
                         counts[2] -= 1
-                    by_cause[cause] = by_cause.get(cause, 0) + 1
+                        counts[column] += 1
         except Exception as exc:
             try:
                 ctx.count_error("_Handle.__del__", exc)
@@ -348,7 +364,9 @@ def test_c_and_reference_make_the_same_entries_for_the_same_call_site(
         assert c_entry[6].frames == reference_entry[6].frames
         assert c_entry[6].total_depth == reference_entry[6].total_depth
     assert (
-        c.counts == reference.counts == {"audio_config": [1, 0, 1, 1], "property_bag": [1, 0, 1, 1]}
+        c.counters()
+        == reference.counters()
+        == {"audio_config": [1, 0, 1, 1], "property_bag": [1, 0, 1, 1]}
     )
     assert c.new_kinds == reference.new_kinds == ["audio_config", "property_bag"]
 
@@ -412,6 +430,75 @@ def test_thread_unknown_to_threading_is_recorded_as_its_ident(
     assert ctx.live[1][4] == ident and type(ctx.live[1][4]) is int
 
 
+def test_thread_changes_with_the_thread_making_handles(
+    impl: str, install: Install, wav: str
+) -> None:
+    """The C hooks work the thread out once per thread state: never another thread's."""
+    ctx = install(impl=impl)
+    made: List[Any] = [audio.AudioConfig(filename=wav)]
+    workers = [
+        threading.Thread(target=lambda: made.append(audio.AudioConfig(filename=wav)))
+        for _ in range(3)
+    ]
+    for worker in workers:
+        worker.start()
+        worker.join()
+    made.append(audio.AudioConfig(filename=wav))
+    threads = [entry[4] for entry in ctx.live.values() if entry[1] == "audio_config"]
+    assert threads == [threading.current_thread(), *workers, threading.current_thread()]
+
+
+class SlottedTracker:
+    """A tracker with slots, as ``_tracker.Tracker``: the C hooks read the slots directly."""
+
+    __slots__ = ("installed", "gc_thread", "config")
+
+    def __init__(self, config: Config) -> None:
+        self.installed = True
+        self.gc_thread: Any = None
+        self.config = config
+
+
+def slotted_context() -> Context:
+    ctx = Context()
+    ctx.tracker = SlottedTracker(ctx.tracker.config)  # type: ignore[assignment]
+    return ctx
+
+
+def test_a_tracker_with_slots_is_read_for_every_handle(
+    impl: str, install: Install, wav: str, gc_thread_marker: Callable[[Context], None]
+) -> None:
+    ctx = install(slotted_context(), impl=impl)
+    ctx.tracker.installed = False
+    audio.AudioConfig(filename=wav)
+    assert ctx.live == {}
+    ctx.tracker.installed = True
+    ctx.tracker.config = Config(stack_depth=0, kinds=frozenset({"property_bag"}))
+    kept = audio.AudioConfig(filename=wav)
+    assert [entry[1] for entry in ctx.live.values()] == ["property_bag"]
+    del kept
+    gc_thread_marker(ctx)
+    cycle: List[Any] = [audio.AudioConfig(filename=wav)]
+    cycle.append(cycle)
+    del cycle
+    gc.collect()
+    assert ctx.by_cause == {"del": 1, "gc": 1} and ctx.errors == []
+
+
+def test_an_empty_slot_of_the_tracker_is_an_error_counted(
+    impl: str, install: Install, wav: str
+) -> None:
+    ctx = install(slotted_context(), impl=impl)
+    del ctx.tracker.config
+    made = audio.AudioConfig(filename=wav)
+    assert ctx.live == {}
+    assert [(where, type(exc)) for where, exc in ctx.errors] == [
+        ("_Handle.__init__", AttributeError),
+        ("_Handle.__init__", AttributeError),
+    ]
+    del made
+
+
 def test_same_call_site_reuses_the_interned_stack(impl: str, install: Install, wav: str) -> None:
     ctx = install(Context(Config(stack_depth=8)), impl=impl)
     configs = [audio.AudioConfig(filename=wav) for _ in range(3)]
@@ -465,7 +552,7 @@ def test_counters_count_creation_and_peak(impl: str, install: Install, wav: str)
     first = audio.AudioConfig(filename=wav)
     second = audio.AudioConfig(filename=wav)
     del first
-    assert ctx.counts == {"audio_config": [2, 1, 1, 2], "property_bag": [2, 1, 1, 2]}
+    assert ctx.counters() == {"audio_config": [2, 1, 1, 2], "property_bag": [2, 1, 1, 2]}
     assert ctx.by_cause == {"del": 2}
     del second
 
@@ -476,7 +563,7 @@ def test_release_by_reference_counting_has_cause_del(impl: str, install: Install
     config = audio.AudioConfig(filename=wav)
     del config
     assert ctx.live == {}
-    assert ctx.counts == {"audio_config": [1, 1, 0, 1], "property_bag": [1, 1, 0, 1]}
+    assert ctx.counters() == {"audio_config": [1, 1, 0, 1], "property_bag": [1, 1, 0, 1]}
     assert ctx.by_cause == {"del": 2}
     assert native_audio_configs() == native_before  # the SDK's release ran
 
@@ -497,7 +584,7 @@ def test_release_inside_a_cyclic_collection_has_cause_gc(
     gc.collect()
     assert ctx.live == {}
     assert ctx.by_cause == {"gc": 2}
-    assert ctx.counts == {"audio_config": [1, 1, 0, 1], "property_bag": [1, 1, 0, 1]}
+    assert ctx.counters() == {"audio_config": [1, 1, 0, 1], "property_bag": [1, 1, 0, 1]}
 
 
 def test_release_on_another_thread_during_a_collection_has_cause_del(
@@ -514,7 +601,7 @@ def test_not_installed_records_nothing(impl: str, install: Install, wav: str) ->
     ctx = install(impl=impl)
     ctx.tracker.installed = False
     config = audio.AudioConfig(filename=wav)
-    assert ctx.live == {} and ctx.counts == {}
+    assert ctx.live == {} and ctx.counters() == {}
     assert [hasattr(handle, SEQ_ATTR) for handle in audio_handles(config)] == [False, False]
     assert next(ctx.seq_counter) == 1
     assert ctx.kind_calls == []
@@ -538,7 +625,7 @@ def test_kinds_filter_records_only_those_kinds(impl: str, install: Install, wav:
     own, properties = audio_handles(config)
     assert [(seq, entry[1]) for seq, entry in ctx.live.items()] == [(1, "property_bag")]
     assert not hasattr(own, SEQ_ATTR) and getattr(properties, SEQ_ATTR) == 1
-    assert ctx.counts == {"property_bag": [1, 0, 1, 1]}
+    assert ctx.counters() == {"property_bag": [1, 0, 1, 1]}
 
 
 def test_a_new_config_object_is_read_again(impl: str, install: Install, wav: str) -> None:
@@ -575,7 +662,7 @@ def test_release_function_known_as_a_wrapper_is_replaced_by_the_real_one(
     assert ctx.live[1][1] == "recognizer" and ctx.kind_calls == []
     del made
     assert released == ["native"]
-    assert ctx.counts == {"recognizer": [1, 1, 0, 1]}
+    assert ctx.counters() == {"recognizer": [1, 1, 0, 1]}
 
 
 def test_kind_for_is_given_the_release_function(impl: str, install: Install, wav: str) -> None:
@@ -635,7 +722,7 @@ def test_kind_for_failure_is_counted_and_the_object_still_made(
     native_before = native_audio_configs()
     config = audio.AudioConfig(filename=wav)
     assert ctx.errors == [("_Handle.__init__", failure), ("_Handle.__init__", failure)]
-    assert ctx.live == {} and ctx.counts == {}
+    assert ctx.live == {} and ctx.counters() == {}
     assert native_audio_configs() == native_before + 1
     assert not hasattr(audio_handles(config)[0], SEQ_ATTR)
 
@@ -654,7 +741,7 @@ def test_make_traceback_failure_is_counted_and_nothing_recorded(
     config = audio.AudioConfig(filename=wav)
     assert [where for where, _ in ctx.errors] == ["_Handle.__init__", "_Handle.__init__"]
     assert all(exc is failure for _, exc in ctx.errors)
-    assert ctx.live == {} and ctx.counts == {}
+    assert ctx.live == {} and ctx.counters() == {}
     del config
     assert ctx.by_cause == {}  # a release without an entry counts nothing
 
@@ -710,7 +797,7 @@ def test_del_failure_is_counted_and_the_native_release_still_happens(
     assert unraisable == []
     assert [where for where, _ in ctx.errors] == ["_Handle.__del__", "_Handle.__del__"]
     assert len(ctx.live) == 2  # nothing popped uncounted: entries and counters still agree
-    assert ctx.counts == {"audio_config": [1, 0, 1, 1], "property_bag": [1, 0, 1, 1]}
+    assert ctx.counters() == {"audio_config": [1, 0, 1, 1], "property_bag": [1, 0, 1, 1]}
 
 
 def test_del_without_a_seq_counts_nothing(impl: str, install: Install) -> None:
@@ -842,52 +929,114 @@ def test_a_monotonic_other_than_time_monotonic_is_called(install: Install, wav: 
 # -- pop_record ------------------------------------------------------------------------------------
 
 
-def test_pop_record_pops_the_entry_and_counts_the_release() -> None:
+FORCED, DIRECT = CAUSE_COLUMN["forced"], CAUSE_COLUMN["direct"]
+
+
+def row(*values: int) -> Any:
+    """Counters: the given leading values, zeros after."""
+    return speedups.Counters([*values] + [0] * (COUNTER_COLUMNS - len(values)))
+
+
+def test_pop_record_pops_the_entry_and_counts_the_release_in_its_cause_column() -> None:
     entry = (5, "recognizer", None)
     live = {5: entry}
-    counts = {"recognizer": [1, 0, 1, 1]}
-    by_cause = {"forced": 2}
-    assert speedups.pop_record(live, counts, by_cause, 5, "forced") is entry
+    counts = {"recognizer": row(1, 0, 1, 1)}
+    counts["recognizer"][FORCED] = 2
+    assert speedups.pop_record(live, counts, 5, FORCED) is entry
     assert live == {}
-    assert counts == {"recognizer": [1, 1, 0, 1]}
-    assert by_cause == {"forced": 3}
+    expected = [1, 1, 0, 1] + [0] * (COUNTER_COLUMNS - 4)
+    expected[FORCED] = 3
+    assert counts["recognizer"] == expected
 
 
 def test_pop_record_of_an_unknown_seq_returns_none_and_counts_nothing() -> None:
-    counts = {"recognizer": [1, 1, 0, 1]}
-    by_cause: Dict[str, int] = {}
-    assert speedups.pop_record({}, counts, by_cause, 5, "direct") is None
-    assert counts == {"recognizer": [1, 1, 0, 1]} and by_cause == {}
+    counts = {"recognizer": row(1, 1, 0, 1)}
+    assert speedups.pop_record({}, counts, 5, DIRECT) is None
+    assert counts == {"recognizer": row(1, 1, 0, 1)}
 
 
-def test_pop_record_of_a_kind_without_counters_counts_only_the_cause() -> None:
-    counts: Dict[str, List[int]] = {}
-    by_cause: Dict[str, int] = {}
-    assert speedups.pop_record({7: (7, "synthesizer")}, counts, by_cause, 7, "untracked")
-    assert counts == {} and by_cause == {"untracked": 1}
+def test_pop_record_of_a_kind_without_counters_pops_and_counts_nothing() -> None:
+    counts: Dict[str, Any] = {}
+    live = {7: (7, "synthesizer")}
+    assert speedups.pop_record(live, counts, 7, DIRECT) == (7, "synthesizer")
+    assert live == {} and counts == {}
 
 
 def test_pop_record_never_counts_a_release_twice() -> None:
     live = {5: (5, "recognizer")}
-    counts = {"recognizer": [1, 0, 1, 1]}
-    by_cause: Dict[str, int] = {}
-    speedups.pop_record(live, counts, by_cause, 5, "forced")
-    assert speedups.pop_record(live, counts, by_cause, 5, "forced") is None
-    assert counts == {"recognizer": [1, 1, 0, 1]} and by_cause == {"forced": 1}
+    counts = {"recognizer": row(1, 0, 1, 1)}
+    speedups.pop_record(live, counts, 5, FORCED)
+    assert speedups.pop_record(live, counts, 5, FORCED) is None
+    assert list(counts["recognizer"])[:4] == [1, 1, 0, 1] and counts["recognizer"][FORCED] == 1
 
 
 def test_pop_record_and_the_del_hook_share_the_counters(install: Install, wav: str) -> None:
     ctx = install()
     config = audio.AudioConfig(filename=wav)
-    speedups.pop_record(ctx.live, ctx.counts, ctx.by_cause, 1, "forced")
+    speedups.pop_record(ctx.live, ctx.counts, 1, FORCED)
     del config
-    assert ctx.counts == {"audio_config": [1, 1, 0, 1], "property_bag": [1, 1, 0, 1]}
+    assert ctx.counters() == {"audio_config": [1, 1, 0, 1], "property_bag": [1, 1, 0, 1]}
     assert ctx.by_cause == {"forced": 1, "del": 1}
 
 
 def test_pop_record_rejects_arguments_that_are_not_dicts() -> None:
     with pytest.raises(TypeError):
-        speedups.pop_record([], {}, {}, 1, "forced")
+        speedups.pop_record([], {}, 1, FORCED)
+
+
+def test_pop_record_rejects_a_column_among_the_first_four() -> None:
+    with pytest.raises(ValueError, match="cause columns come after the first 4"):
+        speedups.pop_record({}, {}, 1, 2)
+
+
+# -- Counters ----------------------------------------------------------------------------------
+
+
+def test_counters_index_like_a_list_of_ints() -> None:
+    counters = speedups.Counters([3, 0, 7])
+    counters[1] += 2
+    counters[-1] = 2**40
+    assert (len(counters), list(counters), counters[0], counters[-1]) == (
+        3,
+        [3, 2, 2**40],
+        3,
+        2**40,
+    )
+
+
+def test_counters_equal_lists_tuples_and_counters_with_the_same_values() -> None:
+    counters = speedups.Counters([1, 2])
+    assert counters == [1, 2] and counters == (1, 2) and counters == speedups.Counters([1, 2])
+    assert counters != [1, 2, 0] and counters != [2, 1] and counters != "12"
+
+
+def test_counters_say_what_is_wrong() -> None:
+    counters = speedups.Counters([0])
+    with pytest.raises(IndexError):
+        counters[1]
+    with pytest.raises(IndexError):
+        counters[1] = 0
+    with pytest.raises(TypeError):
+        counters[0] = "1"
+    with pytest.raises(TypeError):
+        del counters[0]
+    with pytest.raises(TypeError):
+        speedups.Counters(["1"])
+    with pytest.raises(TypeError):
+        hash(counters)
+    assert repr(counters) == "Counters([0])"
+
+
+def test_new_kind_counters_that_are_not_counters_are_an_error(install: Install, wav: str) -> None:
+    ctx = Context()
+    ctx.new_kind = lambda kind: [0] * COUNTER_COLUMNS  # type: ignore[method-assign]
+    install(ctx)
+    audio.AudioConfig(filename=wav)
+    assert [(where, type(exc)) for where, exc in ctx.errors] == [
+        ("_Handle.__init__", TypeError),
+        ("_Handle.__init__", TypeError),
+    ]
+    assert ctx.live == {}
 
 
 # -- references and memory -----------------------------------------------------------------------
@@ -922,7 +1071,7 @@ def test_reference_counts_of_what_the_hooks_touch_do_not_change(install: Install
     after = {name: sys.getrefcount(obj) for name, obj in watched.items()}
     assert after == before
     assert ctx.live == {}
-    assert ctx.counts["audio_config"] == [2100, 2100, 0, 1]
+    assert ctx.counters()["audio_config"] == [2100, 2100, 0, 1]
 
 
 def test_traced_memory_stays_flat_over_many_handles(install: Install, wav: str) -> None:
@@ -969,7 +1118,7 @@ def test_collections_inside_the_hooks_keep_entries_and_counters_consistent(
         gc.set_threshold(*threshold)
     gc.collect()
     assert ctx.live == {} and ctx.errors == []
-    assert {kind: counts[:3] for kind, counts in ctx.counts.items()} == {
+    assert {kind: counts[:3] for kind, counts in ctx.counters().items()} == {
         "audio_config": [300, 300, 0],
         "property_bag": [300, 300, 0],
     }
