@@ -34,6 +34,7 @@ from ._access import AccessRecord, access_records
 from ._compat import DATACLASS_SLOTS
 from ._cycles import HeapGraph, RefPath
 from ._native import NativeCheck, cross_check, read_native_counts
+from ._owners import scan_sees_all
 from ._patterns import Finding, Subject
 from ._registry import HandleRecord
 from ._signals import CallbackInfo, callbacks_of, describe_callable, signal_names
@@ -276,7 +277,9 @@ class _Analysis:
             if record.seq not in live:
                 state = RELEASED
             elif holder is None:
-                state = ORPHANED
+                # A _Handle is found by a scan that does not see frozen objects.
+                frozen = record.source == "handle" and not scan_sees_all()
+                state = UNKNOWN if frozen else ORPHANED
             elif not graph.contains(holder):
                 state = UNKNOWN
             elif graph.is_garbage(holder):

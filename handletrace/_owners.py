@@ -1,9 +1,10 @@
 """Who holds a native handle: its owner and parent SDK objects, found when a record is built.
 
-The hot path records only the ``_Handle`` (weakly) and the code that made it; which SDK object
-keeps it (the owner, e.g. a ``PropertyCollection``) and which SDK object keeps that one (the
-parent, e.g. the ``ConversationTranscriber``) is worked out here, for many records at once,
-from the collector's referrer lists: one heap pass per level, at report time only.
+The hot path records only the sequence number (on the ``_Handle``) and the code that made
+it; the ``_Handle`` itself, which SDK object keeps it (the owner, e.g. a
+``PropertyCollection``) and which SDK object keeps that one (the parent, e.g. the
+``ConversationTranscriber``) are worked out here, for many records at once, from the
+collector's lists: one heap pass per level, at report time only.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import gc
 import sys
 from types import CodeType
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["class_of_code", "owners_of"]
+from ._registry import SEQ_ATTR
+
+__all__ = ["class_of_code", "handles_by_seq", "owners_of", "scan_sees_all"]
 
 SDK_MODULE = "azure.cognitiveservices.speech"
 
@@ -64,6 +67,33 @@ def _index_sdk_methods() -> None:
                 code = getattr(func, "__code__", None)
                 if isinstance(code, CodeType):
                     _code_classes.setdefault(code, cls.__qualname__)
+
+
+def scan_sees_all() -> bool:
+    """Whether the collector's lists hold every container object: not after ``gc.freeze()``
+    (frozen objects are in none of them; a ``_Handle`` not found may then be alive)."""
+    return gc.get_freeze_count() == 0
+
+
+def handles_by_seq(seqs: Collection[int]) -> Dict[int, Any]:
+    """seq -> the live ``_Handle`` carrying it, for those of ``seqs`` found alive.
+
+    One pass over the objects the collector tracks (every ``_Handle`` is one), frozen ones
+    excepted (see ``scan_sees_all``): a weak reference per handle instead cost 2-3 % of
+    creating the cheapest SDK object.
+    """
+    interop = sys.modules.get(SDK_MODULE + ".interop")
+    handle_class = getattr(interop, "_Handle", None)
+    if handle_class is None or not seqs:
+        return {}
+    wanted = set(seqs)
+    found: Dict[int, Any] = {}
+    for obj in gc.get_objects():
+        if type(obj) is handle_class:
+            seq = getattr(obj, SEQ_ATTR, None)
+            if seq in wanted:
+                found[seq] = obj
+    return found
 
 
 def owners_of(handles: Sequence[Any], codes: Sequence[Optional[CodeType]]) -> List[Owners]:

@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 import warnings
-import weakref
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple
@@ -22,7 +21,7 @@ from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tup
 import wrapt
 
 from . import _stacks
-from ._registry import CAUSE_COLUMN, RecordFields, make_weakref, thread_name
+from ._registry import CAUSE_COLUMN, SEQ_ATTR, RecordFields, make_weakref, thread_name
 from ._tracker import TRACKER, Config, Tracker
 
 __all__ = [
@@ -39,9 +38,6 @@ __all__ = [
 
 SDK_MODULE = "azure.cognitiveservices.speech"
 
-#: Attribute on a ``_Handle`` / ``ResultFuture`` holding its record's sequence number. A
-#: second finalisation can never count twice: the registry releases a sequence number once.
-SEQ_ATTR = "_handletrace_seq"
 
 #: The ``_sdk_lib`` release functions the SDK passes to ``_Handle`` or calls directly.
 RELEASE_FUNCTIONS: Tuple[str, ...] = (
@@ -237,8 +233,8 @@ def _python_hooks(original_init: Any, original_del: Any, ctx: _HookContext) -> T
     """The pure-Python ``_Handle`` hooks: what the C hooks of ``_speedups`` do, line for line.
 
     Per handle they keep only what cannot be found later: the sequence number (on the
-    ``_Handle``), kind, the ctypes handle, the code that made it, the thread, the time, the
-    stack and a weak reference. The owner is found when a record is built (``_owners.py``).
+    ``_Handle``), kind, the ctypes handle, the code that made it, the thread, the time and
+    the stack. The ``_Handle`` and its owner are found when a record is built (``_owners.py``).
     """
     tracker = ctx.tracker
     registry = tracker.registry
@@ -253,7 +249,6 @@ def _python_hooks(original_init: Any, original_del: Any, ctx: _HookContext) -> T
     capture = _stacks.capture
     getframe = sys._getframe
     get_ident = threading.get_ident
-    ref = weakref.ref
 
     def handle_init(
         self: Any, handle: Any, test_fn: Any, release_fn: Any, *args: Any, **kwargs: Any
@@ -292,7 +287,6 @@ def _python_hooks(original_init: Any, original_del: Any, ctx: _HookContext) -> T
                     thread if thread is not None else ident,
                     monotonic(),
                     traceback,
-                    ref(self),
                 )
             )
         except Exception as exc:

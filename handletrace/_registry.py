@@ -44,6 +44,10 @@ COUNTER_COLUMNS = 4 + len(RELEASE_CAUSES)
 CAUSE_COLUMN: Mapping[str, int] = {cause: 4 + i for i, cause in enumerate(RELEASE_CAUSES)}
 
 
+#: Attribute on a ``_Handle`` / ``ResultFuture`` holding its record's sequence number. A
+#: second finalisation can never count twice: the registry releases a sequence number once.
+SEQ_ATTR = "_handletrace_seq"
+
 #: A record's fields in ``HandleRecord`` field order, without ``created_at`` (what the
 #: wrappers register; see ``Registry.add``).
 RecordFields = Tuple[Any, ...]
@@ -138,9 +142,9 @@ class Registry:
     and most handles are released without being looked at). Two layouts:
 
     - a ``_Handle``'s entry, written by the ``_Handle.__init__`` hook on the hot path:
-      ``(seq, kind, handle, code, thread, monotonic, traceback, handle_ref)``, see
-      ``HANDLE_ENTRY_LEN``; its owner and parent are found when the record is built
-      (``_owners.py``), not when the handle is made;
+      ``(seq, kind, handle, code, thread, monotonic, traceback)``, see
+      ``HANDLE_ENTRY_LEN``; the ``_Handle`` (which carries ``seq``), its owner and parent
+      are found when the record is built (``_owners.py``), not when the handle is made;
     - a ``ResultFuture``'s async handle: the ``HandleRecord`` fields in order, without
       ``created_at`` (see ``add()``).
 
@@ -159,6 +163,8 @@ class Registry:
         self._by_address: Dict[int, int] = {}
         # kind -> its counters (see COUNTER_COLUMNS): one lookup per event on the hot path.
         # A list, or with the C hooks a ``_speedups.Counters`` (the same, as C integers).
+        # A row is never replaced or removed while hooks are in place (the C hooks remember
+        # rows): clear() zeroes it, and an all-zero row counts as no row.
         self._counts: Dict[str, Any] = {}
         self._new_row: Callable[[List[int]], Any] = list
         self.instrumentation_errors = 0
@@ -281,16 +287,16 @@ class Registry:
 
     def prune_dead_handles(self) -> int:
         """Release (cause ``untracked``) ``_Handle`` entries whose object is gone: handles
-        finalised while the hooks were not in place. Returns how many."""
-        pruned = 0
-        for seq, entry in self._live.copy().items():
-            if (
-                len(entry) == HANDLE_ENTRY_LEN
-                and entry[7]() is None
-                and self.release(seq, "untracked")
-            ):
-                pruned += 1
-        return pruned
+        finalised while the hooks were not in place. Returns how many (one heap pass, if
+        there are any ``_Handle`` entries; none while objects are frozen by ``gc.freeze()``:
+        a frozen ``_Handle`` cannot be told from a dead one)."""
+        from ._owners import handles_by_seq, scan_sees_all
+
+        seqs = [seq for seq, entry in self._live.copy().items() if len(entry) == HANDLE_ENTRY_LEN]
+        if not seqs or not scan_sees_all():
+            return 0
+        alive = handles_by_seq(seqs)
+        return sum(1 for seq in seqs if seq not in alive and self.release(seq, "untracked"))
 
     def clear(self) -> None:
         """Forget every record and counter (sequence numbers and ``totals()`` keep increasing).
@@ -303,7 +309,9 @@ class Registry:
             self._live.clear()
             self._built.clear()
             self._by_address.clear()
-            self._counts.clear()
+            for row in self._counts.copy().values():
+                for column in range(len(row)):
+                    row[column] = 0
             self.instrumentation_errors = 0
             self.last_errors = []
 
@@ -314,11 +322,16 @@ class Registry:
     # -- queries --------------------------------------------------------------------------
     def _column(self, index: int) -> Dict[str, int]:
         """One counter per kind (0 created, 1 released, 2 live, 3 peak)."""
-        return {kind: counts[index] for kind, counts in self._counts.copy().items()}
+        return {kind: counts[index] for kind, counts in self._rows()}
+
+    def _rows(self) -> List[Tuple[str, List[int]]]:
+        """(kind, counters) of the kinds counted since the registry was last cleared."""
+        rows = [(kind, list(counts)) for kind, counts in self._counts.copy().items()]
+        return [(kind, counts) for kind, counts in rows if any(counts)]
 
     def _causes(self) -> Dict[str, int]:
         """Releases per cause, all kinds together."""
-        rows = list(self._counts.copy().values())
+        rows = [counts for _, counts in self._rows()]
         return {cause: sum(row[CAUSE_COLUMN[cause]] for row in rows) for cause in RELEASE_CAUSES}
 
     def live_seqs(self) -> frozenset[int]:
@@ -395,7 +408,7 @@ class Registry:
 
     def stats(self) -> Stats:
         with self._lock:
-            rows = [(kind, list(counts)) for kind, counts in self._counts.copy().items()]
+            rows = self._rows()
             errors = self.instrumentation_errors
         by_cause = {cause: sum(c[CAUSE_COLUMN[cause]] for _, c in rows) for cause in RELEASE_CAUSES}
         kinds = {
@@ -412,9 +425,9 @@ class Registry:
         )
 
 
-#: Length of a ``_Handle`` entry: (seq, kind, handle, code, thread, monotonic, traceback,
-#: handle_ref); ``thread`` is the ``threading.Thread`` or, for a native thread, its ident.
-HANDLE_ENTRY_LEN = 8
+#: Length of a ``_Handle`` entry: (seq, kind, handle, code, thread, monotonic, traceback);
+#: ``thread`` is the ``threading.Thread`` or, for a native thread, its ident.
+HANDLE_ENTRY_LEN = 7
 
 
 def _source_of(entry: RecordFields) -> str:
@@ -423,17 +436,21 @@ def _source_of(entry: RecordFields) -> str:
 
 def _build_records(entries: List[RecordFields]) -> List[HandleRecord]:
     """Build the records of ``entries``; owners of ``_Handle`` entries are found together."""
-    from ._owners import owners_of  # report-time code: not imported on the hot path
+    from ._owners import handles_by_seq, owners_of  # report time: not on the hot path
 
     handles = [entry for entry in entries if len(entry) == HANDLE_ENTRY_LEN]
-    owners = owners_of([entry[7]() for entry in handles], [entry[3] for entry in handles])
+    objects = handles_by_seq([entry[0] for entry in handles]) if handles else {}
+    handle_objects = [objects.get(entry[0]) for entry in handles]
+    owners = owners_of(handle_objects, [entry[3] for entry in handles])
+    found_objects = iter(handle_objects)
     found = iter(owners)
     offset = time.time() - time.monotonic()
     records = []
     for entry in entries:
         if len(entry) == HANDLE_ENTRY_LEN:
-            seq, kind, handle, _code, thread, monotonic, traceback, handle_ref = entry
+            seq, kind, handle, _code, thread, monotonic, traceback = entry
             owner, owner_name, parent = next(found)
+            handle_obj = next(found_objects)
             if isinstance(thread, int):
                 thread_id, name = thread, thread_name(thread)
             else:
@@ -453,7 +470,7 @@ def _build_records(entries: List[RecordFields]) -> List[HandleRecord]:
                     source="handle",
                     owner_ref=make_weakref(owner),
                     parent_ref=make_weakref(parent),
-                    handle_ref=handle_ref,
+                    handle_ref=make_weakref(handle_obj),
                 )
             )
         else:

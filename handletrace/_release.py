@@ -71,8 +71,8 @@ from typing import (
 )
 
 from ._compat import DATACLASS_SLOTS
-from ._patching import SEQ_ATTR, HandleTraceWarning, kind_of
-from ._registry import HandleRecord
+from ._patching import HandleTraceWarning, kind_of
+from ._registry import SEQ_ATTR, HandleRecord
 from ._signals import _public_name, event_signal_type
 from ._tracker import TRACKER
 

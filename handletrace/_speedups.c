@@ -186,6 +186,7 @@ static PyTypeObject CountersType = {
 };
 
 #define UNWRAP_CACHE 8
+#define ROW_CACHE 16
 
 typedef struct {
     PyObject_HEAD
@@ -231,6 +232,11 @@ typedef struct {
     int unwrap_next;
     PyObject *unwrap_keys[UNWRAP_CACHE];
     PyObject *unwrap_values[UNWRAP_CACHE];
+    /* ctx.counts, remembered per kind: the registry never replaces or removes a row while
+     * hooks are in place (clear() zeroes rows in place), so a row found stays the row. */
+    int row_next;
+    PyObject *row_kinds[ROW_CACHE];
+    PyObject *row_values[ROW_CACHE];
 } Hook;
 
 /* -- helpers ---------------------------------------------------------------------------- */
@@ -245,9 +251,21 @@ lookup_optional_attr(PyObject *obj, PyObject *name, PyObject **result)
 #endif
 }
 
-/* Count a release of entry (kind at index 1) in its kind's counters: released += 1,
- * live -= 1, and the column of its cause += 1. Rows that are not Counters (or too short for
- * column) are left alone: the registry makes every row. */
+/* Count a release in a kind's counters: released += 1, live -= 1, and the column of its
+ * cause += 1. Rows that are not Counters (or too short for column) are left alone: the
+ * registry makes every row. */
+static void
+count_row(PyObject *row, Py_ssize_t column)
+{
+    if (Counters_Check(row) && column >= 4 && column < Py_SIZE(row)) {
+        long long *values = ((Counters *)row)->values;
+        values[1] += 1;
+        values[2] -= 1;
+        values[column] += 1;
+    }
+}
+
+/* Count the release of entry (kind at index 1) in counts[kind], if it has counters. */
 static int
 count_release(PyObject *counts, PyObject *entry, Py_ssize_t column)
 {
@@ -256,12 +274,7 @@ count_release(PyObject *counts, PyObject *entry, Py_ssize_t column)
     PyObject *row = PyDict_GetItemWithError(counts, PyTuple_GET_ITEM(entry, 1));
     if (row == NULL)
         return PyErr_Occurred() ? -1 : 0;
-    if (Counters_Check(row) && column >= 4 && column < Py_SIZE(row)) {
-        long long *values = ((Counters *)row)->values;
-        values[1] += 1;
-        values[2] -= 1;
-        values[column] += 1;
-    }
+    count_row(row, column);
     return 0;
 }
 
@@ -717,6 +730,35 @@ unwrapped_entry(Hook *self, PyObject *release_fn)
     return entry;
 }
 
+/* ctx.counts[kind] (new reference), or NULL: with an exception, or without one if kind has
+ * no counters yet. */
+static PyObject *
+kind_counters(Hook *self, PyObject *kind)
+{
+    for (int i = 0; i < ROW_CACHE; i++) {
+        if (self->row_kinds[i] == kind) {
+            Py_INCREF(self->row_values[i]);
+            return self->row_values[i];
+        }
+    }
+    PyObject *row = PyDict_GetItemWithError(self->counts, kind);
+    if (row == NULL)
+        return NULL;
+    Py_INCREF(row);
+    if (!Counters_Check(row))
+        return row; /* not remembered: the caller says what is wrong */
+    Py_INCREF(row);
+    Py_INCREF(kind);
+    int slot = self->row_next;
+    self->row_next = (slot + 1) % ROW_CACHE;
+    PyObject *old_kind = self->row_kinds[slot], *old_row = self->row_values[slot];
+    self->row_kinds[slot] = kind;
+    self->row_values[slot] = row;
+    Py_XDECREF(old_kind);
+    Py_XDECREF(old_row);
+    return row;
+}
+
 /* -- the __init__ hook -------------------------------------------------------------------- */
 
 /* Record the new _Handle; 0 on success or when it is not tracked, -1 with an exception. */
@@ -725,7 +767,7 @@ record_handle(Hook *self, PyObject *handle_obj, PyObject *handle, PyObject *rele
               PyObject *unwrapped)
 {
     PyObject *kind = NULL, *seq = NULL, *code = NULL, *thread = NULL, *traceback = NULL,
-             *now = NULL, *ref = NULL, *record = NULL, *row = NULL, *config = NULL;
+             *now = NULL, *record = NULL, *row = NULL, *config = NULL;
     WalkFrame *frame = NULL;
     int rc = -1;
 
@@ -752,7 +794,7 @@ record_handle(Hook *self, PyObject *handle_obj, PyObject *handle, PyObject *rele
             goto done;
         }
     }
-    seq = PyIter_Next(self->seq_counter);
+    seq = Py_TYPE(self->seq_counter)->tp_iternext(self->seq_counter);
     if (seq == NULL) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_RuntimeError, "the sequence counter is exhausted");
@@ -786,16 +828,11 @@ record_handle(Hook *self, PyObject *handle_obj, PyObject *handle, PyObject *rele
     now = monotonic_now(self);
     if (now == NULL)
         goto done;
-    ref = PyWeakref_NewRef(handle_obj, NULL);
-    if (ref == NULL)
-        goto done;
-    record = PyTuple_Pack(8, seq, kind, handle, code, thread, now, traceback, ref);
+    record = PyTuple_Pack(7, seq, kind, handle, code, thread, now, traceback);
     if (record == NULL)
         goto done;
-    row = PyDict_GetItemWithError(self->counts, kind);
-    if (row != NULL)
-        Py_INCREF(row);
-    else {
+    row = kind_counters(self, kind);
+    if (row == NULL) {
         if (PyErr_Occurred())
             goto done;
         row = PyObject_CallOneArg(self->new_kind, kind); /* Python: may run anything */
@@ -823,7 +860,6 @@ done:
     Py_XDECREF(thread);
     Py_XDECREF(traceback);
     Py_XDECREF(now);
-    Py_XDECREF(ref);
     Py_XDECREF(record);
     Py_XDECREF(row);
     walk_release(frame);
@@ -942,7 +978,16 @@ forget_handle(Hook *self, PyObject *handle_obj)
         rc = PyErr_Occurred() ? -1 : 0;
         goto done;
     }
-    rc = count_release(self->counts, entry, column);
+    rc = 0;
+    if (PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) >= 2) {
+        PyObject *row = kind_counters(self, PyTuple_GET_ITEM(entry, 1));
+        if (row != NULL) {
+            count_row(row, column);
+            Py_DECREF(row);
+        }
+        else if (PyErr_Occurred())
+            rc = -1;
+    }
     Py_DECREF(entry);
 done:
     Py_XDECREF(gc_thread);
@@ -977,6 +1022,10 @@ hook_traverse(Hook *self, visitproc visit, void *arg)
         Py_VISIT(self->unwrap_keys[i]);
         Py_VISIT(self->unwrap_values[i]);
     }
+    for (int i = 0; i < ROW_CACHE; i++) {
+        Py_VISIT(self->row_kinds[i]);
+        Py_VISIT(self->row_values[i]);
+    }
     return 0;
 }
 
@@ -987,6 +1036,10 @@ hook_clear(Hook *self)
     HOOK_FIELDS(CLEAR)
 #undef CLEAR
     unwrap_forget(self);
+    for (int i = 0; i < ROW_CACHE; i++) {
+        Py_CLEAR(self->row_kinds[i]);
+        Py_CLEAR(self->row_values[i]);
+    }
     return 0;
 }
 
@@ -1077,6 +1130,11 @@ new_hook(PyObject *original, PyObject *ctx, int is_init)
     for (int i = 0; i < UNWRAP_CACHE; i++) {
         self->unwrap_keys[i] = NULL;
         self->unwrap_values[i] = NULL;
+    }
+    self->row_next = 0;
+    for (int i = 0; i < ROW_CACHE; i++) {
+        self->row_kinds[i] = NULL;
+        self->row_values[i] = NULL;
     }
     Py_INCREF(original);
     self->original = original;

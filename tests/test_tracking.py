@@ -355,3 +355,57 @@ def test_frame_of_record_is_formatted_only_on_demand(installed: None) -> None:
     assert record.traceback.origin is not None
     assert record.traceback._frames is not None
     del config
+
+
+def test_record_finds_its_handle_object_when_built(hook_kind: str, installed: None) -> None:
+    """Entries keep no reference to their _Handle: a built record finds it by sequence number."""
+    config = sdk_objects.speech_config()
+    handles = {id(h) for h in vars(config).values() if isinstance(h, interop._Handle)}
+    records = handletrace.snapshot().filter(kinds=["speech_config"]).records
+    assert [id(record.handle_ref()) for record in records] == list(handles)
+    del config
+
+
+def test_handles_that_died_uninstalled_are_pruned_at_the_next_install(hook_kind: str) -> None:
+    handletrace.install()
+    config = sdk_objects.speech_config()
+    kept = sdk_objects.recognizer()
+    handletrace.uninstall()
+    del config
+    handletrace.install()
+    assert sorted({r.kind for r in handletrace.snapshot().records}) == [
+        "property_bag",
+        "recognizer",
+    ]
+    assert handletrace.stats().released_by_cause["untracked"] == 2
+    del kept
+
+
+def test_frozen_handles_are_not_pruned_as_dead(hook_kind: str) -> None:
+    """After gc.freeze() the scan cannot see a _Handle: alive or dead, its record stays."""
+    handletrace.install()
+    config = sdk_objects.speech_config()
+    handletrace.uninstall()
+    gc.freeze()
+    try:
+        handletrace.install()
+        assert [r.kind for r in handletrace.snapshot().records] == ["speech_config", "property_bag"]
+        assert handletrace.stats().released_by_cause["untracked"] == 0
+    finally:
+        gc.unfreeze()
+    del config
+
+
+def test_clear_zeroes_the_counters_and_stats_shows_no_kind(hook_kind: str, installed: None) -> None:
+    """clear() empties the counters in place (the C hooks keep them) and counting goes on."""
+    configs = [sdk_objects.speech_config()]
+    TRACKER.registry.clear()
+    assert handletrace.stats().kinds == {}
+    configs.append(sdk_objects.speech_config())
+    configs.clear()
+    stats = handletrace.stats()
+    assert {k: (s.created, s.released, s.live, s.peak) for k, s in stats.kinds.items()} == {
+        "speech_config": (1, 1, 0, 1),
+        "property_bag": (1, 1, 0, 1),
+    }
+    assert stats.released_by_cause["del"] == 2
