@@ -158,11 +158,11 @@ def run(
             count = max(5, int(batch_seconds / per_op))
             arms = {arm: set_arm(arm) for arm in ARMS}
             # Native recognizer creation and release vary widely from one object to the next
-            # (SDK threads): four times the rounds for them.
+            # (SDK threads): sixteen times the rounds for them.
             figures = alternating(
                 arms,
                 lambda make=make, count=count: time_batch(make, count),
-                rounds * 4 if per_op > 100e-6 else rounds,
+                rounds * 16 if per_op > 100e-6 else rounds,
                 "uninstrumented",
             )
             handletrace.uninstall()

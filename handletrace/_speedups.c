@@ -13,6 +13,7 @@
 #include <pythread.h>
 #include <structmember.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
@@ -187,6 +188,14 @@ static PyTypeObject CountersType = {
 
 #define UNWRAP_CACHE 8
 #define ROW_CACHE 16
+#define STACK_CACHE 256 /* a power of two */
+
+/* An interned stack remembered under its packed key (see capture) and a cheap hash of it. */
+typedef struct {
+    Py_uhash_t hash;
+    PyObject *key;
+    PyObject *traceback;
+} StackSlot;
 
 typedef struct {
     PyObject_HEAD
@@ -237,6 +246,9 @@ typedef struct {
     int row_next;
     PyObject *row_kinds[ROW_CACHE];
     PyObject *row_values[ROW_CACHE];
+    /* Stacks met before, by a hash of their packed key (NULL until the first stack): hashing
+     * the key as bytes for ctx.interned cost most of a capture. */
+    StackSlot *stacks;
 } Hook;
 
 /* -- helpers ---------------------------------------------------------------------------- */
@@ -530,6 +542,34 @@ walk_code(WalkFrame *frame)
 #define walk_lasti frame_lasti
 #endif
 
+static void
+forget_stacks(Hook *self)
+{
+    StackSlot *stacks = self->stacks;
+    self->stacks = NULL;
+    if (stacks == NULL)
+        return;
+    for (int i = 0; i < STACK_CACHE; i++) {
+        Py_XDECREF(stacks[i].key);
+        Py_XDECREF(stacks[i].traceback);
+    }
+    PyMem_Free(stacks);
+}
+
+static void
+remember_stack(Hook *self, StackSlot *slot, Py_uhash_t hash, PyObject *key, PyObject *traceback)
+{
+    (void)self;
+    PyObject *old_key = slot->key, *old_traceback = slot->traceback;
+    Py_INCREF(key);
+    Py_INCREF(traceback);
+    slot->hash = hash;
+    slot->key = key;
+    slot->traceback = traceback;
+    Py_XDECREF(old_key); /* last: freeing a traceback may run anything */
+    Py_XDECREF(old_traceback);
+}
+
 static PyObject *
 capture(Hook *self, WalkFrame *start, long depth)
 {
@@ -561,19 +601,44 @@ capture(Hook *self, WalkFrame *start, long depth)
      * object identities), packed in one bytes object: one allocation instead of 2n+1 ints.
      * (The two kinds of key never meet: one process uses one kind of hook at a time.) An
      * interned Traceback holds its code objects, so an address in a key is never reused. */
-    PyObject *key = PyBytes_FromStringAndSize(
-        NULL, sizeof(Py_ssize_t) + taken * (sizeof(PyObject *) + sizeof(int)));
-    if (key == NULL)
-        goto done;
-    char *raw = PyBytes_AS_STRING(key);
+    char packed[sizeof(Py_ssize_t) + MAX_DEPTH * (sizeof(PyObject *) + sizeof(int))];
+    Py_ssize_t size = sizeof(Py_ssize_t) + taken * (sizeof(PyObject *) + sizeof(int));
+    char *raw = packed;
     memcpy(raw, &total, sizeof(Py_ssize_t));
     raw += sizeof(Py_ssize_t);
     memcpy(raw, codes, taken * sizeof(PyObject *));
     raw += taken * sizeof(PyObject *);
     memcpy(raw, lastis, taken * sizeof(int));
+    /* FNV-1a over the packed words: a few instructions per frame (bytes hash with SipHash). */
+    uint64_t hash = 0xcbf29ce484222325ULL;
+    for (Py_ssize_t i = 0; i < size / 4; i++) {
+        uint32_t word;
+        memcpy(&word, packed + 4 * i, 4);
+        hash = (hash ^ word) * 0x100000001b3ULL;
+    }
+    hash ^= hash >> 29;
+    if (self->stacks == NULL) {
+        self->stacks = PyMem_Calloc(STACK_CACHE, sizeof(StackSlot));
+        if (self->stacks == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    StackSlot *slot = &self->stacks[hash & (STACK_CACHE - 1)];
+    if (slot->key != NULL && slot->hash == (Py_uhash_t)hash &&
+        PyBytes_GET_SIZE(slot->key) == size &&
+        memcmp(PyBytes_AS_STRING(slot->key), packed, size) == 0) {
+        result = slot->traceback;
+        Py_INCREF(result);
+        goto done;
+    }
+    PyObject *key = PyBytes_FromStringAndSize(packed, size);
+    if (key == NULL)
+        goto done;
     result = PyDict_GetItemWithError(self->interned, key);
     if (result != NULL) {
         Py_INCREF(result);
+        remember_stack(self, slot, (Py_uhash_t)hash, key, result);
         Py_DECREF(key);
         goto done;
     }
@@ -606,6 +671,9 @@ capture(Hook *self, WalkFrame *start, long depth)
     }
     result = PyObject_CallFunctionObjArgs(
         self->make_traceback, key, code_tuple, lasti_tuple, total_obj, NULL);
+    if (result != NULL && self->stacks != NULL) /* make_traceback may run anything */
+        remember_stack(self, &self->stacks[hash & (STACK_CACHE - 1)], (Py_uhash_t)hash, key,
+                       result);
     Py_DECREF(code_tuple);
     Py_DECREF(lasti_tuple);
     Py_DECREF(total_obj);
@@ -1026,6 +1094,10 @@ hook_traverse(Hook *self, visitproc visit, void *arg)
         Py_VISIT(self->row_kinds[i]);
         Py_VISIT(self->row_values[i]);
     }
+    if (self->stacks != NULL) {
+        for (int i = 0; i < STACK_CACHE; i++)
+            Py_VISIT(self->stacks[i].traceback);
+    }
     return 0;
 }
 
@@ -1040,6 +1112,7 @@ hook_clear(Hook *self)
         Py_CLEAR(self->row_kinds[i]);
         Py_CLEAR(self->row_values[i]);
     }
+    forget_stacks(self);
     return 0;
 }
 
@@ -1132,6 +1205,7 @@ new_hook(PyObject *original, PyObject *ctx, int is_init)
         self->unwrap_values[i] = NULL;
     }
     self->row_next = 0;
+    self->stacks = NULL;
     for (int i = 0; i < ROW_CACHE; i++) {
         self->row_kinds[i] = NULL;
         self->row_values[i] = NULL;

@@ -506,6 +506,24 @@ def test_same_call_site_reuses_the_interned_stack(impl: str, install: Install, w
     del configs
 
 
+def test_many_call_sites_each_get_their_own_stack(impl: str, install: Install, wav: str) -> None:
+    """More call sites than the C hooks remember (256): every stack is still its own site's,
+    and a site met again is found again (in the cache or in ``interned``)."""
+    ctx = install(QuietContext(Config(stack_depth=4, kinds=frozenset({"audio_config"}))), impl=impl)
+    sites = []
+    for number in range(600):
+        namespace: Dict[str, Any] = {"audio": audio, "wav": wav}
+        exec(compile(f"def site_{number}():\n    return audio.AudioConfig(filename=wav)\n",
+                     f"<site {number}>", "exec"), namespace)  # fmt: skip
+        sites.append(namespace[f"site_{number}"])
+    made = [site() for _ in range(2) for site in sites]
+    origins = [entry[6].origin.name for entry in ctx.live.values()]
+    assert origins == [f"site_{number}" for number in range(600)] * 2
+    first, again = list(ctx.live.values())[:600], list(ctx.live.values())[600:]
+    assert all(a[6] is b[6] for a, b in zip(first, again))
+    del made
+
+
 def test_stack_deeper_than_the_stack_keeps_all_frames(
     impl: str, install: Install, wav: str
 ) -> None:
