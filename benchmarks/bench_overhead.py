@@ -210,6 +210,46 @@ def format_table(data: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def added_per_handle(row: Dict[str, Any], arm: str) -> float:
+    """Seconds added per handle in ``arm``: (ratio - 1) x uninstrumented time / handles."""
+    arms = row["arms"]
+    return (arms[arm]["ratio"] - 1) * arms["uninstrumented"]["seconds"] / max(1, row["handles"])
+
+
+def format_cost_table(data: Dict[str, Any]) -> List[str]:
+    """What handletrace adds per handle, and the ratio that cost predicts for each workload.
+
+    A recognizer's own time varies by tens of microseconds from one object to the next (SDK
+    threads): the direct ratio cannot resolve 1 %. The per-handle cost is the same for every
+    kind of handle, and the cheapest workload measures it best: the prediction is that cost
+    times the workload's handles over the workload's own time."""
+    workloads = data["workloads"]
+    if "audio_config_file" not in workloads:
+        return []
+    reference = workloads["audio_config_file"]
+    arms = ("counting", "stacks16")
+    lines = [
+        "| workload | own time per handle | counting only: added per handle | predicted "
+        "| 16-frame stacks: added per handle | predicted |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in workloads.values():
+        own = row["arms"]["uninstrumented"]["seconds"]
+        cells = [f"{own / max(1, row['handles']) * 1e6:.1f} µs"]
+        for arm in arms:
+            cost = added_per_handle(reference, arm)
+            cells.append(f"{added_per_handle(row, arm) * 1e9:.0f} ns")
+            cells.append(f"{1 + cost * row['handles'] / own:.3f}×")
+        lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Added per handle: (median ratio - 1) x uninstrumented time / handles, for each workload;",
+        "predicted: the cost per handle measured on AudioConfig(filename=...) (the least noisy",
+        "workload) times the workload's handles, over its uninstrumented time.",
+    ]
+    return lines
+
+
 def verdict(ratio: float, target: Optional[float]) -> str:
     if target is None:
         return ""
@@ -227,7 +267,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     rounds, batch = (15, 0.003) if args.quick else (args.rounds, args.batch_ms / 1000)
     data = run(rounds, batch, args.depth, args.only)
-    print("\n".join(format_table(data)))
+    print("\n".join(format_table(data) + [""] + format_cost_table(data)))
     write_json(args.json, data)
     return 0
 
