@@ -1,7 +1,7 @@
 """Who holds a native handle: its owner and parent SDK objects, found when a record is built.
 
-The hot path records only the sequence number (on the ``_Handle``) and the code that made
-it; the ``_Handle`` itself, which SDK object keeps it (the owner, e.g. a
+The hot path records only the sequence number (by the ``_Handle``'s address) and the code
+that made it; the ``_Handle`` itself, which SDK object keeps it (the owner, e.g. a
 ``PropertyCollection``) and which SDK object keeps that one (the parent, e.g. the
 ``ConversationTranscriber``) are worked out here, for many records at once, from the
 collector's lists: one heap pass per level, at report time only.
@@ -12,9 +12,7 @@ from __future__ import annotations
 import gc
 import sys
 from types import CodeType
-from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
-
-from ._registry import SEQ_ATTR
+from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["class_of_code", "handles_by_seq", "owners_of", "scan_sees_all"]
 
@@ -75,8 +73,9 @@ def scan_sees_all() -> bool:
     return gc.get_freeze_count() == 0
 
 
-def handles_by_seq(seqs: Collection[int]) -> Dict[int, Any]:
-    """seq -> the live ``_Handle`` carrying it, for those of ``seqs`` found alive.
+def handles_by_seq(seqs: Collection[int], seq_of: Callable[[Any], Optional[int]]) -> Dict[int, Any]:
+    """seq -> the live ``_Handle`` whose record it is (``seq_of(handle)``), for those of
+    ``seqs`` found alive.
 
     One pass over the objects the collector tracks (every ``_Handle`` is one), frozen ones
     excepted (see ``scan_sees_all``): a weak reference per handle instead cost 2-3 % of
@@ -90,7 +89,7 @@ def handles_by_seq(seqs: Collection[int]) -> Dict[int, Any]:
     found: Dict[int, Any] = {}
     for obj in gc.get_objects():
         if type(obj) is handle_class:
-            seq = getattr(obj, SEQ_ATTR, None)
+            seq = seq_of(obj)
             if seq in wanted:
                 found[seq] = obj
     return found

@@ -183,7 +183,8 @@ class _HookContext:
     active_threads: Dict[int, threading.Thread]
     prefixes: Tuple[str, ...]
     empty_traceback: Any
-    seq_attr: str
+    #: id(_Handle) -> seq: ``Registry.handle_index``.
+    handle_index: Any
     kind_for: Callable[[Any], str]
     count_error: Callable[[str, BaseException], None]
     new_kind: Callable[[str], Any]
@@ -232,9 +233,10 @@ def hooks_in_use() -> Optional[str]:
 def _python_hooks(original_init: Any, original_del: Any, ctx: _HookContext) -> Tuple[Any, Any]:
     """The pure-Python ``_Handle`` hooks: what the C hooks of ``_speedups`` do, line for line.
 
-    Per handle they keep only what cannot be found later: the sequence number (on the
-    ``_Handle``), kind, the ctypes handle, the code that made it, the thread, the time and
-    the stack. The ``_Handle`` and its owner are found when a record is built (``_owners.py``).
+    Per handle they keep only what cannot be found later: the sequence number (by the
+    ``_Handle``'s address), kind, the ctypes handle, the code that made it, the thread, the
+    time and the stack. The ``_Handle`` and its owner are found when a record is built
+    (``_owners.py``).
     """
     tracker = ctx.tracker
     registry = tracker.registry
@@ -245,7 +247,7 @@ def _python_hooks(original_init: Any, original_del: Any, ctx: _HookContext) -> T
     count_error = ctx.count_error
     empty = ctx.empty_traceback
     monotonic = ctx.monotonic
-    seq_attr = ctx.seq_attr
+    index = ctx.handle_index
     capture = _stacks.capture
     getframe = sys._getframe
     get_ident = threading.get_ident
@@ -269,7 +271,6 @@ def _python_hooks(original_init: Any, original_del: Any, ctx: _HookContext) -> T
             if kinds is not None and kind not in kinds:
                 return
             seq = next(seq_counter)
-            setattr(self, seq_attr, seq)  # not via __dict__: that builds a dict
             frame = getframe(1)
             ident = get_ident()
             thread = active_get(ident)
@@ -279,6 +280,7 @@ def _python_hooks(original_init: Any, original_del: Any, ctx: _HookContext) -> T
             else:
                 traceback = empty
             registry.add_handle(
+                id(self),
                 (
                     seq,
                     kind,
@@ -287,7 +289,7 @@ def _python_hooks(original_init: Any, original_del: Any, ctx: _HookContext) -> T
                     thread if thread is not None else ident,
                     monotonic(),
                     traceback,
-                )
+                ),
             )
         except Exception as exc:
             try:
@@ -297,13 +299,11 @@ def _python_hooks(original_init: Any, original_del: Any, ctx: _HookContext) -> T
 
     def handle_del(self: Any) -> None:
         try:
-            # Read, not removed: the registry never counts a release twice, and deleting an
-            # instance attribute makes Python 3.9/3.10 stop sharing dict keys for the class.
-            seq = getattr(self, seq_attr, None)
-            if seq is not None:
+            address = id(self)
+            if address in index:
                 gc_thread = tracker.gc_thread
                 cause = "gc" if gc_thread is not None and gc_thread == get_ident() else "del"
-                registry.release(seq, cause)
+                registry.release_handle(address, cause)
         except Exception as exc:
             try:
                 count_error("_Handle.__del__", exc)
@@ -407,7 +407,7 @@ class _Patcher:
             active_threads=_active_threads,
             prefixes=_stacks.ignored_prefixes(),
             empty_traceback=_stacks.EMPTY_TRACEBACK,
-            seq_attr=SEQ_ATTR,
+            handle_index=registry.handle_index,
             kind_for=self.kind_for,
             count_error=registry.count_error,
             new_kind=registry.new_kind,
@@ -419,14 +419,14 @@ class _Patcher:
 
     def handle_hooks(self, original_init: Any, original_del: Any) -> Tuple[Any, Any]:
         """The ``_Handle.__init__`` and ``__del__`` replacements (C if available)."""
-        ctx = self.hook_context()
         speedups = _speedups()
+        # First: the registry's containers are converted for the hooks' kind, then handed over.
+        self.tracker.registry.use_accelerator(speedups)
+        ctx = self.hook_context()
         if speedups is not None:
-            self.tracker.registry.use_accelerator(speedups)
             init_hook, del_hook = speedups.make_hooks(original_init, original_del, ctx)
             self.hook_kind = "c"
         else:
-            self.tracker.registry.use_accelerator(None)
             init_hook, del_hook = _python_hooks(original_init, original_del, ctx)
             self.hook_kind = "python"
         functools.update_wrapper(init_hook, original_init)  # sets __wrapped__

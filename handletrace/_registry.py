@@ -44,8 +44,9 @@ COUNTER_COLUMNS = 4 + len(RELEASE_CAUSES)
 CAUSE_COLUMN: Mapping[str, int] = {cause: 4 + i for i, cause in enumerate(RELEASE_CAUSES)}
 
 
-#: Attribute on a ``_Handle`` / ``ResultFuture`` holding its record's sequence number. A
-#: second finalisation can never count twice: the registry releases a sequence number once.
+#: Attribute on a ``ResultFuture`` holding its record's sequence number (a ``_Handle``'s is
+#: found by its address: ``Registry.handle_index``). A second finalisation can never count
+#: twice: the registry releases a sequence number once.
 SEQ_ATTR = "_handletrace_seq"
 
 #: A record's fields in ``HandleRecord`` field order, without ``created_at`` (what the
@@ -129,6 +130,11 @@ class Totals:
     instrumentation_errors: int
 
 
+def _cause_totals(rows: List[Tuple[str, List[int]]]) -> Dict[str, int]:
+    """Releases per cause, all kinds of ``rows`` (kind, counters) together."""
+    return {cause: sum(c[CAUSE_COLUMN[cause]] for _, c in rows) for cause in RELEASE_CAUSES}
+
+
 def _add_into(total: Dict[str, int], counts: Mapping[str, int]) -> None:
     for key, count in counts.items():
         total[key] = total.get(key, 0) + count
@@ -143,8 +149,9 @@ class Registry:
 
     - a ``_Handle``'s entry, written by the ``_Handle.__init__`` hook on the hot path:
       ``(seq, kind, handle, code, thread, monotonic, traceback)``, see
-      ``HANDLE_ENTRY_LEN``; the ``_Handle`` (which carries ``seq``), its owner and parent
-      are found when the record is built (``_owners.py``), not when the handle is made;
+      ``HANDLE_ENTRY_LEN``; ``handle_index`` maps the ``_Handle``'s address to ``seq``; the
+      ``_Handle`` itself, its owner and parent are found when the record is built
+      (``_owners.py``), not when the handle is made;
     - a ``ResultFuture``'s async handle: the ``HandleRecord`` fields in order, without
       ``created_at`` (see ``add()``).
 
@@ -167,6 +174,9 @@ class Registry:
         # rows): clear() zeroes it, and an all-zero row counts as no row.
         self._counts: Dict[str, Any] = {}
         self._new_row: Callable[[List[int]], Any] = list
+        # id(_Handle) -> seq of its record: a dict, or with the C hooks a
+        # ``_speedups.HandleIndex`` (the same, keyed by the address in C).
+        self._handle_seqs: Any = {}
         self.instrumentation_errors = 0
         self.last_errors: list[str] = []
         # What clear() forgot, kept for totals(): cumulative counters must never go down.
@@ -189,16 +199,24 @@ class Registry:
     def counts_table(self) -> Dict[str, Any]:
         return self._counts
 
+    @property
+    def handle_index(self) -> Any:
+        return self._handle_seqs
+
     def use_accelerator(self, speedups: Any) -> None:
         """Keep counters as the C accelerator's ``Counters`` and pop entries with its
         ``pop_record`` (atomic with its hooks); ``None``: lists and Python, for the Python
-        hooks. Counters already kept are carried over."""
+        hooks. Counters and the handle index are carried over (before hooks are made: the
+        hooks keep the containers they are given)."""
         with self._lock:
             self._c_pop = None if speedups is None else speedups.pop_record
             new_row = self._new_row = list if speedups is None else speedups.Counters
             for kind, row in self._counts.copy().items():
                 if type(row) is not new_row:
                     self._counts[kind] = new_row(list(row))
+            index_type = dict if speedups is None else speedups.HandleIndex
+            if type(self._handle_seqs) is not index_type:
+                self._handle_seqs = index_type(self._handle_seqs.items())
 
     def new_kind(self, kind: str) -> Any:
         """The counters of ``kind``, created if new (the hooks call this for a new kind)."""
@@ -213,11 +231,38 @@ class Registry:
         # No lock: next() on an itertools.count is atomic under the GIL (one C call).
         return next(self._seq)
 
-    def add_handle(self, entry: RecordFields) -> None:
-        """Register a ``_Handle`` entry (the pure-Python hook; the C hook does this itself)."""
+    def add_handle(self, address: int, entry: RecordFields) -> None:
+        """Register the entry of the ``_Handle`` at ``address`` (the pure-Python hook; the C
+        hook does this itself)."""
         with self._lock:
             self._live[entry[0]] = entry
+            self._handle_seqs[address] = entry[0]
             self._count_new(entry[1])
+
+    def release_handle(self, address: int, cause: str) -> Optional[str]:
+        """Release the record of the ``_Handle`` at ``address`` (being finalised); its kind,
+        or ``None`` if it has none (the pure-Python hook; the C hook does this itself)."""
+        column = CAUSE_COLUMN[cause]
+        with self._lock:
+            seq = self._handle_seqs.pop(address, None)
+            entry = None if seq is None else self._pop(seq, column)
+            if entry is None:
+                return None
+            self._built.pop(seq, None)
+        return entry[1]  # type: ignore[no-any-return]
+
+    def seq_of_handle(self, handle_obj: Any) -> Optional[int]:
+        """The sequence number of the live record of ``handle_obj`` (a ``_Handle``), if any.
+
+        Checked against the record: an index entry left by a ``_Handle`` that was finalised
+        unseen (while handletrace was not installed) names another object at that address,
+        and that object holds another ctypes handle than the record does."""
+        seq = self._handle_seqs.get(id(handle_obj))
+        entry = None if seq is None else self._live.get(seq)
+        if entry is None or len(entry) != HANDLE_ENTRY_LEN:
+            return None
+        holds = getattr(handle_obj, "_Handle__handle", None)
+        return seq if holds is entry[2] else None  # type: ignore[no-any-return]
 
     def add(self, fields: RecordFields) -> None:
         """Register an async handle: ``HandleRecord`` fields in order, without
@@ -275,7 +320,8 @@ class Registry:
             entry = None if seq is None else self._live.get(seq)
         if entry is None:
             return None
-        return self._built.get(seq) or _build_records([entry])[0]  # type: ignore[arg-type]
+        built = self._built.get(seq)  # type: ignore[arg-type]
+        return built or _build_records([entry], self.seq_of_handle)[0]
 
     def count_error(self, where: str, exc: BaseException) -> None:
         """Count an instrumentation failure; keep a short description of the latest few."""
@@ -295,8 +341,23 @@ class Registry:
         seqs = [seq for seq, entry in self._live.copy().items() if len(entry) == HANDLE_ENTRY_LEN]
         if not seqs or not scan_sees_all():
             return 0
-        alive = handles_by_seq(seqs)
-        return sum(1 for seq in seqs if seq not in alive and self.release(seq, "untracked"))
+        alive = handles_by_seq(seqs, self.seq_of_handle)
+        dead = [seq for seq in seqs if seq not in alive and self.release(seq, "untracked")]
+        if dead:
+            self._forget_index_entries(dead)
+        return len(dead)
+
+    def _forget_index_entries(self, seqs: Collection[int]) -> None:
+        # Atomically with the hooks: a C HandleIndex in one call; a dict under the lock (the
+        # Python hooks change it under the lock).
+        index = self._handle_seqs
+        if isinstance(index, dict):
+            gone = set(seqs)
+            with self._lock:
+                for address in [a for a, seq in index.items() if seq in gone]:
+                    del index[address]
+        else:
+            index.discard_values(seqs)
 
     def clear(self) -> None:
         """Forget every record and counter (sequence numbers and ``totals()`` keep increasing).
@@ -309,6 +370,7 @@ class Registry:
             self._live.clear()
             self._built.clear()
             self._by_address.clear()
+            self._handle_seqs.clear()
             for row in self._counts.copy().values():
                 for column in range(len(row)):
                     row[column] = 0
@@ -330,9 +392,7 @@ class Registry:
         return [(kind, counts) for kind, counts in rows if any(counts)]
 
     def _causes(self) -> Dict[str, int]:
-        """Releases per cause, all kinds together."""
-        rows = [counts for _, counts in self._rows()]
-        return {cause: sum(row[CAUSE_COLUMN[cause]] for row in rows) for cause in RELEASE_CAUSES}
+        return _cause_totals(self._rows())
 
     def live_seqs(self) -> frozenset[int]:
         """The sequence numbers of the live records (no record is built)."""
@@ -369,7 +429,7 @@ class Registry:
             else:
                 records[seq] = record
         if missing:
-            new = _build_records(missing)
+            new = _build_records(missing, self.seq_of_handle)
             with self._lock:
                 for record in new:
                     records[record.seq] = record
@@ -410,7 +470,7 @@ class Registry:
         with self._lock:
             rows = self._rows()
             errors = self.instrumentation_errors
-        by_cause = {cause: sum(c[CAUSE_COLUMN[cause]] for _, c in rows) for cause in RELEASE_CAUSES}
+        by_cause = _cause_totals(rows)
         kinds = {
             kind: KindStats(kind=kind, created=c[0], released=c[1], live=c[2], peak=c[3])
             for kind, c in sorted(rows)
@@ -434,12 +494,15 @@ def _source_of(entry: RecordFields) -> str:
     return "handle" if len(entry) == HANDLE_ENTRY_LEN else entry[9]
 
 
-def _build_records(entries: List[RecordFields]) -> List[HandleRecord]:
-    """Build the records of ``entries``; owners of ``_Handle`` entries are found together."""
+def _build_records(
+    entries: List[RecordFields], seq_of: Callable[[Any], Optional[int]]
+) -> List[HandleRecord]:
+    """Build the records of ``entries``; owners of ``_Handle`` entries are found together
+    (``seq_of``: the sequence number of a ``_Handle``'s record, see ``seq_of_handle``)."""
     from ._owners import handles_by_seq, owners_of  # report time: not on the hot path
 
     handles = [entry for entry in entries if len(entry) == HANDLE_ENTRY_LEN]
-    objects = handles_by_seq([entry[0] for entry in handles]) if handles else {}
+    objects = handles_by_seq([entry[0] for entry in handles], seq_of) if handles else {}
     handle_objects = [objects.get(entry[0]) for entry in handles]
     owners = owners_of(handle_objects, [entry[3] for entry in handles])
     found_objects = iter(handle_objects)

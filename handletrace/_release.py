@@ -72,7 +72,7 @@ from typing import (
 
 from ._compat import DATACLASS_SLOTS
 from ._patching import HandleTraceWarning, kind_of
-from ._registry import SEQ_ATTR, HandleRecord
+from ._registry import HandleRecord
 from ._signals import _public_name, event_signal_type
 from ._tracker import TRACKER
 
@@ -398,10 +398,8 @@ def _disarm(handle_obj: Any) -> Optional[Tuple[Any, Any, Any, int, Optional[int]
         address = value if isinstance(value, int) else 0
         state["_Handle__release_fn"] = _noop_release
         state["_Handle__test_fn"] = None
-        # Read, not removed (like the __del__ wrapper): deleting an instance attribute makes
-        # Python 3.9/3.10 stop sharing dict keys for every later _Handle. The registry never
-        # counts a release twice, so the later __del__ finds the record gone.
-        seq = state.get(SEQ_ATTR)
+        # The registry never counts a release twice: the later __del__ finds the record gone.
+        seq = TRACKER.registry.seq_of_handle(handle_obj)
     if not address:
         return None
     return handle, test_fn, release_fn, address, seq

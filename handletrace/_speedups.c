@@ -6,6 +6,13 @@
  * releasing the cheapest SDK object. The GIL makes each hook atomic: no Python code runs
  * between reading and writing the registry's containers, and every allocation that could
  * start a collection (and re-enter a hook through a finaliser) comes before the mutations.
+ *
+ * What else keeps the per-handle cost down (each measured with benchmarks/bench_overhead.py):
+ * a _Handle's record is found by its address (HandleIndex), not by an attribute on it;
+ * counters are C integers (Counters, one row per kind, release causes as columns); the
+ * tracker's installed / config / gc_thread are read from its slots; each hook remembers the
+ * unwrapped release functions, the kinds' counters, the current thread's Thread and the
+ * stacks it has met, so that the common case makes no dictionary lookup for them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -186,6 +193,398 @@ static PyTypeObject CountersType = {
     .tp_new = counters_new,
 };
 
+/* -- HandleIndex: which record a _Handle has, by the _Handle's address --------------------
+ * An open-addressing table (linear probing, backward-shift deletion) from an object's
+ * address to its record's sequence number. An attribute on the _Handle did the same, but
+ * setting and reading an instance attribute per handle cost more than the rest of the
+ * bookkeeping (and slowed the SDK's own attribute reads on _Handle). Python code sees a
+ * mapping from id(obj) to the sequence number. An entry is removed when its _Handle is
+ * finalised; one left by a _Handle finalised unseen (handletrace not installed) is replaced
+ * when the address is reused, and a record is only trusted after checking that the object
+ * at the address holds the record's own ctypes handle (see Registry.seq_of_handle). */
+typedef struct {
+    void *key; /* the object's address; NULL: empty */
+    PyObject *value;
+} IndexSlot;
+
+typedef struct {
+    PyObject_HEAD
+    IndexSlot *slots;
+    size_t mask; /* capacity - 1, capacity a power of two */
+    Py_ssize_t used;
+} HandleIndex;
+
+static PyTypeObject HandleIndexType;
+
+#define HandleIndex_Check(op) Py_IS_TYPE((op), &HandleIndexType)
+#define INDEX_MIN_CAPACITY 8
+
+static size_t
+index_hash(void *key)
+{
+    uint64_t x = (uint64_t)(uintptr_t)key;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (size_t)x;
+}
+
+/* The slot holding key, or the empty slot where it would go. */
+static size_t
+index_find(HandleIndex *self, void *key)
+{
+    size_t i = index_hash(key) & self->mask;
+    while (self->slots[i].key != NULL && self->slots[i].key != key)
+        i = (i + 1) & self->mask;
+    return i;
+}
+
+static int
+index_resize(HandleIndex *self, size_t capacity)
+{
+    IndexSlot *old = self->slots;
+    size_t old_capacity = old != NULL ? self->mask + 1 : 0;
+    IndexSlot *slots = PyMem_Calloc(capacity, sizeof(IndexSlot));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->slots = slots;
+    self->mask = capacity - 1;
+    for (size_t i = 0; i < old_capacity; i++) {
+        if (old[i].key != NULL)
+            slots[index_find(self, old[i].key)] = old[i];
+    }
+    PyMem_Free(old);
+    return 0;
+}
+
+/* Room for one more entry (allocates, if at all, before anything changes). */
+static int
+index_reserve(HandleIndex *self)
+{
+    size_t capacity = self->mask + 1;
+    if ((size_t)(self->used + 1) * 3 <= capacity * 2)
+        return 0;
+    return index_resize(self, capacity * 2);
+}
+
+/* key -> value (a new reference is taken), replacing what was there; after index_reserve. */
+static void
+index_put(HandleIndex *self, void *key, PyObject *value)
+{
+    size_t i = index_find(self, key);
+    PyObject *old = self->slots[i].value;
+    Py_INCREF(value);
+    if (self->slots[i].key == NULL) {
+        self->slots[i].key = key;
+        self->used++;
+    }
+    self->slots[i].value = value;
+    Py_XDECREF(old);
+}
+
+/* Remove key: its value (new reference), or NULL (no exception) if it has none. */
+static PyObject *
+index_pop(HandleIndex *self, void *key)
+{
+    size_t mask = self->mask, hole = index_find(self, key);
+    IndexSlot *slots = self->slots;
+    if (slots[hole].key == NULL)
+        return NULL;
+    PyObject *value = slots[hole].value;
+    slots[hole].key = NULL;
+    slots[hole].value = NULL;
+    self->used--;
+    /* Move later members of the probe run back into the hole (no tombstones). */
+    for (size_t j = (hole + 1) & mask; slots[j].key != NULL; j = (j + 1) & mask) {
+        size_t home = index_hash(slots[j].key) & mask;
+        if (((j - home) & mask) >= ((j - hole) & mask)) {
+            slots[hole] = slots[j];
+            slots[j].key = NULL;
+            slots[j].value = NULL;
+            hole = j;
+        }
+    }
+    return value;
+}
+
+static int
+index_key(PyObject *address, void **key)
+{
+    *key = PyLong_AsVoidPtr(address);
+    if (*key == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "HandleIndex: 0 is no object's address");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+index_set(HandleIndex *self, PyObject *address, PyObject *value)
+{
+    void *key;
+    if (index_key(address, &key) < 0)
+        return -1;
+    if (value == NULL) {
+        PyObject *old = index_pop(self, key);
+        if (old == NULL) {
+            PyErr_SetObject(PyExc_KeyError, address);
+            return -1;
+        }
+        Py_DECREF(old);
+        return 0;
+    }
+    if (index_reserve(self) < 0)
+        return -1;
+    index_put(self, key, value);
+    return 0;
+}
+
+static PyObject *
+index_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *items = NULL;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "HandleIndex() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "|O:HandleIndex", &items))
+        return NULL;
+    HandleIndex *self = (HandleIndex *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->slots = NULL;
+    self->used = 0;
+    if (index_resize(self, INDEX_MIN_CAPACITY) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    if (items != NULL) {
+        PyObject *pairs = PyMapping_Check(items) && PyObject_HasAttrString(items, "items")
+                              ? PyMapping_Items(items)
+                              : PySequence_List(items);
+        if (pairs == NULL) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pairs); i++) {
+            PyObject *pair = PyList_GET_ITEM(pairs, i);
+            if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+                PyErr_SetString(PyExc_TypeError, "HandleIndex() takes (address, value) pairs");
+                Py_DECREF(pairs);
+                Py_DECREF(self);
+                return NULL;
+            }
+            if (index_set(self, PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1)) < 0) {
+                Py_DECREF(pairs);
+                Py_DECREF(self);
+                return NULL;
+            }
+        }
+        Py_DECREF(pairs);
+    }
+    return (PyObject *)self;
+}
+
+static int
+index_traverse(HandleIndex *self, visitproc visit, void *arg)
+{
+    if (self->slots != NULL) {
+        for (size_t i = 0; i <= self->mask; i++)
+            Py_VISIT(self->slots[i].value);
+    }
+    return 0;
+}
+
+/* Empty the table; values are released after it is consistent (one may run anything). */
+static int
+index_clear(HandleIndex *self)
+{
+    IndexSlot *old = self->slots;
+    size_t capacity = old != NULL ? self->mask + 1 : 0;
+    IndexSlot *fresh = PyMem_Calloc(INDEX_MIN_CAPACITY, sizeof(IndexSlot));
+    if (fresh == NULL && old != NULL) {
+        /* keep the table, drop the values in place */
+        for (size_t i = 0; i < capacity; i++) {
+            old[i].key = NULL;
+            Py_CLEAR(old[i].value);
+        }
+        self->used = 0;
+        return 0;
+    }
+    self->slots = fresh;
+    self->mask = INDEX_MIN_CAPACITY - 1;
+    self->used = 0;
+    for (size_t i = 0; i < capacity; i++)
+        Py_XDECREF(old[i].value);
+    PyMem_Free(old);
+    return 0;
+}
+
+static void
+index_dealloc(HandleIndex *self)
+{
+    PyObject_GC_UnTrack(self);
+    index_clear(self);
+    PyMem_Free(self->slots);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static Py_ssize_t
+index_length(HandleIndex *self)
+{
+    return self->used;
+}
+
+static PyObject *
+index_subscript(HandleIndex *self, PyObject *address)
+{
+    void *key;
+    if (index_key(address, &key) < 0)
+        return NULL;
+    IndexSlot *slot = &self->slots[index_find(self, key)];
+    if (slot->key == NULL) {
+        PyErr_SetObject(PyExc_KeyError, address);
+        return NULL;
+    }
+    Py_INCREF(slot->value);
+    return slot->value;
+}
+
+static int
+index_contains(HandleIndex *self, PyObject *address)
+{
+    void *key;
+    if (index_key(address, &key) < 0)
+        return -1;
+    return self->slots[index_find(self, key)].key != NULL;
+}
+
+static PyObject *
+index_get(HandleIndex *self, PyObject *args)
+{
+    PyObject *address, *fallback = Py_None;
+    void *key;
+    if (!PyArg_ParseTuple(args, "O|O:get", &address, &fallback) || index_key(address, &key) < 0)
+        return NULL;
+    IndexSlot *slot = &self->slots[index_find(self, key)];
+    PyObject *value = slot->key != NULL ? slot->value : fallback;
+    Py_INCREF(value);
+    return value;
+}
+
+static PyObject *
+index_pop_method(HandleIndex *self, PyObject *args)
+{
+    PyObject *address, *fallback = Py_None;
+    void *key;
+    if (!PyArg_ParseTuple(args, "O|O:pop", &address, &fallback) || index_key(address, &key) < 0)
+        return NULL;
+    PyObject *value = index_pop(self, key);
+    if (value == NULL) {
+        Py_INCREF(fallback);
+        return fallback;
+    }
+    return value;
+}
+
+static PyObject *
+index_items(HandleIndex *self, PyObject *unused)
+{
+    PyObject *items = PyList_New(0);
+    if (items == NULL)
+        return NULL;
+    for (size_t i = 0; i <= self->mask; i++) {
+        if (self->slots[i].key == NULL)
+            continue;
+        PyObject *pair = Py_BuildValue("(NO)", PyLong_FromVoidPtr(self->slots[i].key),
+                                       self->slots[i].value);
+        if (pair == NULL || PyList_Append(items, pair) < 0) {
+            Py_XDECREF(pair);
+            Py_DECREF(items);
+            return NULL;
+        }
+        Py_DECREF(pair);
+    }
+    return items;
+}
+
+static PyObject *
+index_clear_method(HandleIndex *self, PyObject *unused)
+{
+    index_clear(self);
+    Py_RETURN_NONE;
+}
+
+/* Remove every entry whose value is one of values (atomically: the hooks cannot interleave). */
+static PyObject *
+index_discard_values(HandleIndex *self, PyObject *values)
+{
+    PyObject *wanted = PySet_New(values);
+    if (wanted == NULL)
+        return NULL;
+    Py_ssize_t removed = 0;
+    size_t i = 0;
+    while (i <= self->mask) {
+        IndexSlot *slot = &self->slots[i];
+        if (slot->key != NULL) {
+            int hit = PySet_Contains(wanted, slot->value);
+            if (hit < 0) {
+                Py_DECREF(wanted);
+                return NULL;
+            }
+            if (hit) {
+                /* pop shifts later entries back into this slot: look at it again */
+                PyObject *value = index_pop(self, slot->key);
+                Py_XDECREF(value);
+                removed++;
+                continue;
+            }
+        }
+        i++;
+    }
+    Py_DECREF(wanted);
+    return PyLong_FromSsize_t(removed);
+}
+
+static PyMappingMethods index_as_mapping = {
+    .mp_length = (lenfunc)index_length,
+    .mp_subscript = (binaryfunc)index_subscript,
+    .mp_ass_subscript = (objobjargproc)index_set,
+};
+
+static PySequenceMethods index_as_sequence = {
+    .sq_contains = (objobjproc)index_contains,
+};
+
+static PyMethodDef index_methods[] = {
+    {"get", (PyCFunction)index_get, METH_VARARGS, "get(address, default=None)"},
+    {"pop", (PyCFunction)index_pop_method, METH_VARARGS, "pop(address, default=None)"},
+    {"items", (PyCFunction)index_items, METH_NOARGS, "a list of (address, value)"},
+    {"clear", (PyCFunction)index_clear_method, METH_NOARGS, "remove every entry"},
+    {"discard_values", (PyCFunction)index_discard_values, METH_O,
+     "discard_values(values) -> how many entries with one of these values were removed"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject HandleIndexType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "handletrace._speedups.HandleIndex",
+    .tp_basicsize = sizeof(HandleIndex),
+    .tp_dealloc = (destructor)index_dealloc,
+    .tp_as_mapping = &index_as_mapping,
+    .tp_as_sequence = &index_as_sequence,
+    .tp_hash = PyObject_HashNotImplemented,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "HandleIndex(items=()): id(obj) -> value, for the objects the hooks track.",
+    .tp_traverse = (traverseproc)index_traverse,
+    .tp_clear = (inquiry)index_clear,
+    .tp_methods = index_methods,
+    .tp_new = index_new,
+};
+
 #define UNWRAP_CACHE 8
 #define ROW_CACHE 16
 #define STACK_CACHE 256 /* a power of two */
@@ -212,7 +611,7 @@ typedef struct {
     PyObject *active_threads;
     PyObject *prefixes;
     PyObject *empty_traceback;
-    PyObject *seq_attr;
+    PyObject *handle_index;
     PyObject *kind_for;
     PyObject *count_error;
     PyObject *new_kind;
@@ -252,16 +651,6 @@ typedef struct {
 } Hook;
 
 /* -- helpers ---------------------------------------------------------------------------- */
-
-static int
-lookup_optional_attr(PyObject *obj, PyObject *name, PyObject **result)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return PyObject_GetOptionalAttr(obj, name, result);
-#else
-    return _PyObject_LookupAttr(obj, name, result);
-#endif
-}
 
 /* Count a release in a kind's counters: released += 1, live -= 1, and the column of its
  * cause += 1. Rows that are not Counters (or too short for column) are left alone: the
@@ -868,8 +1257,6 @@ record_handle(Hook *self, PyObject *handle_obj, PyObject *handle, PyObject *rele
             PyErr_SetString(PyExc_RuntimeError, "the sequence counter is exhausted");
         goto done;
     }
-    if (PyObject_SetAttr(handle_obj, self->seq_attr, seq) < 0)
-        goto done;
     frame = walk_top(); /* the SDK code calling _Handle() */
     code = frame != NULL ? (PyObject *)walk_code(frame) : Py_None;
     Py_INCREF(code);
@@ -912,8 +1299,10 @@ record_handle(Hook *self, PyObject *handle_obj, PyObject *handle, PyObject *rele
         goto done;
     }
     /* Mutations only from here: no GC-tracked allocation, no Python code. */
-    if (PyDict_SetItem(self->live, seq, record) < 0)
+    HandleIndex *index = (HandleIndex *)self->handle_index;
+    if (index_reserve(index) < 0 || PyDict_SetItem(self->live, seq, record) < 0)
         goto done;
+    index_put(index, handle_obj, seq);
     long long *values = ((Counters *)row)->values;
     values[0] += 1;
     values[2] += 1;
@@ -1022,31 +1411,32 @@ init_call(Hook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 static int
 forget_handle(Hook *self, PyObject *handle_obj)
 {
-    PyObject *seq = NULL;
-    if (lookup_optional_attr(handle_obj, self->seq_attr, &seq) < 0)
-        return -1;
-    if (seq == NULL || seq == Py_None) {
-        Py_XDECREF(seq);
-        return 0;
-    }
-    int rc = -1;
+    HandleIndex *index = (HandleIndex *)self->handle_index;
+    if (index->slots[index_find(index, handle_obj)].key == NULL)
+        return 0; /* not tracked */
     Py_ssize_t column = self->del_column;
     PyObject *gc_thread = tracker_get(self, self->gc_thread_at, s_gc_thread);
     if (gc_thread == NULL)
-        goto done;
+        return -1;
     if (gc_thread != Py_None) {
         unsigned long ident = PyLong_AsUnsignedLong(gc_thread);
-        if (ident == (unsigned long)-1 && PyErr_Occurred())
-            goto done;
+        if (ident == (unsigned long)-1 && PyErr_Occurred()) {
+            Py_DECREF(gc_thread);
+            return -1;
+        }
         if (ident == PyThread_get_thread_ident())
             column = self->gc_column;
     }
+    Py_DECREF(gc_thread);
+    /* Found again: reading gc_thread from a tracker without slots may have run anything. */
+    PyObject *seq = index_pop(index, handle_obj);
+    if (seq == NULL)
+        return 0;
     PyObject *entry = pop_entry(self->live, seq);
-    if (entry == NULL) {
-        rc = PyErr_Occurred() ? -1 : 0;
-        goto done;
-    }
-    rc = 0;
+    Py_DECREF(seq);
+    if (entry == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    int rc = 0;
     if (PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) >= 2) {
         PyObject *row = kind_counters(self, PyTuple_GET_ITEM(entry, 1));
         if (row != NULL) {
@@ -1057,9 +1447,6 @@ forget_handle(Hook *self, PyObject *handle_obj)
             rc = -1;
     }
     Py_DECREF(entry);
-done:
-    Py_XDECREF(gc_thread);
-    Py_DECREF(seq);
     return rc;
 }
 
@@ -1077,7 +1464,8 @@ del_call(Hook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 
 #define HOOK_FIELDS(X)                                                                     \
     X(original) X(tracker) X(live) X(counts) X(seq_counter) X(unwrapped) X(interned)       \
-    X(active_threads) X(prefixes) X(empty_traceback) X(seq_attr) X(kind_for) X(count_error) \
+    X(active_threads) X(prefixes) X(empty_traceback) X(handle_index) X(kind_for)              \
+    X(count_error)                                                                         \
     X(new_kind) X(make_traceback) X(monotonic) X(config) X(kinds) X(thread_value) X(dict)
 
 static int
@@ -1221,7 +1609,7 @@ new_hook(PyObject *original, PyObject *ctx, int is_init)
         take(ctx, "active_threads", &self->active_threads) < 0 ||
         take(ctx, "prefixes", &self->prefixes) < 0 ||
         take(ctx, "empty_traceback", &self->empty_traceback) < 0 ||
-        take(ctx, "seq_attr", &self->seq_attr) < 0 ||
+        take(ctx, "handle_index", &self->handle_index) < 0 ||
         take(ctx, "kind_for", &self->kind_for) < 0 ||
         take(ctx, "count_error", &self->count_error) < 0 ||
         take(ctx, "new_kind", &self->new_kind) < 0 ||
@@ -1235,11 +1623,11 @@ new_hook(PyObject *original, PyObject *ctx, int is_init)
     if (!PyDict_CheckExact(self->live) || !PyDict_CheckExact(self->counts) ||
         !PyDict_CheckExact(self->unwrapped) ||
         !PyDict_CheckExact(self->interned) || !PyDict_CheckExact(self->active_threads) ||
-        !PyTuple_CheckExact(self->prefixes) || !PyUnicode_CheckExact(self->seq_attr) ||
+        !PyTuple_CheckExact(self->prefixes) || !HandleIndex_Check(self->handle_index) ||
         !PyIter_Check(self->seq_counter)) {
         PyErr_SetString(PyExc_TypeError,
                         "make_hooks: ctx containers must be dicts, prefixes a tuple of str, "
-                        "seq_attr a str and seq_counter an iterator");
+                        "handle_index a HandleIndex and seq_counter an iterator");
         Py_DECREF(self);
         return NULL;
     }
@@ -1347,7 +1735,8 @@ PyInit__speedups(void)
 #undef INTERN
     if (s_missing == NULL && (s_missing = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type)) == NULL)
         return NULL;
-    if (PyType_Ready(&HookType) < 0 || PyType_Ready(&CountersType) < 0)
+    if (PyType_Ready(&HookType) < 0 || PyType_Ready(&CountersType) < 0 ||
+        PyType_Ready(&HandleIndexType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)
@@ -1355,6 +1744,12 @@ PyInit__speedups(void)
     Py_INCREF(&CountersType);
     if (PyModule_AddObject(module, "Counters", (PyObject *)&CountersType) < 0) {
         Py_DECREF(&CountersType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&HandleIndexType);
+    if (PyModule_AddObject(module, "HandleIndex", (PyObject *)&HandleIndexType) < 0) {
+        Py_DECREF(&HandleIndexType);
         Py_DECREF(module);
         return NULL;
     }

@@ -102,7 +102,7 @@ def test_entry_layout_is_the_same_for_both_hooks(hook_kind: str) -> None:
     config = audio.AudioConfig(stream=stream)
     after = time.monotonic()
     handle_obj = vars(config)["_AudioConfig__handle"]
-    seq = handle_obj._handletrace_seq
+    seq = TRACKER.registry.seq_of_handle(handle_obj)
     entry = entry_of(seq)
     assert len(entry) == HANDLE_ENTRY_LEN
     number, kind, handle, code, thread, created, traceback = entry

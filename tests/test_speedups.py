@@ -41,7 +41,6 @@ speedups = pytest.importorskip(
 )
 
 SDK_DIR = os.path.join(os.path.dirname(os.path.abspath(speechsdk.__file__)), "")
-SEQ_ATTR = "_handletrace_seq"
 
 
 class FakeTracker:
@@ -68,7 +67,7 @@ class Context:
         self.active_threads = threading._active  # type: ignore[attr-defined]
         self.prefixes = (SDK_DIR,)
         self.empty_traceback = EMPTY_TRACEBACK
-        self.seq_attr = SEQ_ATTR
+        self.handle_index = speedups.HandleIndex()  # id(_Handle) -> seq
         self.monotonic = time.monotonic
         self.errors: List[Tuple[str, BaseException]] = []
         self.kind_calls: List[Any] = []
@@ -129,7 +128,7 @@ def reference_hooks(original_init: Any, original_del: Any, ctx: Any) -> Tuple[An
     tracker = ctx.tracker
     live, counts_by_kind = ctx.live, ctx.counts
     unwrapped, interned, active_threads = ctx.unwrapped, ctx.interned, ctx.active_threads
-    seq_counter, seq_attr, prefixes = ctx.seq_counter, ctx.seq_attr, ctx.prefixes
+    seq_counter, index, prefixes = ctx.seq_counter, ctx.handle_index, ctx.prefixes
     empty_traceback = ctx.empty_traceback
 
     def capture(depth: int, frame: Any) -> Any:
@@ -164,7 +163,6 @@ def reference_hooks(original_init: Any, original_del: Any, ctx: Any) -> Tuple[An
             if kinds is not None and kind not in kinds:
                 return None
             seq = next(seq_counter)
-            setattr(self, seq_attr, seq)
             frame = sys._getframe(1)
             ident = threading.get_ident()
             thread = active_threads.get(ident)
@@ -183,6 +181,7 @@ def reference_hooks(original_init: Any, original_del: Any, ctx: Any) -> Tuple[An
                 traceback,
             )
             live[seq] = record
+            index[id(self)] = seq
             counts = counts_by_kind.get(kind)
             if counts is None:
                 counts = ctx.new_kind(kind)
@@ -199,15 +198,15 @@ def reference_hooks(original_init: Any, original_del: Any, ctx: Any) -> Tuple[An
 
     def del_hook(self: Any) -> None:
         try:
-            seq = getattr(self, seq_attr, None)
-            if seq is not None:
+            if id(self) in index:
                 gc_thread = tracker.gc_thread
                 column = (
                     ctx.gc_column
                     if gc_thread is not None and gc_thread == threading.get_ident()
                     else ctx.del_column
                 )
-                entry = live.pop(seq, None)
+                seq = index.pop(id(self), None)
+                entry = None if seq is None else live.pop(seq, None)
                 if entry is not None:
                     counts = counts_by_kind.get(entry[1])
                     if counts is not None:
@@ -307,7 +306,7 @@ def test_an_audio_config_makes_two_entries_in_creation_order(
     ctx = install(impl=impl)
     config = audio.AudioConfig(filename=wav)
     own, properties = audio_handles(config)
-    assert (getattr(own, SEQ_ATTR), getattr(properties, SEQ_ATTR)) == (1, 2)
+    assert (ctx.handle_index[id(own)], ctx.handle_index[id(properties)]) == (1, 2)
     assert [(entry[0], entry[1]) for entry in ctx.live.values()] == [
         (1, "audio_config"),
         (2, "property_bag"),
@@ -332,7 +331,7 @@ def test_entry_fields(impl: str, install: Install, wav: str) -> None:
     assert traceback is ctx.interned[ctx.traceback_calls[0][0]]
     assert traceback.origin.name == "test_entry_fields"
     assert len(traceback) == 4
-    assert getattr(own, SEQ_ATTR) == seq  # the _Handle is found by this at report time
+    assert ctx.handle_index[id(own)] == seq  # the _Handle is found by this at report time
 
 
 def test_entry_code_of_a_property_bag_is_the_property_collection_init(
@@ -619,7 +618,7 @@ def test_not_installed_records_nothing(impl: str, install: Install, wav: str) ->
     ctx.tracker.installed = False
     config = audio.AudioConfig(filename=wav)
     assert ctx.live == {} and ctx.counters() == {}
-    assert [hasattr(handle, SEQ_ATTR) for handle in audio_handles(config)] == [False, False]
+    assert [id(handle) in ctx.handle_index for handle in audio_handles(config)] == [False, False]
     assert next(ctx.seq_counter) == 1
     assert ctx.kind_calls == []
     del config
@@ -641,7 +640,7 @@ def test_kinds_filter_records_only_those_kinds(impl: str, install: Install, wav:
     config = audio.AudioConfig(filename=wav)
     own, properties = audio_handles(config)
     assert [(seq, entry[1]) for seq, entry in ctx.live.items()] == [(1, "property_bag")]
-    assert not hasattr(own, SEQ_ATTR) and getattr(properties, SEQ_ATTR) == 1
+    assert id(own) not in ctx.handle_index and ctx.handle_index[id(properties)] == 1
     assert ctx.counters() == {"property_bag": [1, 0, 1, 1]}
 
 
@@ -721,7 +720,7 @@ def test_original_init_exception_propagates_unchanged(impl: str, install: Instal
     with pytest.raises(TypeError) as raised:
         interop._Handle.__init__(made, None, None, print, "extra")
     assert str(raised.value) == str(expected.value)
-    assert ctx.live == {} and ctx.errors == [] and not hasattr(made, SEQ_ATTR)
+    assert ctx.live == {} and ctx.errors == [] and id(made) not in ctx.handle_index
     made.__init__(None, None, lambda handle: None)  # so that its __del__ can run
 
 
@@ -741,7 +740,7 @@ def test_kind_for_failure_is_counted_and_the_object_still_made(
     assert ctx.errors == [("_Handle.__init__", failure), ("_Handle.__init__", failure)]
     assert ctx.live == {} and ctx.counters() == {}
     assert native_audio_configs() == native_before + 1
-    assert not hasattr(audio_handles(config)[0], SEQ_ATTR)
+    assert id(audio_handles(config)[0]) not in ctx.handle_index
 
 
 def test_make_traceback_failure_is_counted_and_nothing_recorded(
@@ -1074,7 +1073,7 @@ def test_reference_counts_of_what_the_hooks_touch_do_not_change(install: Install
         "tracker": ctx.tracker,
         "collecting thread": ctx.tracker.gc_thread,
         "empty traceback": ctx.empty_traceback,
-        "seq attribute name": ctx.seq_attr,
+        "handle index": ctx.handle_index,
         "init hook": interop._Handle.__dict__["__init__"],
         "del hook": interop._Handle.__dict__["__del__"],
         "live": ctx.live,
@@ -1140,3 +1139,81 @@ def test_collections_inside_the_hooks_keep_entries_and_counters_consistent(
         "property_bag": [300, 300, 0],
     }
     assert sum(ctx.by_cause.values()) == 600 and ctx.by_cause["gc"] > 0
+
+
+# -- HandleIndex -------------------------------------------------------------------------------
+
+
+def test_handle_index_is_a_mapping_of_addresses() -> None:
+    index = speedups.HandleIndex({16: 1, 32: 2})
+    index[48] = 3
+    assert (len(index), index[16], index.get(32), index.get(64), index.get(64, -1)) == (
+        3,
+        1,
+        2,
+        None,
+        -1,
+    )
+    assert 48 in index and 64 not in index
+    assert sorted(index.items()) == [(16, 1), (32, 2), (48, 3)]
+    assert index.pop(16) == 1 and index.pop(16) is None and index.pop(16, -1) == -1
+    del index[32]
+    with pytest.raises(KeyError):
+        del index[32]
+    with pytest.raises(KeyError):
+        index[32]
+    assert index.discard_values([3, 7]) == 1 and len(index) == 0
+    index[8] = 9
+    index.clear()
+    assert index.items() == [] and len(index) == 0
+
+
+def test_handle_index_rejects_what_is_no_address() -> None:
+    index = speedups.HandleIndex()
+    with pytest.raises(ValueError, match="no object's address"):
+        index[0] = 1
+    with pytest.raises(TypeError):
+        index["16"] = 1
+    with pytest.raises(TypeError):
+        speedups.HandleIndex([(16, 1, 2)])
+    with pytest.raises(TypeError):
+        hash(index)
+
+
+def test_handle_index_agrees_with_a_dict_over_many_changes() -> None:
+    """Inserts, replacements and removals (which shift probe runs back) at random addresses,
+    clustered so that probe runs are long and wrap around the table."""
+    import random
+
+    rng = random.Random(20261129)
+    index, oracle = speedups.HandleIndex(), {}  # type: Any, Dict[int, int]
+    addresses = [16 * rng.randrange(1, 600) for _ in range(300)] + [16 * n for n in range(1, 200)]
+    for step in range(20000):
+        address = rng.choice(addresses)
+        action = rng.random()
+        if action < 0.5:
+            index[address] = oracle[address] = step
+        elif action < 0.9:
+            assert index.pop(address) == oracle.pop(address, None)
+        else:
+            gone = {rng.randrange(step + 1) for _ in range(20)}
+            removed = [a for a, v in oracle.items() if v in gone]
+            assert index.discard_values(gone) == len(removed)
+            for a in removed:
+                del oracle[a]
+        if step % 997 == 0:
+            assert sorted(index.items()) == sorted(oracle.items())
+    assert sorted(index.items()) == sorted(oracle.items()) and len(index) == len(oracle)
+
+
+def test_handle_index_values_are_seen_by_the_collector() -> None:
+    class Marker:
+        pass
+
+    index = speedups.HandleIndex()
+    marker = Marker()
+    index[16] = [index, marker]  # a cycle through the index
+    alive = weakref.ref(marker)
+    del index, marker
+    gc.collect()
+    assert alive() is None

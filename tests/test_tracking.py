@@ -409,3 +409,33 @@ def test_clear_zeroes_the_counters_and_stats_shows_no_kind(hook_kind: str, insta
         "property_bag": (1, 1, 0, 1),
     }
     assert stats.released_by_cause["del"] == 2
+
+
+def test_an_index_entry_naming_another_object_at_the_address_is_not_trusted(
+    hook_kind: str,
+) -> None:
+    """The SDK and the allocator reuse addresses: a _Handle at the address of one that was
+    finalised unseen is not taken for it (it holds another ctypes handle)."""
+    stranger = sdk_objects.speech_config()  # made before install: no record
+    handletrace.install()
+    config = sdk_objects.speech_config()
+    own, strange = (vars(c)["_SpeechConfig__handle"] for c in (config, stranger))
+    registry = TRACKER.registry
+    seq = registry.seq_of_handle(own)
+    assert seq == registry.last_seq() - 1  # its property bag came after it
+    registry.handle_index[id(strange)] = seq  # as if it now sat at that address
+    assert registry.seq_of_handle(strange) is None
+    record = handletrace.snapshot().filter(kinds=["speech_config"]).records[0]
+    assert record.handle_ref() is own
+    del config, stranger, own, strange
+
+
+def test_pruning_forgets_the_index_entries_of_dead_handles(hook_kind: str) -> None:
+    handletrace.install()
+    config = sdk_objects.speech_config()
+    handletrace.uninstall()
+    del config
+    assert len(TRACKER.registry.handle_index) == 2  # finalised unseen
+    handletrace.install()
+    assert len(TRACKER.registry.handle_index) == 0
+    assert handletrace.stats().released_by_cause["untracked"] == 2
