@@ -1,13 +1,15 @@
 """Run every benchmark, print the tables, and write them into benchmarks/README.md.
 
 Each benchmark runs in its own process (so no state, patch or memory tracer carries over):
-``bench_overhead.py``, ``bench_memory.py``, ``bench_session.py`` and ``bench_peers.py`` give
-JSON and a table; the other helpers' ``bench_metrics.py``, ``bench_diagnosis.py`` and
-``bench_release.py`` are run as they are, if present, and their output is included verbatim.
+``bench_overhead.py``, ``bench_memory.py``, ``bench_session.py``, ``bench_instructions.py``
+and ``bench_peers.py`` give JSON and a table; the other helpers' ``bench_metrics.py``,
+``bench_diagnosis.py`` and ``bench_release.py`` are run as they are, if present, and their
+output is included verbatim.
 The results go between the ``results`` markers of benchmarks/README.md, replacing what was
 there; the rest of the README is left alone.
 
-    python benchmarks/run.py [--quick] [--only overhead,memory,session,peers,others] [--no-write]
+    python benchmarks/run.py [--quick] [--only overhead,memory,session,instructions,peers,others]
+                             [--no-write]
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ OURS: Dict[str, Tuple[str, List[str], List[str], str]] = {
         [],
         ["--rounds", "5"],
         "Full transcription session loop (local speech service)",
+    ),
+    "instructions": (
+        "bench_instructions.py",
+        [],
+        ["--objects", "20"],
+        "Instructions added per object (callgrind), the noise-free view",
     ),
     "peers": (
         "bench_peers.py",
@@ -125,7 +133,9 @@ def write_readme(section: List[str]) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
-    parser.add_argument("--only", help="comma-separated: overhead,memory,session,peers,others")
+    parser.add_argument(
+        "--only", help="comma-separated: overhead,memory,session,instructions,peers,others"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     only = args.only.split(",") if args.only else None

@@ -215,8 +215,11 @@ class Registry:
                 if type(row) is not new_row:
                     self._counts[kind] = new_row(list(row))
             index_type = dict if speedups is None else speedups.HandleIndex
-            if type(self._handle_seqs) is not index_type:
-                self._handle_seqs = index_type(self._handle_seqs.items())
+            index = self._handle_seqs
+            if type(index) is not index_type:
+                # dict.copy() / HandleIndex.items(): one C call, atomic under the GIL.
+                pairs = index.copy().items() if isinstance(index, dict) else index.items()
+                self._handle_seqs = index_type(pairs)
 
     def new_kind(self, kind: str) -> Any:
         """The counters of ``kind``, created if new (the hooks call this for a new kind)."""
@@ -354,8 +357,11 @@ class Registry:
         if isinstance(index, dict):
             gone = set(seqs)
             with self._lock:
-                for address in [a for a, seq in index.items() if seq in gone]:
-                    del index[address]
+                # A copy (one C call): a collection may finalise a _Handle in this thread,
+                # and its hook changes the index, at any allocation of this loop.
+                for address, seq in index.copy().items():
+                    if seq in gone and index.get(address) == seq:
+                        index.pop(address, None)
         else:
             index.discard_values(seqs)
 

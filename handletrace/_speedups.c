@@ -588,6 +588,7 @@ static PyTypeObject HandleIndexType = {
 #define UNWRAP_CACHE 8
 #define ROW_CACHE 16
 #define STACK_CACHE 256 /* a power of two */
+#define IGNORED_CACHE 64 /* a power of two */
 
 /* An interned stack remembered under its packed key (see capture) and a cheap hash of it. */
 typedef struct {
@@ -648,6 +649,9 @@ typedef struct {
     /* Stacks met before, by a hash of their packed key (NULL until the first stack): hashing
      * the key as bytes for ctx.interned cost most of a capture. */
     StackSlot *stacks;
+    /* Whether frames of a code object are left out of stacks (see is_ignored). */
+    PyObject *ignored_codes[IGNORED_CACHE];
+    char ignored[IGNORED_CACHE];
 } Hook;
 
 /* -- helpers ---------------------------------------------------------------------------- */
@@ -811,18 +815,35 @@ is_time_monotonic(PyObject *callable)
 
 /* -- stack capture (what _stacks.capture does) -------------------------------------------- */
 
+/* Whether frames of code are left out of stacks (SDK, wrapt, handletrace): its file name
+ * starts with one of ctx.prefixes. Remembered per code object: comparing the paths cost more
+ * than the rest of a capture. */
 static int
 is_ignored(Hook *self, PyCodeObject *code)
 {
+    size_t at = ((uintptr_t)code >> 4) & (IGNORED_CACHE - 1);
+    if (self->ignored_codes[at] == (PyObject *)code)
+        return self->ignored[at];
     PyObject *filename = code->co_filename;
     Py_ssize_t count = PyTuple_GET_SIZE(self->prefixes);
-    for (Py_ssize_t i = 0; i < count; i++) {
-        Py_ssize_t match =
+    int match = 0;
+    for (Py_ssize_t i = 0; i < count && !match; i++) {
+        Py_ssize_t found =
             PyUnicode_Tailmatch(filename, PyTuple_GET_ITEM(self->prefixes, i), 0, PY_SSIZE_T_MAX, -1);
-        if (match != 0)
-            return (int)match; /* 1, or -1 on error */
+        if (found < 0)
+            return -1;
+        match = found != 0;
     }
-    return 0;
+    /* Remembered (the code object held) unless that would free the one remembered there:
+     * freeing runs finalisers, and the caller is walking the stack. */
+    PyObject *old = self->ignored_codes[at];
+    if (old == NULL || Py_REFCNT(old) > 1) {
+        Py_INCREF(code);
+        self->ignored_codes[at] = (PyObject *)code;
+        self->ignored[at] = (char)match;
+        Py_XDECREF(old);
+    }
+    return match;
 }
 
 #if !HT_INTERNAL_FRAMES
@@ -1486,6 +1507,8 @@ hook_traverse(Hook *self, visitproc visit, void *arg)
         for (int i = 0; i < STACK_CACHE; i++)
             Py_VISIT(self->stacks[i].traceback);
     }
+    for (int i = 0; i < IGNORED_CACHE; i++)
+        Py_VISIT(self->ignored_codes[i]);
     return 0;
 }
 
@@ -1501,6 +1524,8 @@ hook_clear(Hook *self)
         Py_CLEAR(self->row_values[i]);
     }
     forget_stacks(self);
+    for (int i = 0; i < IGNORED_CACHE; i++)
+        Py_CLEAR(self->ignored_codes[i]);
     return 0;
 }
 
@@ -1594,6 +1619,10 @@ new_hook(PyObject *original, PyObject *ctx, int is_init)
     }
     self->row_next = 0;
     self->stacks = NULL;
+    for (int i = 0; i < IGNORED_CACHE; i++) {
+        self->ignored_codes[i] = NULL;
+        self->ignored[i] = 0;
+    }
     for (int i = 0; i < ROW_CACHE; i++) {
         self->row_kinds[i] = NULL;
         self->row_values[i] = NULL;

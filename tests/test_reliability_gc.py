@@ -131,3 +131,26 @@ def test_snapshot_records_are_built_once_and_shared_by_later_snapshots(installed
     assert len(first) == len(second) == 6  # recognizer and property_bag each
     assert all(a is b for a, b in zip(first, second))
     del keep
+
+
+def test_collections_while_install_prunes_lose_and_invent_no_record(
+    hook_kind: str, gc_everywhere: Dict[str, int]
+) -> None:
+    """install() prunes the records of handles that died unseen (and their index entries)
+    with a collection possible at every allocation: nothing raises, nothing is lost."""
+    gc.disable()  # keep the leaked cycles for install() (the fixture enables it again)
+    handletrace.install()
+    unseen = [sdk_objects.speech_config() for _ in range(20)]
+    for _ in range(20):
+        sdk_objects.make_leaky_transcriber([])  # cyclic garbage, finalised unseen
+    handletrace.uninstall()
+    del unseen  # finalised while not installed: pruned by the next install()
+    gc.enable()
+    handletrace.install()
+    gc.collect()
+    stats = handletrace.stats()
+    assert gc_everywhere["inside_registry_lock"] > 0
+    assert stats.created == stats.released and stats.live == 0
+    assert stats.released_by_cause["untracked"] >= 40  # the speech configs, if no more
+    assert stats.instrumentation_errors == 0 and TRACKER.registry.last_errors == []
+    assert len(TRACKER.registry.handle_index) == 0
