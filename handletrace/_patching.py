@@ -490,7 +490,10 @@ class _Patcher:
         registry = tracker.registry
 
         def release(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            if tracker.installed and args:
+            # Not only while installed: during uninstall() (installed is already False, the
+            # wrappers still in place) a release seen is a release that need not be guessed
+            # at later (a resolved future may be dropped before uninstall() can list it).
+            if args:
                 try:
                     # A release from _Handle.__del__ finds no record: the __del__ wrapper has
                     # already removed it. Anything still registered here is a direct call.

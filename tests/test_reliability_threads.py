@@ -96,7 +96,8 @@ def test_sessions_on_8_threads_with_install_toggled_lose_and_invent_no_record(
     assert stats.created > 0
     assert stats.created == stats.released + stats.live  # nothing lost
     assert [r for r in live if r.source == "handle" and r.handle_ref() is None] == []
-    assert stats.live == 0  # the sessions released everything they made
+    # The sessions released everything they made.
+    assert stats.live == 0, [(r.kind, r.source, r.owner_label, r.thread_name) for r in live]
     assert stats.released_by_cause["untracked"] > 0  # some died while uninstalled
     assert stats.instrumentation_errors == 0
     native_after = handletrace.read_native_counts()
