@@ -702,18 +702,20 @@ def uninstall() -> bool:
         return False
     marker = tracker.registry.last_seq()  # records made after this raced with uninstall()
     tracker.installed = False
+    # Futures alive now may be resolved (their async handle released) unseen once the release
+    # wrappers are gone. Listed while the wrappers are still in place: a future resolved and
+    # dropped before the listing was seen by them, one resolved after it is listed.
+    tracker.exposed_futures = tracker.exposed_futures.union(
+        record.seq
+        for record in tracker.registry.live_records(source="future")
+        if record.owner_ref() is not None
+    )
     if tracker.patcher is not None:
         tracker.patcher.remove()
         tracker.patcher = None
     if _on_gc in gc.callbacks:
         gc.callbacks.remove(_on_gc)
     tracker.gc_thread = None
-    # Futures alive now may be resolved (their async handle released) unseen.
-    tracker.exposed_futures = tracker.exposed_futures.union(
-        record.seq
-        for record in tracker.registry.live_records(source="future")
-        if record.owner_ref() is not None
-    )
     tracker.exposed_after = marker
     return True
 
