@@ -140,3 +140,29 @@ def test_future_dropped_unresolved_while_installed_stays_reported() -> None:
         "recognizer_async"
     ]
     del recognizer
+
+
+def test_future_resolved_and_dropped_as_uninstall_removes_the_wrappers_is_not_reported(
+    monkeypatch: Any,
+) -> None:
+    """A future resolved unseen (wrappers just removed) and dropped before uninstall() ends
+    was listed while the wrappers were in place: the next install() drops its record."""
+    from handletrace import _patching
+
+    handletrace.install()
+    recognizer, future = offline_future()
+    pending = [future]
+    del future
+    remove = _patching._Patcher.remove
+
+    def remove_then_resolve(patcher: Any) -> None:
+        remove(patcher)
+        pending.pop().get()  # the async handle is released by the SDK's own function
+
+    monkeypatch.setattr(_patching._Patcher, "remove", remove_then_resolve)
+    handletrace.uninstall()
+    monkeypatch.undo()
+    handletrace.install()
+    assert handletrace.snapshot().filter(kinds=["recognizer_async"]).records == ()
+    assert handletrace.stats().released_by_cause["untracked"] == 1
+    del recognizer
