@@ -40,20 +40,14 @@ DEPTH = 30  # as bench_overhead.py: the workload runs 30 frames deep
 
 def worker(workload: str, arm: str, objects: int) -> None:
     """Run in the measured process: warm up, then make and drop ``objects`` objects."""
-    import wave
-
     import azure.cognitiveservices.speech as speechsdk
     from azure.cognitiveservices.speech import audio
+    from bench_overhead import silent_wav
 
     import handletrace
 
     directory = tempfile.mkdtemp()
-    wav = os.path.join(directory, "silence.wav")
-    with wave.open(wav, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(b"\0\0" * 1600)
+    wav = silent_wav(directory)
     speech = speechsdk.SpeechConfig(subscription="bench-not-a-key", region="westus")
     shared_audio = audio.AudioConfig(filename=wav)
     makers: Dict[str, Callable[[], Any]] = {
