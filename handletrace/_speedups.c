@@ -726,34 +726,28 @@ report_error(Hook *self, PyObject *where)
     return 0;
 }
 
+/* config.<name> as a C long: 0, or -1 with an exception. */
+static int
+config_long(PyObject *config, PyObject *name, long *value)
+{
+    PyObject *number = PyObject_GetAttr(config, name);
+    if (number == NULL)
+        return -1;
+    *value = PyLong_AsLong(number);
+    Py_DECREF(number);
+    return *value == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 static int
 load_config(Hook *self, PyObject *config)
 {
+    long depth_value, sample_value;
+    if (config_long(config, s_stack_depth, &depth_value) < 0 ||
+        config_long(config, s_stack_sample, &sample_value) < 0)
+        return -1;
     PyObject *kinds = PyObject_GetAttr(config, s_kinds);
     if (kinds == NULL)
         return -1;
-    PyObject *depth = PyObject_GetAttr(config, s_stack_depth);
-    if (depth == NULL) {
-        Py_DECREF(kinds);
-        return -1;
-    }
-    long depth_value = PyLong_AsLong(depth);
-    Py_DECREF(depth);
-    if (depth_value == -1 && PyErr_Occurred()) {
-        Py_DECREF(kinds);
-        return -1;
-    }
-    PyObject *sample = PyObject_GetAttr(config, s_stack_sample);
-    if (sample == NULL) {
-        Py_DECREF(kinds);
-        return -1;
-    }
-    long sample_value = PyLong_AsLong(sample);
-    Py_DECREF(sample);
-    if (sample_value == -1 && PyErr_Occurred()) {
-        Py_DECREF(kinds);
-        return -1;
-    }
     if (depth_value > MAX_DEPTH)
         depth_value = MAX_DEPTH;
     Py_INCREF(config);
