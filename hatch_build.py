@@ -24,7 +24,7 @@ except ImportError:  # run as a script, outside a build environment
     BuildHookInterface = object  # type: ignore[assignment,misc]
 
 _ON = ("1", "true", "yes", "on")
-SOURCE = "handletrace/_speedups.c"
+SOURCE = "src/handletrace/_speedups.c"
 MODULE = "handletrace._speedups"
 
 
@@ -75,7 +75,7 @@ class SpeedupsBuildHook(BuildHookInterface):  # type: ignore[misc,valid-type]
         if version == "editable":
             # An editable install imports from the source tree: the module goes beside
             # the sources (ignored by git).
-            shutil.copy2(built, root / "handletrace" / built.name)
+            shutil.copy2(built, root / "src" / "handletrace" / built.name)
         else:
             build_data["force_include"][str(built)] = f"handletrace/{built.name}"
         build_data["pure_python"] = False
@@ -96,7 +96,7 @@ def build_in_place() -> int:
     directory = tempfile.mkdtemp(prefix="handletrace-build-")
     try:
         built = compile_extension(root, directory)
-        target = root / "handletrace" / built.name
+        target = root / "src" / "handletrace" / built.name
         shutil.copy2(built, target)
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -1,9 +1,9 @@
 """SDK versions: handletrace's expectations hold, and tracking works, on older SDK releases.
 
 ``.ci/run`` creates one virtual environment per older ``azure-cognitiveservices-speech``
-release (``.ci/venvs/sdk-X.Y.Z``: the SDK, wrapt and websockets, not handletrace) and lists
+release (``.ci/venvs/sdk-X.Y.Z``: the SDK, wrapt, websockets and the handletrace wheel) and lists
 their interpreters in ``HANDLETRACE_SDK_PYTHONS``. Each test here runs one compact scenario
-script in such an interpreter (with this checkout on ``PYTHONPATH``) and in this one (the
+script in such an interpreter (where .ci/run installed the same handletrace wheel) and in this one (the
 newest SDK), and checks what it printed. The releases CI uses span two years:
 
     1.41.1  2024-10 (interop._Handle and ResultFuture as in 1.53; intent handles still there)
@@ -147,7 +147,6 @@ def run_scenario(python: str, tmp_path: Path) -> Dict[str, Any]:
     script = tmp_path / "scenario.py"
     script.write_text(SCENARIO)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("HANDLETRACE")}
-    environment["PYTHONPATH"] = str(ROOT)
     result = subprocess.run(
         [python, str(script)],
         capture_output=True,

@@ -204,12 +204,12 @@ def available(metric: Metric, run: RunResult) -> bool:
 
 
 def load_example_service() -> ModuleType:
-    """The example service: shipped in the wheel, or examples/ beside a source checkout."""
+    """The example service: shipped in the wheel, or examples/ of a source checkout (src/ layout)."""
     try:
         return importlib.import_module("handletrace._example_service")
     except ImportError:
         pass
-    path = Path(__file__).resolve().parent.parent / "examples" / "transcription_service.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "transcription_service.py"
     spec = importlib.util.spec_from_file_location("handletrace_example_service", path)
     if spec is None or spec.loader is None or not path.exists():
         raise ImportError(f"the example service is missing ({path})")
