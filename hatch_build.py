@@ -1,6 +1,7 @@
-"""Build hook: compile the optional C accelerator ``handletrace._speedups``.
+"""Build hook: compile the optional C accelerator ``handletrace._instrument._speedups``.
 
-handletrace works without it (``_patching._python_hooks`` does the same in Python, slower).
+handletrace works without it (``_instrument.hooks.python_hooks`` does the same in Python,
+slower).
 So a missing compiler, missing Python headers or a free-threaded interpreter (the hooks rely
 on the GIL) give a warning and a pure-Python wheel, never a failed install.
 ``HANDLETRACE_NO_EXTENSIONS=1`` skips the compilation.
@@ -24,8 +25,8 @@ except ImportError:  # run as a script, outside a build environment
     BuildHookInterface = object  # type: ignore[assignment,misc]
 
 _ON = ("1", "true", "yes", "on")
-SOURCE = "src/handletrace/_speedups.c"
-MODULE = "handletrace._speedups"
+SOURCE = "src/handletrace/_instrument/_speedups.c"
+MODULE = "handletrace._instrument._speedups"
 
 
 def compile_extension(root: Path, directory: str) -> Path:
@@ -75,9 +76,9 @@ class SpeedupsBuildHook(BuildHookInterface):  # type: ignore[misc,valid-type]
         if version == "editable":
             # An editable install imports from the source tree: the module goes beside
             # the sources (ignored by git).
-            shutil.copy2(built, root / "src" / "handletrace" / built.name)
+            shutil.copy2(built, root / "src" / "handletrace" / "_instrument" / built.name)
         else:
-            build_data["force_include"][str(built)] = f"handletrace/{built.name}"
+            build_data["force_include"][str(built)] = f"handletrace/_instrument/{built.name}"
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
 
@@ -96,7 +97,7 @@ def build_in_place() -> int:
     directory = tempfile.mkdtemp(prefix="handletrace-build-")
     try:
         built = compile_extension(root, directory)
-        target = root / "src" / "handletrace" / built.name
+        target = root / "src" / "handletrace" / "_instrument" / built.name
         shutil.copy2(built, target)
     finally:
         shutil.rmtree(directory, ignore_errors=True)

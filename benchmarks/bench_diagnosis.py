@@ -69,7 +69,7 @@ def run(count: int, rounds: int) -> Dict[str, Any]:
         for _ in range(count):
             make_leaky_transcriber(hold=False)
         peak_before = peak_rss_bytes()
-        data = handletrace.build()
+        data = handletrace.build_report()
         results["peak_rss_added_mb"] = round((peak_rss_bytes() - peak_before) / 2**20, 1)
         groups = [g for g in data.groups if g.cycle is not None]
         results["groups_with_cycle"] = len(groups)
@@ -91,7 +91,7 @@ def run(count: int, rounds: int) -> Dict[str, Any]:
         times["reachable"] = [
             timed(lambda: handletrace.report(io.StringIO())) for _ in range(rounds)
         ]
-        data = handletrace.build()
+        data = handletrace.build_report()
         results["reachable_path"] = next(
             (g.root_path.text for g in data.groups if g.root_path is not None), ""
         )

@@ -25,7 +25,7 @@ from azure.cognitiveservices.speech import audio  # noqa: E402
 from bench_overhead import at_depth, silent_wav  # noqa: E402
 
 import handletrace  # noqa: E402
-from handletrace._tracker import TRACKER  # noqa: E402
+from handletrace._core.state import TRACKER  # noqa: E402
 
 TARGET_MB_PER_100K = 50.0
 ARMS: Dict[str, Optional[Dict[str, int]]] = {

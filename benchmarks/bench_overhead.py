@@ -29,8 +29,9 @@ from _common import alternating, machine, time_batch, write_json  # noqa: E402
 from azure.cognitiveservices.speech import audio, transcription  # noqa: E402
 
 import handletrace  # noqa: E402
-from handletrace._patching import NO_EXTENSIONS_VARIABLE, _speedups  # noqa: E402
-from handletrace._tracker import TRACKER  # noqa: E402
+from handletrace._core.state import TRACKER  # noqa: E402
+from handletrace._instrument.hooks import NO_EXTENSIONS_VARIABLE  # noqa: E402
+from handletrace._instrument.hooks import speedups as _speedups  # noqa: E402
 
 FAKE_KEY = "bench-not-a-key"
 SAMPLE_N = 64

@@ -30,7 +30,7 @@ from _service import ServiceProcess  # noqa: E402
 from azure.cognitiveservices.speech import audio  # noqa: E402
 
 import handletrace  # noqa: E402
-from handletrace._tracker import TRACKER  # noqa: E402
+from handletrace._core.state import TRACKER  # noqa: E402
 
 PCM = bytes(32000)  # one second of 16 kHz 16-bit mono silence
 TARGET = 1.02

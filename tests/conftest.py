@@ -11,8 +11,9 @@ from typing import Any, Callable, Iterator, List
 import pytest
 
 import handletrace
-from handletrace._patching import NO_EXTENSIONS_VARIABLE, _speedups
-from handletrace._tracker import TRACKER
+from handletrace._core.state import TRACKER
+from handletrace._instrument.hooks import NO_EXTENSIONS_VARIABLE
+from handletrace._instrument.hooks import speedups as _speedups
 
 
 @pytest.fixture(autouse=True)

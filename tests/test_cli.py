@@ -13,8 +13,8 @@ from typing import List
 import pytest
 
 from handletrace import Report
-from handletrace._render import format_text
-from handletrace._timeline import Timeline, summarize
+from handletrace._report.text import format_text
+from handletrace._report.timeline import Timeline, summarize
 from handletrace.cli import EXIT_LEAKS, EXIT_USAGE, main
 
 PROGRAMS = Path(__file__).parent / "programs"
@@ -550,13 +550,13 @@ def test_subprocess_run_propagates_a_signal_like_exit_code(tmp_path: Path) -> No
 
 
 def test_demo_command_passes_every_argument_to_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`handletrace demo ARGS` calls handletrace._demo.run_demo(ARGS), --help included."""
+    """`handletrace demo ARGS` calls handletrace.cli.demo.run_demo(ARGS), --help included."""
     import types
 
     seen: List[List[str]] = []
-    module = types.ModuleType("handletrace._demo")
+    module = types.ModuleType("handletrace.cli.demo")
     module.run_demo = lambda argv: seen.append(argv) or 5  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "handletrace._demo", module)
+    monkeypatch.setitem(sys.modules, "handletrace.cli.demo", module)
     assert main(["demo", "--requests", "3", "--help"]) == 5
     assert seen == [["--requests", "3", "--help"]]
 

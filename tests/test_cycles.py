@@ -12,15 +12,8 @@ from typing import Any, List
 import pytest
 
 import handletrace
-from handletrace._cycles import (
-    EXTERNAL_ROOT,
-    HeapGraph,
-    PathStep,
-    RefPath,
-    find_cycle,
-    to_dot,
-    to_svg,
-)
+from handletrace._analysis.heap import EXTERNAL_ROOT, HeapGraph
+from handletrace.analysis import PathStep, RefPath, find_cycle, to_dot, to_svg
 
 from . import sdk_objects
 
@@ -51,13 +44,13 @@ def seed_cycle(report: handletrace.Report) -> RefPath:
 def test_seed_cycle_path_text_is_exact(installed: None, no_gc: None) -> None:
     """The seed's transcriber closure is drawn exactly as the seed draws it."""
     make_seed_leak([])
-    assert seed_cycle(handletrace.build()).text == SEED_CYCLE
+    assert seed_cycle(handletrace.build_report()).text == SEED_CYCLE
 
 
 def test_cycle_names_the_callback_and_its_definition_line(installed: None, no_gc: None) -> None:
     """The callback step carries its file:line and the captured variable."""
     line = make_seed_leak([])
-    callback = seed_cycle(handletrace.build()).steps[3]
+    callback = seed_cycle(handletrace.build_report()).steps[3]
     assert callback == PathStep(
         label="function on_transcribed",
         type="function",
@@ -70,7 +63,7 @@ def test_cycle_names_the_callback_and_its_definition_line(installed: None, no_gc
 def test_cycle_renders_as_graphviz_dot(installed: None, no_gc: None) -> None:
     """to_dot() draws the cycle: one node per step, the closing edge in red."""
     line = make_seed_leak([])
-    dot = to_dot(seed_cycle(handletrace.build()))
+    dot = to_dot(seed_cycle(handletrace.build_report()))
     name = os.path.basename(__file__)
     assert dot == (
         'digraph "handletrace" {\n'
@@ -93,7 +86,7 @@ def test_cycle_renders_as_graphviz_dot(installed: None, no_gc: None) -> None:
 def test_cycle_renders_as_svg_with_graphviz(installed: None, no_gc: None) -> None:
     """to_svg() runs Graphviz on the DOT text."""
     make_seed_leak([])
-    svg = to_svg(seed_cycle(handletrace.build()))
+    svg = to_svg(seed_cycle(handletrace.build_report()))
     assert svg.lstrip().startswith("<?xml")
     assert "<svg" in svg
     assert "EventSignal (transcribed)" in svg
@@ -101,7 +94,7 @@ def test_cycle_renders_as_svg_with_graphviz(installed: None, no_gc: None) -> Non
 
 def test_svg_without_graphviz_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without Graphviz, to_svg() raises and points at to_dot()."""
-    monkeypatch.setattr("handletrace._cycles.shutil.which", lambda name: None)
+    monkeypatch.setattr("handletrace._report.graphviz.shutil.which", lambda name: None)
     path = RefPath("cycle", (PathStep("A", "A"),))
     with pytest.raises(RuntimeError, match=r"Graphviz 'dot' was not found on PATH.*to_dot\(\)"):
         to_svg(path)
@@ -111,7 +104,7 @@ def test_reachable_transcriber_path_starts_at_the_module_global(installed: None)
     """A transcriber kept in a module-level list is shown held by that global."""
     HELD.append(sdk_objects.transcriber())
     try:
-        paths = [g.root_path for g in handletrace.build().groups]
+        paths = [g.root_path for g in handletrace.build_report().groups]
         assert [p.text for p in paths if p is not None] == [
             f"module global {__name__}.HELD: list -> ConversationTranscriber"
         ]
@@ -123,7 +116,7 @@ def test_transcriber_held_by_a_local_variable_has_a_root_path(installed: None) -
     """The path of a running function's variable is as precise as the Python version allows:
     named on 3.13+ (PEP 667), the frame on 3.9/3.10, "outside the Python heap" on 3.11/3.12."""
     transcriber = sdk_objects.transcriber()
-    (path,) = [g.root_path for g in handletrace.build().groups]
+    (path,) = [g.root_path for g in handletrace.build_report().groups]
     assert path is not None
     function = sys._getframe().f_code.co_name
     if sys.version_info >= (3, 13):
@@ -197,7 +190,7 @@ def test_object_held_by_a_cycle_shows_the_cycle_and_the_path_to_it(
     holder.me = holder  # type: ignore[attr-defined]
     holder.config = sdk_objects.speech_config()  # type: ignore[attr-defined]
     del holder
-    cycles = {g.cycle.text for g in handletrace.build().groups if g.cycle is not None}
+    cycles = {g.cycle.text for g in handletrace.build_report().groups if g.cycle is not None}
     assert cycles == {
         "Holder (attribute 'me') -> Holder; Holder (attribute 'config') -> SpeechConfig"
     }

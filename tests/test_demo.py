@@ -14,7 +14,7 @@ import pytest
 
 import handletrace
 from handletrace import cli
-from handletrace._demo import (
+from handletrace.cli.demo import (
     METRICS,
     Measurement,
     RunResult,

@@ -15,7 +15,7 @@ import pytest
 
 import handletrace
 from handletrace import Report
-from handletrace._report import GroupSummary
+from handletrace._report.model import GroupSummary
 
 from . import sdk_objects
 
@@ -115,7 +115,7 @@ def test_signals_tree_lists_every_signal_and_what_is_connected() -> None:
     """Found from the SDK classes (derived class first), with the connected callables."""
     transcriber = sdk_objects.transcriber()
     transcriber.canceled.connect(print)
-    tree = handletrace.signals_tree(transcriber)
+    tree = handletrace.analysis.signals_tree(transcriber)
     assert [(s.name, s.declared_by, s.created, s.connected) for s in tree] == [
         ("transcribing", "ConversationTranscriber", False, False),
         ("transcribed", "ConversationTranscriber", False, False),
@@ -139,7 +139,7 @@ def test_same_site_and_cycle_shape_make_one_group_with_a_count(
     """Three leaks from one line with one cycle shape are one group of six handles."""
     for _ in range(3):
         make_leak()
-    (group,) = handletrace.build().groups
+    (group,) = handletrace.build_report().groups
     assert (group.count, group.classification) == (6, (("cyclic-garbage", 6),))
     assert [(f.pattern, f.count) for f in group.findings] == [("callback-captures-owner", 3)]
 
@@ -148,7 +148,7 @@ def test_same_site_with_another_cycle_shape_is_another_group(installed: None, no
     """One creation site, two cycle shapes: two groups, two fingerprints."""
     make_leak("transcribed")
     make_leak("canceled")
-    groups = handletrace.build().groups
+    groups = handletrace.build_report().groups
     assert [g.site == groups[0].site for g in groups] == [True, True]
     assert [g.cycle.text.split(" -> ")[1] for g in groups if g.cycle] == [
         "EventSignal (transcribed)",
@@ -163,8 +163,8 @@ def test_fingerprint_of_a_group_without_a_cycle_is_unchanged_by_the_diagnosis(
     """Allow-lists made before diagnoses existed keep matching groups without a cycle."""
     HELD.append(sdk_objects.transcriber())
     try:
-        plain = [g.fingerprint for g in handletrace.build(diagnose=False).groups]
-        diagnosed = [g.fingerprint for g in handletrace.build().groups]
+        plain = [g.fingerprint for g in handletrace.build_report(diagnose=False).groups]
+        diagnosed = [g.fingerprint for g in handletrace.build_report().groups]
         assert plain == diagnosed
     finally:
         HELD.clear()
@@ -190,7 +190,7 @@ def test_fingerprint_is_stable_across_runs(tmp_path: Any) -> None:
 
             for _ in range(2):
                 leak()
-            print(*(g.fingerprint for g in handletrace.build().groups))
+            print(*(g.fingerprint for g in handletrace.build_report().groups))
             """
         )
     )
@@ -254,7 +254,7 @@ def test_json_group_has_the_documented_diagnosis_fields(installed: None, no_gc: 
 def test_report_without_diagnosis_fields_still_loads(installed: None, no_gc: None) -> None:
     """A version-1 report written before diagnoses existed loads, with empty fields."""
     make_leak()
-    data = handletrace.build().to_dict()
+    data = handletrace.build_report().to_dict()
     del data["diagnosis"], data["native"]
     for group in data["groups"]:
         for key in (
@@ -276,7 +276,7 @@ def test_report_without_diagnosis_fields_still_loads(installed: None, no_gc: Non
 def test_report_without_diagnosis_has_no_diagnosis_fields(installed: None, no_gc: None) -> None:
     """diagnose=False: plain groups, nothing added to the JSON."""
     make_leak()
-    data = handletrace.build(diagnose=False)
+    data = handletrace.build_report(diagnose=False)
     assert (data.diagnosis, data.native) == (None, None)
     assert "classification" not in data.to_dict()["groups"][0]
 
@@ -324,7 +324,7 @@ def test_text_report_explains_the_seed_leak(installed: None, no_gc: None) -> Non
 def test_group_summary_gives_classification_finding_and_fix(installed: None, no_gc: None) -> None:
     """ReportGroup.diagnosis: the one-glance view front ends show."""
     make_leak()
-    (group,) = handletrace.build().groups
+    (group,) = handletrace.build_report().groups
     summary = group.diagnosis
     assert isinstance(summary, GroupSummary)
     assert summary.classification == "2 cyclic-garbage"
@@ -341,9 +341,9 @@ def test_failed_diagnosis_leaves_a_note_and_the_report(
     def broken() -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("handletrace._cycles.HeapGraph.scan", broken)
+    monkeypatch.setattr("handletrace._analysis.heap.HeapGraph.scan", broken)
     config = sdk_objects.speech_config()
-    data = handletrace.build()
+    data = handletrace.build_report()
     assert data.notes == ("the diagnosis failed (RuntimeError); groups are not explained",)
     assert data.diagnosis is None and data.live == 2
     assert handletrace.stats().instrumentation_errors == 1

@@ -11,9 +11,9 @@ import azure.cognitiveservices.speech as speechsdk
 import pytest
 
 import handletrace
-from handletrace import access_records
-from handletrace._access import MAX_RECORDS
-from handletrace._patching import ACCESS_METHODS
+from handletrace._sdk.access import MAX_RECORDS
+from handletrace._sdk.kinds import ACCESS_METHODS
+from handletrace.analysis import access_records
 
 from . import sdk_objects
 
@@ -77,7 +77,7 @@ def test_disconnect_all_is_recorded_and_marks_the_connect_disconnected(installed
         ("connect", "canceled"),
         ("disconnect_all", "transcribed"),
     ]
-    (group,) = handletrace.build().groups
+    (group,) = handletrace.build_report().groups
     assert [(a.action, a.target, a.disconnected) for a in group.access] == [
         ("connect", "transcribed", True),
         ("connect", "canceled", False),
@@ -161,7 +161,7 @@ def test_failing_access_record_is_counted_not_raised(
     def broken(owner: Any, record: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("handletrace._access._store", broken)
+    monkeypatch.setattr("handletrace._instrument.access._store", broken)
     transcriber = sdk_objects.transcriber()
     transcriber.transcribed.connect(on_transcribed)
     assert transcriber.transcribed.is_connected()

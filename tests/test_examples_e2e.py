@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import handletrace
-from handletrace._demo import load_example_service, measure
+from handletrace.cli.demo import load_example_service, measure
 from handletrace.testing import Phrase, Script, SpeechService, silence_wav
 
 REQUESTS = 5
@@ -125,7 +125,7 @@ def test_leak_report_draws_the_cycle_at_the_creation_line(
     """The report explains the leak: created where, the closure cycle, and the callback's line."""
     service = example.LeakyTranscriptionService(speech_service.host)
     service.process_audio(AUDIO)
-    report: Any = handletrace.build(handletrace.snapshot().filter(kinds=["recognizer"]))
+    report: Any = handletrace.build_report(handletrace.snapshot().filter(kinds=["recognizer"]))
     source = Path(example.__file__).read_text().splitlines()
     creation_line = 1 + next(
         i for i, line in enumerate(source) if "transcriber = speechsdk.transcription" in line

@@ -16,9 +16,10 @@ import pytest
 from azure.cognitiveservices.speech import audio, interop
 
 import handletrace
-from handletrace._patching import NO_EXTENSIONS_VARIABLE, _speedups, hooks_in_use
-from handletrace._registry import HANDLE_ENTRY_LEN
-from handletrace._tracker import TRACKER
+from handletrace._core.registry import HANDLE_ENTRY_LEN
+from handletrace._core.state import TRACKER
+from handletrace._instrument.hooks import NO_EXTENSIONS_VARIABLE, hooks_in_use
+from handletrace._instrument.hooks import speedups as _speedups
 
 from . import sdk_objects
 

@@ -13,7 +13,7 @@ import pytest
 
 import handletrace
 from handletrace import Report
-from handletrace._html import format_html, render_html, svg_cycle
+from handletrace._report.html import format_html, render_html, svg_cycle
 
 from . import sdk_objects
 
@@ -58,7 +58,7 @@ def leak_report(installed: None, no_gc: None) -> Report:
     segments: List[object] = []
     sdk_objects.make_leaky_transcriber(segments)
     sdk_objects.make_leaky_transcriber(segments)
-    return handletrace.build()
+    return handletrace.build_report()
 
 
 def test_page_is_a_complete_self_contained_document(leak_report: Report) -> None:
@@ -94,7 +94,7 @@ def test_page_shows_the_creation_stack_most_recent_call_last(leak_report: Report
 
 def test_page_of_a_clean_report(installed: None) -> None:
     """No live handle: a green badge and no group section."""
-    page = format_html(handletrace.build())
+    page = format_html(handletrace.build_report())
     assert '<span class="badge ok">no live native handles</span>' in page
     assert "Live handles by creation site" not in page
 

@@ -16,8 +16,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import handletrace
 from handletrace import metrics
+from handletrace._core.state import TRACKER
 from handletrace._env import EnvSettings, activate, settings_from_env
-from handletrace._tracker import TRACKER
+from handletrace._sdk.records import live_records
 from tests import sdk_objects
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,7 +157,7 @@ def test_dispose_is_counted_as_forced(installed: None, no_gc: None, exported: Ex
     """handletrace.dispose() on a leaked transcriber: released{cause=forced} matches."""
     segments: List[Any] = []
     sdk_objects.make_leaky_transcriber(segments)
-    owner = next(r.owner_ref() for r in TRACKER.registry.live_records() if r.kind == "recognizer")
+    owner = next(r.owner_ref() for r in live_records(TRACKER.registry) if r.kind == "recognizer")
     handletrace.dispose(owner)
     counted = assert_matches_registry(exported)
     assert counted[metrics.METRIC_RELEASED]["forced"] == 2  # the recognizer, its property bag
@@ -275,9 +276,9 @@ def test_record_diagnosis_counts_each_leaked_handle_once(
 def test_building_a_report_counts_its_leaks(
     installed: None, no_gc: None, exported: Exported
 ) -> None:
-    """The diagnosis behind handletrace.build() feeds leaks.found with no extra call."""
+    """The diagnosis behind handletrace.build_report() feeds leaks.found with no extra call."""
     sdk_objects.make_leaky_transcriber([])
-    handletrace.build()
+    handletrace.build_report()
     assert exported.collect()[metrics.METRIC_LEAKS] == {"callback-captures-owner": 2}
 
 

@@ -12,7 +12,7 @@ import textwrap
 from typing import Dict, List, Tuple
 
 import handletrace
-from handletrace import NativeCheck, NativeCounts, cross_check, read_native_counts
+from handletrace.analysis import NativeCheck, NativeCounts, cross_check, read_native_counts
 
 from . import sdk_objects
 
@@ -82,7 +82,7 @@ def test_sdk_makes_a_handle_at_import_that_the_registry_cannot_see() -> None:
         import json, handletrace
         handletrace.install()
         import azure.cognitiveservices.speech
-        check = handletrace.cross_check({}, handletrace.read_native_counts())
+        check = handletrace.analysis.cross_check({}, handletrace.analysis.read_native_counts())
         print(json.dumps([[r.native_type, r.native, r.tracked] for r in check.rows]))
         """
     )
@@ -101,7 +101,7 @@ def test_sdk_makes_a_handle_at_import_that_the_registry_cannot_see() -> None:
 def test_reading_native_counts_never_imports_the_sdk() -> None:
     """Without the SDK imported there is nothing to read, and it is not imported for it."""
     code = (
-        "import sys, handletrace; print(handletrace.read_native_counts(), "
+        "import sys, handletrace; print(handletrace.analysis.read_native_counts(), "
         "'azure.cognitiveservices.speech' in sys.modules)"
     )
     result = subprocess.run(

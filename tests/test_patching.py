@@ -12,7 +12,7 @@ import pytest
 from azure.cognitiveservices.speech import SpeechRecognizer, interop, speech
 
 import handletrace
-from handletrace._patching import PATCHED_METHODS, RELEASE_FUNCTIONS, kind_of
+from handletrace._sdk.kinds import PATCHED_METHODS, RELEASE_FUNCTIONS, kind_of
 
 from . import sdk_objects
 
@@ -151,7 +151,7 @@ def test_repeated_install_with_other_options_warns_and_keeps_the_first() -> None
     handletrace.install(stack_depth=4)
     with pytest.warns(handletrace.HandleTraceWarning, match="already installed"):
         assert handletrace.install(stack_depth=8) is False
-    from handletrace._tracker import TRACKER
+    from handletrace._core.state import TRACKER
 
     assert TRACKER.config.stack_depth == 4
 
@@ -243,7 +243,7 @@ def test_instrumentation_error_is_counted_not_raised(
     Fault injection: record creation is made to fail; the real SDK cannot produce this.
     """
     handletrace.install()
-    from handletrace._tracker import TRACKER
+    from handletrace._core.state import TRACKER
 
     config, audio_config = sdk_objects.speech_config(), sdk_objects.push_audio_config()
     created_before = handletrace.stats().created
@@ -261,7 +261,7 @@ def test_instrumentation_error_is_counted_not_raised(
 
 def test_install_after_uninstall_starts_from_default_options() -> None:
     """Options of an earlier install() do not carry over to the next one."""
-    from handletrace._tracker import TRACKER
+    from handletrace._core.state import TRACKER
 
     handletrace.install(kinds=["recognizer"], stack_depth=4)
     handletrace.uninstall()

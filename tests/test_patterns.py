@@ -13,8 +13,8 @@ from azure.core.credentials import AccessToken
 
 import handletrace
 from handletrace import Report
-from handletrace._report import ReportFinding
-from handletrace._signals import callbacks_of
+from handletrace._report.model import ReportFinding
+from handletrace._sdk.signals import callbacks_of
 
 from . import sdk_objects
 
@@ -98,7 +98,7 @@ def test_callback_capturing_its_transcriber_is_named_with_line_and_fix(
 ) -> None:
     """The seed leak: the callback's line, where it was connected, and the fix."""
     make_seed_leak()
-    (finding,) = findings(handletrace.build(), "callback-captures-owner")
+    (finding,) = findings(handletrace.build_report(), "callback-captures-owner")
     assert (finding.filename, finding.lineno) == (__file__, line_of("# seed callback"))
     assert finding.message == (
         f"make_seed_leak.<locals>.on_transcribed ({__file__}:{line_of('# seed callback')}), "
@@ -121,7 +121,7 @@ def test_callback_holding_a_weak_reference_has_no_finding(installed: None) -> No
     transcriber = sdk_objects.transcriber()
     ref = weakref.ref(transcriber)
     transcriber.transcribed.connect(lambda evt: print(ref(), evt))
-    assert no_findings(handletrace.build())
+    assert no_findings(handletrace.build_report())
     del transcriber
 
 
@@ -140,7 +140,7 @@ def test_token_credential_recognizer_cycle_is_named_with_line_and_fix(
     """The SDK's own token lambda keeps a dropped recognizer alive: named, line, fix."""
     credential = FakeCredential()
     make_token_recognizer(credential)
-    report = handletrace.build()
+    report = handletrace.build_report()
     (finding,) = findings(report, "token-credential-cycle")
     assert (finding.filename, finding.lineno) == (__file__, line_of("# token recognizer"))
     assert finding.fix == (
@@ -160,7 +160,7 @@ def test_token_credential_recognizer_cycle_is_named_with_line_and_fix(
 def test_recognizer_with_a_subscription_key_has_no_token_finding(installed: None) -> None:
     """Clean counterpart: a key-based recognizer connects no token lambda."""
     recognizer = sdk_objects.recognizer()
-    assert no_findings(handletrace.build())
+    assert no_findings(handletrace.build_report())
     del recognizer
 
 
@@ -171,7 +171,7 @@ def test_future_dropped_without_get_is_named_with_line_and_fix(installed: None) 
     """start_transcribing_async() without .get(): its async handle is orphaned."""
     transcriber = sdk_objects.transcriber()
     transcriber.start_transcribing_async()  # fire and forget
-    report = handletrace.build()
+    report = handletrace.build_report()
     (finding,) = findings(report, "fire-and-forget-future")
     line = line_of("# fire and forget")
     assert (finding.filename, finding.lineno) == (__file__, line)
@@ -195,7 +195,7 @@ def test_future_resolved_with_get_has_no_finding(installed: None) -> None:
     transcriber = sdk_objects.transcriber()
     transcriber.start_transcribing_async().get()
     transcriber.stop_transcribing_async().get()
-    report = handletrace.build()
+    report = handletrace.build_report()
     assert [k for g in report.groups for k, _, _ in g.kinds] == ["recognizer", "property_bag"]
     assert no_findings(report)
     del transcriber
@@ -209,7 +209,7 @@ def test_recognizer_subclass_is_named_with_class_line_and_fix(installed: None) -
     recognizer = MyRecognizer(
         speech_config=sdk_objects.speech_config(), audio_config=sdk_objects.push_audio_config()
     )
-    (finding,) = findings(handletrace.build(), "recognizer-subclass-del")
+    (finding,) = findings(handletrace.build_report(), "recognizer-subclass-del")
     line = line_of("class MyRecognizer(")
     assert (finding.filename, finding.lineno) == (__file__, line)
     assert finding.message == (
@@ -255,7 +255,7 @@ def test_subclass_finaliser_raises_recursion_error_when_dropped(unraisable: List
 def test_recognizer_held_by_composition_has_no_finding(installed: None) -> None:
     """Clean counterpart: a class holding a recognizer instead of subclassing it."""
     wrapper = RecognizerWrapper()
-    assert no_findings(handletrace.build())
+    assert no_findings(handletrace.build_report())
     del wrapper
 
 
@@ -269,7 +269,7 @@ def test_synthesizer_token_signal_missed_by_del_is_named_with_line_and_fix(
     synthesizer = speechsdk.SpeechSynthesizer(  # token synthesizer
         speech_config=token_config(FakeCredential()), audio_config=None
     )
-    report = handletrace.build()
+    report = handletrace.build_report()
     (finding,) = findings(report, "synthesizer-del-misses-token-signal")
     assert (finding.filename, finding.lineno) == (__file__, line_of("# token synthesizer"))
     assert finding.fix == (
@@ -298,5 +298,5 @@ def test_synthesizer_finaliser_really_leaves_the_token_signal_connected(
 def test_synthesizer_with_a_subscription_key_has_no_finding(installed: None) -> None:
     """Clean counterpart: a key-based synthesizer."""
     synthesizer = sdk_objects.synthesizer()
-    assert no_findings(handletrace.build())
+    assert no_findings(handletrace.build_report())
     del synthesizer

@@ -26,8 +26,8 @@ from azure.cognitiveservices.speech import (
 
 import handletrace
 from handletrace import DisposeResult, HandleTraceWarning
-from handletrace._release import STOP_TIMEOUT_PROPERTY, is_disposed
-from handletrace._signals import callbacks_of, event_signal_type, signal_names
+from handletrace._sdk.signals import callbacks_of, event_signal_type, signal_names
+from handletrace.release import STOP_TIMEOUT_PROPERTY, is_disposed
 
 from . import sdk_objects
 
@@ -611,7 +611,7 @@ def test_release_all_frees_leaked_transcribers_without_gc(installed: None, no_gc
     for _ in range(3):
         sdk_objects.make_leaky_transcriber(segments)
     assert live_kinds() == {"recognizer": 3, "property_bag": 3}
-    result = handletrace.release_all(kind="recognizer")
+    result = handletrace.release_all(kinds="recognizer")
     assert [r.target for r in result.results] == ["ConversationTranscriber"] * 3
     assert result.released_by_kind == {"recognizer": 3, "property_bag": 3}
     assert live_kinds() == {}
@@ -622,7 +622,7 @@ def test_release_all_kind_filter_leaves_other_kinds(installed: None) -> None:
     """kind="synthesizer" disposes the synthesizer only."""
     recognizer = sdk_objects.recognizer()
     synthesizer = sdk_objects.synthesizer()
-    result = handletrace.release_all(kind="synthesizer")
+    result = handletrace.release_all(kinds="synthesizer")
     assert [r.target for r in result.results] == ["SpeechSynthesizer"]
     assert live_kinds() == {"recognizer": 1, "property_bag": 1}
     assert recognizer_is_valid(recognizer._handle)
@@ -632,7 +632,7 @@ def test_release_all_kind_filter_leaves_other_kinds(installed: None) -> None:
 def test_release_all_disposes_the_owner_of_a_property_bag(installed: None) -> None:
     """A property bag's record leads to its recognizer, which is disposed as a whole."""
     transcriber = sdk_objects.transcriber()
-    result = handletrace.release_all(kind="property_bag")
+    result = handletrace.release_all(kinds="property_bag")
     assert [(r.target, r.released) for r in result.results] == [
         ("ConversationTranscriber", ("recognizer", "property_bag"))
     ]
@@ -655,7 +655,7 @@ def test_release_all_skips_the_async_handle_of_an_unresolved_future(installed: N
     """A never-resolved ResultFuture's async handle is reported, not released."""
     transcriber = sdk_objects.transcriber()
     future = transcriber.stop_transcribing_async()
-    result = handletrace.release_all(kind="recognizer_async")
+    result = handletrace.release_all(kinds="recognizer_async")
     assert result.results == ()
     assert [(r.kind, r.source) for r in result.skipped] == [("recognizer_async", "future")]
     future.get()  # still works: it waits for and then releases its own async handle

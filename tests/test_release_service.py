@@ -152,7 +152,7 @@ def test_release_all_stops_and_releases_running_leaked_transcribers(
         push.stream.write(b"\0" * 3200)
         del transcriber, push
     assert live("recognizer") == 5
-    result = handletrace.release_all(kind="recognizer")
+    result = handletrace.release_all(kinds="recognizer")
     assert result.released_by_kind == {"recognizer": 5, "property_bag": 5}
     assert all(r.stopped == ("stop_transcribing_async",) for r in result.results)
     assert live("recognizer") == 0

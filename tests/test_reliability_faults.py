@@ -2,7 +2,7 @@
 
 In every case the SDK call still happens, handletrace counts its own failure, and nothing of
 handletrace's propagates into SDK callbacks or ``__del__``. Native releases are observed in
-the SDK's own handle table (``handletrace.read_native_counts()``), not assumed.
+the SDK's own handle table (``handletrace.analysis.read_native_counts()``), not assumed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from azure.cognitiveservices.speech import audio, interop
 
 import handletrace
-from handletrace._tracker import TRACKER
+from handletrace._core.state import TRACKER
 
 from . import sdk_objects, speech_fixtures
 
@@ -29,7 +29,7 @@ SDK_DIR = os.path.dirname(os.path.abspath(speechsdk.__file__))
 
 
 def native_audio_configs() -> int:
-    counts = handletrace.read_native_counts()
+    counts = handletrace.analysis.read_native_counts()
     assert counts is not None, "the SDK's native handle table is not readable"
     return counts.types.get("ISpxAudioConfig", 0)
 
@@ -187,7 +187,7 @@ def test_diagnosed_report_of_an_owner_whose_attribute_access_raises_counts_the_f
     hostile: HostileConfig,
 ) -> None:
     """build(diagnose=True) still returns the report; the failed looks are counted."""
-    report = handletrace.build(diagnose=True)
+    report = handletrace.build_report(diagnose=True)
     assert [group.kinds for group in report.groups] != []
     assert handletrace.stats().instrumentation_errors > 0
     assert set(TRACKER.registry.last_errors) <= DIAGNOSIS_FAULTS
@@ -207,7 +207,7 @@ def test_release_all_is_not_stopped_by_an_owner_whose_attribute_access_raises(
     """release_all() still releases the other leaked handles."""
     others = [audio.AudioConfig(filename=wav) for _ in range(2)]
     native_before = native_audio_configs()
-    handletrace.release_all(kind="audio_config")
+    handletrace.release_all(kinds="audio_config")
     handletrace.release_all()
     assert native_audio_configs() == native_before - 2
     del others

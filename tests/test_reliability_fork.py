@@ -14,7 +14,7 @@ import azure.cognitiveservices.speech as speechsdk
 import pytest
 
 import handletrace
-from handletrace._tracker import TRACKER
+from handletrace._core.state import TRACKER
 
 from . import sdk_objects
 

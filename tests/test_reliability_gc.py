@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterator, List
 import pytest
 
 import handletrace
-from handletrace._tracker import TRACKER
+from handletrace._core.state import TRACKER
 
 from . import sdk_objects
 

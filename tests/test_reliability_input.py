@@ -202,7 +202,7 @@ def valid_report() -> Dict[str, Any]:
         handletrace.report(out, "json")
         return json.loads(out.getvalue())
     finally:
-        from handletrace._tracker import TRACKER
+        from handletrace._core.state import TRACKER
 
         TRACKER.reset_defaults()
 

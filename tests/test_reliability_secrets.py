@@ -26,8 +26,8 @@ import pytest
 
 import handletrace
 from handletrace import cli
-from handletrace._html import format_html
-from handletrace._tracker import TRACKER
+from handletrace._core.state import TRACKER
+from handletrace._report.html import format_html
 
 from . import subprocesses
 
@@ -128,7 +128,7 @@ def test_no_secret_in_reports_diagnosis_stacks_or_access_records(sessions: Any) 
     module, caught = sessions
     snapshot = handletrace.snapshot()
     assert len(snapshot.records) == 8  # 2 leaked transcribers, 1 recognizer + its config
-    report = handletrace.build(snapshot, diagnose=True)
+    report = handletrace.build_report(snapshot, diagnose=True)
     text, data = io.StringIO(), io.StringIO()
     handletrace.report(text, snap=snapshot)
     handletrace.report(data, "json", snap=snapshot)
@@ -145,10 +145,12 @@ def test_no_secret_in_reports_diagnosis_stacks_or_access_records(sessions: Any) 
     owners = [record.owner_ref() for record in snapshot.records]
     outputs["access records"] = "\n".join(
         str(access) for owner in owners if owner is not None
-        for access in handletrace.access_records(owner)
+        for access in handletrace.analysis.access_records(owner)
     )  # fmt: skip
-    cycles = [handletrace.find_cycle(owner) for owner in owners if owner is not None]
-    outputs["drawn cycles"] = "\n".join(handletrace.to_dot(c) for c in cycles if c is not None)
+    cycles = [handletrace.analysis.find_cycle(owner) for owner in owners if owner is not None]
+    outputs["drawn cycles"] = "\n".join(
+        handletrace.analysis.to_dot(c) for c in cycles if c is not None
+    )
     assert "ConversationTranscriber" in outputs["text report"]
     assert "speech_config" in outputs["JSON report"]
     assert "SpeechConfig(subscription=" in outputs["stacks"]  # the masked creation line

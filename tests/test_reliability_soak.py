@@ -67,7 +67,7 @@ def handletrace_bytes() -> int:
 
 
 def native_total() -> int:
-    counts = handletrace.read_native_counts()
+    counts = handletrace.analysis.read_native_counts()
     return -1 if counts is None else counts.total
 
 

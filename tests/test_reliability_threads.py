@@ -18,7 +18,7 @@ from typing import Any, Dict, List
 import azure.cognitiveservices.speech as speechsdk
 
 import handletrace
-from handletrace._tracker import TRACKER
+from handletrace._core.state import TRACKER
 
 from . import sdk_objects, speech_fixtures
 
@@ -63,7 +63,7 @@ def test_sessions_on_8_threads_with_install_toggled_lose_and_invent_no_record(
     service: Any,
 ) -> None:
     """No deadlock, no exception, every session completes, every record accounted for."""
-    native_before = handletrace.read_native_counts()
+    native_before = handletrace.analysis.read_native_counts()
     outcomes: List[Any] = []
     errors: List[BaseException] = []
     counts = {"installs": 0}
@@ -100,7 +100,7 @@ def test_sessions_on_8_threads_with_install_toggled_lose_and_invent_no_record(
     assert stats.live == 0, [(r.kind, r.source, r.owner_label, r.thread_name) for r in live]
     assert stats.released_by_cause["untracked"] > 0  # some died while uninstalled
     assert stats.instrumentation_errors == 0
-    native_after = handletrace.read_native_counts()
+    native_after = handletrace.analysis.read_native_counts()
     if native_before is not None and native_after is not None:
         assert native_after.total == native_before.total  # the SDK agrees: nothing alive
     assert TRACKER.registry.last_errors == []
@@ -147,19 +147,19 @@ def test_future_resolved_and_dropped_as_uninstall_removes_the_wrappers_is_not_re
 ) -> None:
     """A future resolved unseen (wrappers just removed) and dropped before uninstall() ends
     was listed while the wrappers were in place: the next install() drops its record."""
-    from handletrace import _patching
+    from handletrace._instrument import patcher as _patching
 
     handletrace.install()
     recognizer, future = offline_future()
     pending = [future]
     del future
-    remove = _patching._Patcher.remove
+    remove = _patching.Patcher.remove
 
     def remove_then_resolve(patcher: Any) -> None:
         remove(patcher)
         pending.pop().get()  # the async handle is released by the SDK's own function
 
-    monkeypatch.setattr(_patching._Patcher, "remove", remove_then_resolve)
+    monkeypatch.setattr(_patching.Patcher, "remove", remove_then_resolve)
     handletrace.uninstall()
     monkeypatch.undo()
     handletrace.install()

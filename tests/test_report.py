@@ -11,7 +11,7 @@ import pytest
 
 import handletrace
 from handletrace import Report, ReportError
-from handletrace._render import format_text
+from handletrace._report.text import format_text
 
 from . import sdk_objects
 
@@ -144,7 +144,7 @@ def test_secret_key_appears_in_no_report(installed: None) -> None:
 def test_saved_report_whose_group_lists_no_kinds_renders_as_text(installed: None) -> None:
     """A loaded report with an empty kinds list still renders (no max() of nothing)."""
     recognizer = make_recognizer()
-    saved = handletrace.build(diagnose=False).to_dict()
+    saved = handletrace.build_report(diagnose=False).to_dict()
     saved["groups"][0]["kinds"] = []
     lines = format_text(Report.from_dict(saved)).splitlines()
     assert lines[3].startswith("#1  2 handles created at ")

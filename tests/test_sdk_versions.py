@@ -3,8 +3,8 @@
 ``.ci/run`` creates one virtual environment per older ``azure-cognitiveservices-speech``
 release (``.ci/venvs/sdk-X.Y.Z``: the SDK, wrapt, websockets and the handletrace wheel) and lists
 their interpreters in ``HANDLETRACE_SDK_PYTHONS``. Each test here runs one compact scenario
-script in such an interpreter (where .ci/run installed the same handletrace wheel) and in this one (the
-newest SDK), and checks what it printed. The releases CI uses span two years:
+script in such an interpreter (where .ci/run installed the same handletrace wheel) and in this
+one (the newest SDK), and checks what it printed. The releases CI uses span two years:
 
     1.41.1  2024-10 (interop._Handle and ResultFuture as in 1.53; intent handles still there)
     1.47.0  2025-11
@@ -39,8 +39,8 @@ SCENARIO = textwrap.dedent(
     from azure.cognitiveservices.speech import audio, interop, speech, transcription
 
     import handletrace
-    from handletrace._patching import sdk_problem
-    from handletrace._report import Report
+    from handletrace._sdk.modules import sdk_problem
+    from handletrace._report.model import Report
 
     out = {"sdk": version("azure-cognitiveservices-speech"), "problem": sdk_problem(speechsdk)}
     def patch_targets():

@@ -32,12 +32,13 @@ import pytest
 from azure.cognitiveservices.speech import audio, interop
 
 import handletrace
-from handletrace._registry import CAUSE_COLUMN, COUNTER_COLUMNS, RELEASE_CAUSES
-from handletrace._stacks import EMPTY_TRACEBACK, Traceback
-from handletrace._tracker import Config
+from handletrace._core.config import Config
+from handletrace._core.registry import CAUSE_COLUMN, COUNTER_COLUMNS, RELEASE_CAUSES
+from handletrace._core.stacks import EMPTY_TRACEBACK, Traceback
 
 speedups = pytest.importorskip(
-    "handletrace._speedups", reason="the C accelerator handletrace._speedups is not built"
+    "handletrace._instrument._speedups",
+    reason="the C accelerator handletrace._instrument._speedups is not built",
 )
 
 SDK_DIR = os.path.join(os.path.dirname(os.path.abspath(speechsdk.__file__)), "")
@@ -292,7 +293,7 @@ def audio_handles(config: audio.AudioConfig) -> Tuple[Any, Any]:
 
 
 def native_audio_configs() -> int:
-    counts = handletrace.read_native_counts()
+    counts = handletrace.analysis.read_native_counts()
     assert counts is not None, "the SDK's native handle table is not readable"
     return counts.types.get("ISpxAudioConfig", 0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from handletrace._terminal import Style, use_color
+from handletrace._report.terminal import Style, use_color
 
 
 class TtyStream(io.StringIO):

@@ -11,9 +11,10 @@ from typing import Iterator, List, Optional
 
 import pytest
 
-from handletrace._registry import Registry
-from handletrace._terminal import Style
-from handletrace._timeline import (
+from handletrace._core.registry import Registry
+from handletrace._core.state import TRACKER
+from handletrace._report.terminal import Style
+from handletrace._report.timeline import (
     Sample,
     Sampler,
     Timeline,
@@ -26,7 +27,6 @@ from handletrace._timeline import (
     summarize,
     write_timeline,
 )
-from handletrace._tracker import TRACKER
 
 from . import sdk_objects
 
@@ -394,7 +394,7 @@ def test_write_timeline_picks_the_format_from_the_extension(
 
 def test_render_to_an_unknown_format_is_refused() -> None:
     """render_timeline refuses formats it does not know."""
-    from handletrace._timeline import render_timeline
+    from handletrace._report.timeline import render_timeline
 
     with pytest.raises(TimelineError, match="timeline format must be one of text, json, svg, html"):
         render_timeline(timeline_of([0]), io.StringIO(), "png")

@@ -12,7 +12,7 @@ import pytest
 from azure.cognitiveservices.speech import audio, interop, languageconfig, transcription
 
 import handletrace
-from handletrace._tracker import TRACKER
+from handletrace._core.state import TRACKER
 
 from . import sdk_objects
 

@@ -1,27 +1,28 @@
 """handletrace: find and fix native-handle leaks in the Azure Speech SDK for Python.
 
 Importing handletrace does nothing by itself: no patch, no I/O, no SDK import. Call
-``handletrace.install()`` (or set ``HANDLETRACE=1``) to start tracking.
+``handletrace.install()`` (or set ``HANDLETRACE=1``) to start tracking. Lower-level analysis
+names (reference paths, signals, patterns, the native handle table) are in
+:mod:`handletrace.analysis`.
 """
 
 from __future__ import annotations
 
-from ._access import AccessRecord, access_records
-from ._api import build, report, snapshot, stats
-from ._cycles import PathStep, RefPath, find_cycle, to_dot, to_svg
-from ._diagnosis import (
-    CLASSIFICATIONS,
-    Diagnosis,
-    HandleDiagnosis,
-    SignalInfo,
-    diagnose,
-    signals_tree,
-)
-from ._native import NativeCheck, NativeCounts, NativeRow, cross_check, read_native_counts
-from ._patching import HandleTraceWarning, install, is_installed, uninstall
-from ._patterns import PATTERNS, Finding, Pattern
-from ._registry import RELEASE_CAUSES, HandleRecord, KindStats, Stats
-from ._release import (
+import warnings
+from typing import Any
+
+from ._analysis.diagnosis import Diagnosis, HandleDiagnosis
+from ._analysis.states import CLASSIFICATIONS
+from ._api import build_report, diagnose, report, snapshot, stats
+from ._core.config import Config
+from ._core.registry import RELEASE_CAUSES, HandleRecord, KindStats, Stats
+from ._core.snapshot import GroupDiff, HandleGroup, Snapshot
+from ._core.stacks import Frame, Traceback
+from ._instrument.install import install, is_installed, uninstall
+from ._report.model import Report
+from ._version import __version__
+from .errors import HandleTraceError, HandleTraceWarning, ReportError, TimelineError
+from .release import (
     DisposeResult,
     ReleaseAllResult,
     adispose,
@@ -29,60 +30,85 @@ from ._release import (
     disposing,
     release_all,
 )
-from ._report import Report, ReportError
-from ._snapshot import GroupDiff, HandleGroup, Snapshot
-from ._stacks import Frame, Traceback
-from ._tracker import Config
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CLASSIFICATIONS",
-    "PATTERNS",
     "RELEASE_CAUSES",
-    "AccessRecord",
     "Config",
     "DisposeResult",
     "Diagnosis",
-    "Finding",
     "Frame",
     "GroupDiff",
     "HandleDiagnosis",
     "HandleGroup",
     "HandleRecord",
+    "HandleTraceError",
     "HandleTraceWarning",
     "KindStats",
-    "NativeCheck",
-    "NativeCounts",
-    "NativeRow",
-    "PathStep",
-    "Pattern",
-    "RefPath",
     "ReleaseAllResult",
     "Report",
     "ReportError",
-    "SignalInfo",
     "Snapshot",
     "Stats",
+    "TimelineError",
     "Traceback",
     "__version__",
     "adispose",
-    "access_records",
-    "build",
+    "build_report",
+    "diagnose",
     "dispose",
     "disposing",
-    "cross_check",
-    "diagnose",
-    "find_cycle",
     "install",
     "is_installed",
-    "read_native_counts",
     "release_all",
     "report",
-    "signals_tree",
     "snapshot",
     "stats",
-    "to_dot",
-    "to_svg",
     "uninstall",
 ]
+
+#: Names that moved: old name -> (module, new name). Still reachable here, with a warning.
+_MOVED = {
+    "build": ("handletrace", "build_report"),
+    **{
+        name: ("handletrace.analysis", name)
+        for name in (
+            "PATTERNS",
+            "AccessRecord",
+            "Finding",
+            "NativeCheck",
+            "NativeCounts",
+            "NativeRow",
+            "PathStep",
+            "Pattern",
+            "RefPath",
+            "SignalInfo",
+            "access_records",
+            "cross_check",
+            "find_cycle",
+            "read_native_counts",
+            "signals_tree",
+            "to_dot",
+            "to_svg",
+        )
+    },
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "analysis":  # the submodule, on first use (``handletrace.analysis.to_dot``)
+        import importlib
+
+        return importlib.import_module("handletrace.analysis")
+    moved = _MOVED.get(name)
+    if moved is None:
+        raise AttributeError(f"module 'handletrace' has no attribute {name!r}")
+    module_name, new_name = moved
+    warnings.warn(
+        f"handletrace.{name} is now {module_name}.{new_name}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    import importlib
+
+    return getattr(importlib.import_module(module_name), new_name)

@@ -1,27 +1,37 @@
-"""The query functions of the public API: snapshot(), stats(), report()."""
+"""The query functions of the public API: snapshot(), stats(), diagnose(), build_report(),
+report()."""
 
 from __future__ import annotations
 
 import gc as _gc
+import warnings
+from dataclasses import replace
 from typing import IO, Optional
 
-from ._patching import _prune_unobserved, sdk_version
-from ._registry import Stats
-from ._render import FORMATS, render
-from ._report import Report, build_report
-from ._snapshot import Snapshot
-from ._tracker import TRACKER
+from ._analysis.diagnosis import Diagnosis
+from ._analysis.diagnosis import diagnose as _diagnose
+from ._core.registry import Stats
+from ._core.snapshot import Snapshot
+from ._core.state import TRACKER
+from ._instrument.install import prune_unobserved
+from ._report.model import Report, make_report
+from ._report.render import FORMATS, render
+from ._sdk.modules import sdk_version
+from ._sdk.records import live_records
 
-__all__ = ["build", "report", "snapshot", "stats"]
+__all__ = ["build_report", "diagnose", "report", "snapshot", "stats"]
 
 
 def snapshot() -> Snapshot:
     """An immutable copy of the live handle records (and counters) right now."""
     tracker = TRACKER
     if not tracker.installed:
-        _prune_unobserved(tracker)
+        prune_unobserved(tracker)
     registry = tracker.registry
-    return Snapshot.of(registry.live_records(), registry.stats())
+    return Snapshot.of(live_records(registry), registry.stats())
+
+
+_take_snapshot = snapshot  # the name ``snapshot`` is also a parameter below
 
 
 def stats() -> Stats:
@@ -29,14 +39,50 @@ def stats() -> Stats:
     return TRACKER.registry.stats()
 
 
-def build(
-    snap: Optional[Snapshot] = None,
+def diagnose(
+    snapshot: Optional[Snapshot] = None,
+    *,
+    stale_after: Optional[float] = None,
+    native: bool = True,
+    paths: bool = True,
+) -> Diagnosis:
+    """Classify every record of ``snapshot`` (default: a new one) and explain it.
+
+    ``stale_after``: seconds after which a still-referenced handle is ``stale``;
+    ``native``: add the SDK's native handle counts; ``paths``: find the reference path from
+    a root for reachable handles (one more walk over the heap).
+    """
+    return _diagnose(
+        snapshot if snapshot is not None else _take_snapshot(),
+        stale_after=stale_after,
+        native=native,
+        paths=paths,
+    )
+
+
+def _snapshot_argument(
+    snapshot: Optional[Snapshot], snap: Optional[Snapshot]
+) -> Optional[Snapshot]:
+    if snap is not None:
+        warnings.warn(
+            "the snap= argument is now called snapshot= (as in diagnose())",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if snapshot is None:
+            return snap
+    return snapshot
+
+
+def build_report(
+    snapshot: Optional[Snapshot] = None,
     *,
     collect: bool = False,
     diagnose: bool = True,
     stale_after: Optional[float] = None,
+    snap: Optional[Snapshot] = None,
 ) -> Report:
-    """The report data for ``snap`` (default: a new snapshot).
+    """The report data for ``snapshot`` (default: a new snapshot), without writing it.
 
     ``collect=True`` runs ``gc.collect()`` first, so only handles that even the cyclic
     collector cannot free are reported; the report notes that it ran one.
@@ -45,31 +91,28 @@ def build(
     (see :func:`handletrace.diagnose`; it runs no collection). ``stale_after``: seconds
     after which a still-referenced handle is classified ``stale``.
     """
+    snapshot = _snapshot_argument(snapshot, snap)
     if collect:
         _gc.collect()
-    snap = snap if snap is not None else snapshot()
+    snapshot = snapshot if snapshot is not None else _take_snapshot()
     diagnosis = None
     failed = ""
     if diagnose:
-        from ._diagnosis import diagnose as run_diagnosis
-
         try:
-            diagnosis = run_diagnosis(snap, stale_after=stale_after)
+            diagnosis = _diagnose(snapshot, stale_after=stale_after)
         except Exception as exc:  # a report is still worth having without its diagnosis
             TRACKER.registry.count_error("diagnose", exc)
             failed = f"the diagnosis failed ({type(exc).__name__}); groups are not explained"
-    data = build_report(
-        snap, installed=TRACKER.installed, sdk_version=sdk_version(), diagnosis=diagnosis
+    data = make_report(
+        snapshot, installed=TRACKER.installed, sdk_version=sdk_version(), diagnosis=diagnosis
     )
-    del snap, diagnosis
+    del snapshot, diagnosis
     notes = []
     if collect:
         notes.append("gc.collect() was run before this report")
     if failed:
         notes.append(failed)
     if notes:
-        from dataclasses import replace
-
         data = replace(data, notes=(*data.notes, *notes))
     return data
 
@@ -78,19 +121,26 @@ def report(
     file: Optional[IO[str]] = None,
     format: str = "text",
     *,
-    snap: Optional[Snapshot] = None,
+    snapshot: Optional[Snapshot] = None,
     collect: bool = False,
     diagnose: bool = True,
     stale_after: Optional[float] = None,
+    snap: Optional[Snapshot] = None,
 ) -> Report:
     """Write the live-handle report to ``file`` (default stderr) and return its data.
 
     ``format`` is ``"text"``, ``"json"`` (schema ``handletrace.report``, version 1) or
     ``"html"`` (a self-contained page, as ``handletrace report --format html`` writes).
-    ``collect``, ``diagnose`` and ``stale_after`` are as for :func:`build`.
+    ``snapshot``, ``collect``, ``diagnose`` and ``stale_after`` are as for
+    :func:`build_report`.
     """
     if format not in FORMATS:
         raise ValueError(f"format must be 'text', 'json' or 'html'; got {format!r}")
-    data = build(snap, collect=collect, diagnose=diagnose, stale_after=stale_after)
+    data = build_report(
+        _snapshot_argument(snapshot, snap),
+        collect=collect,
+        diagnose=diagnose,
+        stale_after=stale_after,
+    )
     render(data, file, format)
     return data

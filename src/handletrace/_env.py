@@ -15,9 +15,16 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable, FrozenSet, List, Mapping, Optional, Tuple
 
-from ._patching import HandleTraceWarning, install
-from ._render import FORMATS
-from ._tracker import DEFAULT_STACK_DEPTH, MAX_STACK_DEPTH, TRACKER
+from ._core.config import (
+    DEFAULT_STACK_DEPTH,
+    MAX_STACK_DEPTH,
+    SWITCH_WORDS,
+    format_for_path,
+    parse_switch,
+)
+from ._core.state import TRACKER
+from ._instrument.install import install
+from .errors import HandleTraceWarning
 
 __all__ = [
     "ENV_ENABLE",
@@ -54,8 +61,8 @@ ENV_STALE_AFTER = "HANDLETRACE_STALE_AFTER"
 #: on the global meter provider; needs ``handletrace[otel]``), or ``none`` (default).
 ENV_METRICS = "HANDLETRACE_METRICS"
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"", "0", "false", "no", "off"})
+#: The formats of the at-exit report.
+REPORT_FORMATS = ("text", "json", "html")
 
 
 @dataclass(frozen=True)
@@ -70,16 +77,6 @@ class EnvSettings:
     report_format: str = "text"
     metrics: str = "none"
     stale_after: Optional[float] = None
-
-
-def _format_for_path(destination: str) -> str:
-    """The report format a destination's file extension implies (``text`` if none)."""
-    lower = destination.lower()
-    if lower.endswith(".json"):
-        return "json"
-    if lower.endswith((".html", ".htm")):
-        return "html"
-    return "text"
 
 
 def _parse_seconds(value: str) -> Optional[float]:
@@ -115,12 +112,11 @@ def settings_from_env(
             f"handletrace: ignoring {name}={value!r}: expected {accepted}; using the default"
         )
 
-    enabled = False
     flag = env.get(ENV_ENABLE, "")
-    if flag.strip().lower() in _TRUE:
-        enabled = True
-    elif flag.strip().lower() not in _FALSE:
-        bad(ENV_ENABLE, flag, "1, true, yes or on to enable; 0, false, no or off to disable")
+    switch = parse_switch(flag, empty=False)
+    enabled = bool(switch)
+    if switch is None:
+        bad(ENV_ENABLE, flag, SWITCH_WORDS)
 
     depth = DEFAULT_STACK_DEPTH
     raw: Optional[str] = env.get(ENV_STACK_DEPTH)
@@ -159,10 +155,10 @@ def settings_from_env(
         else:
             report = raw.strip()
 
-    fmt = _format_for_path(report)
+    fmt = format_for_path(report, REPORT_FORMATS)
     raw = env.get(ENV_REPORT_FORMAT)
     if raw is not None:
-        if raw.strip().lower() in FORMATS:
+        if raw.strip().lower() in REPORT_FORMATS:
             fmt = raw.strip().lower()
         else:
             bad(ENV_REPORT_FORMAT, raw, "text, json or html")
@@ -195,7 +191,7 @@ def write_report(
 
     ``stale_after``: seconds after which a still-referenced handle is classified ``stale``.
     """
-    from ._api import report
+    from ._api import report  # here, not at import: start-up loads no report code
 
     where = destination.lower()
     if where == "none":

@@ -8,8 +8,8 @@ import os
 from dataclasses import dataclass, replace
 from typing import Iterable, Sequence, Tuple
 
-from ._report import Report
-from ._tracker import TRACKER
+from ._core.state import TRACKER
+from ._report.model import Report
 
 __all__ = ["Collected", "collect_and_split", "module_dir", "trim_frames"]
 

@@ -24,7 +24,6 @@ Importing this module does not import OpenTelemetry; ``enable()`` does, and rais
 from __future__ import annotations
 
 import re
-import sys
 import threading
 import warnings
 import weakref
@@ -42,8 +41,10 @@ from typing import (
     Tuple,
 )
 
-from ._patching import SDK_MODULE, HandleTraceWarning
-from ._tracker import TRACKER
+from ._core.state import TRACKER
+from ._sdk.native import native_handle_total
+from ._version import __version__
+from .errors import HandleTraceWarning
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -116,10 +117,8 @@ class _MetricsState:
         # same name: re-enabling on the same provider reuses its binding.
         self.bindings: weakref.WeakKeyDictionary[Any, _Binding] = weakref.WeakKeyDictionary()
         self.pinned: List[Any] = []  # (provider, binding) for providers without weak references
-        self.native_count: Optional[Callable[[], int]] = None
         # (pattern, handle seq) already counted by record_diagnosis(), for live handles.
         self.counted_findings: Set[Tuple[str, int]] = set()
-        self.native_unavailable = False
 
     def binding_for(self, provider: Any) -> Optional[_Binding]:
         try:
@@ -254,7 +253,7 @@ def record_diagnosis(diagnosis: Any) -> None:
 
 def _register(provider: Any, otel_metrics: Any) -> _Binding:
     Observation = otel_metrics.Observation
-    meter = provider.get_meter(METER_NAME, _version())
+    meter = provider.get_meter(METER_NAME, __version__)
     binding = _Binding(
         meter.create_counter(
             METRIC_LEAKS,
@@ -295,7 +294,7 @@ def _register(provider: Any, otel_metrics: Any) -> _Binding:
         yield Observation(TRACKER.registry.totals().instrumentation_errors)
 
     def native() -> Iterable[Any]:
-        count = _native_handle_count()
+        count = native_handle_total()
         if count is not None:
             yield Observation(count)
 
@@ -332,38 +331,7 @@ def _register(provider: Any, otel_metrics: Any) -> _Binding:
     return binding
 
 
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
-def _native_handle_count() -> Optional[int]:
-    """The SDK's native handle-table total, or ``None`` before the SDK is imported."""
-    state = _STATE
-    count = state.native_count
-    if count is None:
-        if state.native_unavailable:
-            return None
-        interop = sys.modules.get(SDK_MODULE + ".interop")
-        if interop is None:
-            return None  # never import the SDK from a metrics collection
-        count = _native_counter(interop)
-        if count is None:
-            state.native_unavailable = True
-            return None
-        state.native_count = count
-    return count()
-
-
-def _native_counter(interop: Any) -> Optional[Callable[[], int]]:
-    import ctypes
-
-    try:
-        # A function pointer of our own: the SDK's cached attribute keeps its own restype.
-        function = interop._sdk_lib["diagnostics_get_handle_count"]
-    except (AttributeError, TypeError):
-        return None  # not exported by this SDK version
-    function.restype = ctypes.c_size_t
-    function.argtypes = []
-    return lambda: int(function())
+# Subscribed here, not imported from below: diagnoses feed leaks.found, and a reset of the
+# state object (tests) switches metrics off.
+TRACKER.on_diagnosis.append(record_diagnosis)
+TRACKER.on_reset.append(disable)

@@ -43,9 +43,12 @@ from typing import IO, Any, Dict, FrozenSet, Iterable, Iterator, List, Mapping, 
 
 import pytest
 
-from ._registry import HandleRecord, Stats
-from ._snapshot import Snapshot
-from ._tracker import DEFAULT_STACK_DEPTH, MAX_STACK_DEPTH, TRACKER
+from ._core.config import DEFAULT_STACK_DEPTH, MAX_STACK_DEPTH, SWITCH_WORDS, parse_switch
+from ._core.registry import HandleRecord, Stats
+from ._core.snapshot import Snapshot
+from ._core.state import TRACKER
+from ._sdk.kinds import KNOWN_KINDS
+from ._sdk.records import live_records
 
 __all__ = [
     "ENV_PYTEST",
@@ -72,8 +75,6 @@ ENV_PYTEST_ALLOW = "HANDLETRACE_PYTEST_ALLOW"
 #: Shared with ``HANDLETRACE=1`` activation: frames kept per creation stack.
 ENV_STACK_DEPTH = "HANDLETRACE_STACK_DEPTH"
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
 _WIDER_SCOPES = frozenset({"class", "module", "package", "session"})
 
 MANAGER_KEY = pytest.StashKey["Manager"]()
@@ -96,36 +97,24 @@ class Settings:
     stack_depth: int = DEFAULT_STACK_DEPTH
 
 
-def _known_kinds() -> FrozenSet[str]:
-    from ._patching import _ASYNC_KIND_BY_OWNER, RELEASE_FUNCTIONS, kind_of
-
-    return frozenset(
-        {kind_of(name) for name in RELEASE_FUNCTIONS}
-        | set(_ASYNC_KIND_BY_OWNER.values())
-        | {"recognizer_async"}
-    )
-
-
 def _parse_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError("expected 1, true, yes or on to enable; 0, false, no or off to disable")
+    switch = parse_switch(str(value))
+    if switch is None:
+        raise ValueError(f"expected {SWITCH_WORDS}")
+    return switch
 
 
 def _parse_kinds(value: Any) -> FrozenSet[str]:
     items = [value] if isinstance(value, str) else list(value)
     names = {part.strip() for item in items for part in str(item).replace(",", " ").split()}
     names.discard("")
-    unknown = sorted(names - _known_kinds())
+    unknown = sorted(names - KNOWN_KINDS)
     if unknown:
         raise ValueError(
             f"unknown handle kind {', '.join(repr(u) for u in unknown)}; known kinds: "
-            + ", ".join(sorted(_known_kinds()))
+            + ", ".join(sorted(KNOWN_KINDS))
         )
     return frozenset(names)
 
@@ -281,7 +270,7 @@ class _Window:
     def live_records(self) -> List[HandleRecord]:
         if self.created() == 0:  # the common case: skip copying every live record
             return []
-        return TRACKER.registry.live_records(select=self.owns)
+        return live_records(TRACKER.registry, select=self.owns)
 
 
 class CreatedHandles:
@@ -306,7 +295,7 @@ class CreatedHandles:
         """Write the report of the test's live handles (like ``handletrace.report()``)."""
         from ._api import report
 
-        return report(file, format, snap=self.snapshot())
+        return report(file, format, snapshot=self.snapshot())
 
     def __repr__(self) -> str:
         return f"<CreatedHandles of {self._window.nodeid}: {self.count()} alive>"
@@ -341,9 +330,9 @@ def _pytest_dirs() -> Tuple[str, ...]:
 
 def _check(window: _Window, allow: FrozenSet[str], options: MarkerOptions) -> Optional[Verdict]:
     """Compare what the test left alive with what it may; ``None`` when nothing is left."""
-    from ._api import build
+    from ._api import build_report
     from ._frontend import collect_and_split, trim_frames
-    from ._render import format_text
+    from ._report.text import format_text
 
     registry = TRACKER.registry
     window.end = registry.last_seq()
@@ -361,7 +350,7 @@ def _check(window: _Window, allow: FrozenSet[str], options: MarkerOptions) -> Op
         live=len(suspects),
     )
     # Build the report while the leaked objects still exist (the diagnosis looks at them).
-    data = trim_frames(build(Snapshot.of(suspects, stats)), _pytest_dirs())
+    data = trim_frames(build_report(Snapshot.of(suspects, stats)), _pytest_dirs())
     seqs = [r.seq for r in suspects]
     del alive, suspects
     collected = collect_and_split(seqs)
@@ -424,7 +413,7 @@ class Manager:
             return True
         if self.unsupported:
             return False
-        from ._patching import install
+        from ._instrument.install import install
 
         if install(stack_depth=self.settings.stack_depth):
             self.installed_by_us = True
@@ -553,7 +542,7 @@ class Manager:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self.installed_by_us:
-            from ._patching import uninstall
+            from ._instrument.install import uninstall
 
             uninstall()
             self.installed_by_us = False

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import linecache
 import os
-import re
 import sys
 from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Iterator, Optional, Sequence
 
-from ._compat import DATACLASS_SLOTS
+from .compat import DATACLASS_SLOTS
+from .redaction import redact_source
 
 __all__ = [
     "Frame",
@@ -75,14 +75,6 @@ class Traceback(Sequence[Frame]):
         #: Frames in the whole stack, or ``None`` if it went deeper than the frames kept.
         self.total_depth: Optional[int] = None if total_depth < 0 else total_depth
 
-    @classmethod
-    def from_frames(cls, frames: Sequence[Frame]) -> Traceback:
-        """A traceback from already-built frames, oldest first (used when loading reports)."""
-        tb = cls()
-        tb._frames = tuple(frames)
-        tb.total_depth = len(frames)
-        return tb
-
     @property
     def frames(self) -> tuple[Frame, ...]:
         if self._frames is None:
@@ -126,18 +118,14 @@ EMPTY_TRACEBACK = Traceback()
 
 # Frames whose file lives under one of these directories are "internal" (the SDK, wrapt,
 # handletrace itself) and are trimmed from the top of a stack.
-_ignored_prefixes: tuple[str, ...] = (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
+_OWN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "")
+_ignored_prefixes: tuple[str, ...] = (_OWN_DIR,)
 
 
 def set_ignored_prefixes(prefixes: Sequence[str]) -> None:
     """Set the directories whose frames are trimmed from the top of every captured stack."""
     global _ignored_prefixes
-    own = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    _ignored_prefixes = tuple({own, *(os.path.join(p, "") for p in prefixes)})
-
-
-def is_internal(code: CodeType) -> bool:
-    return code.co_filename.startswith(_ignored_prefixes)
+    _ignored_prefixes = tuple({_OWN_DIR, *(os.path.join(p, "") for p in prefixes)})
 
 
 def capture(depth: int, start: Optional[FrameType] = None) -> Traceback:
@@ -223,25 +211,4 @@ def _compute_line(code: CodeType, lasti: int) -> int:
         if offset > lasti:
             break
         line = lineno
-    return line
-
-
-# Values passed as these keywords, and string literals on a line that builds a config, are
-# masked in displayed source lines: a report must never show a subscription key or token.
-_SECRET_KEYWORD = re.compile(
-    r"""(\b\w*(?:key|token|secret|password|subscription|credential)\w*\s*=\s*)"""
-    r"""([rbuRBU]{0,2})("[^"]*"|'[^']*')""",
-    re.IGNORECASE,
-)
-_CONFIG_CALL = re.compile(r"(SpeechConfig|TranslationConfig|authorization_token|Authorization)")
-_STRING_LITERAL = re.compile(r"""([rbuRBU]{0,2})("[^"]*"|'[^']*')""")
-
-
-def redact_source(line: str) -> str:
-    """Mask string literals that may hold a secret in a displayed source line."""
-    if not line:
-        return line
-    line = _SECRET_KEYWORD.sub(lambda m: f"{m.group(1)}'***'", line)
-    if _CONFIG_CALL.search(line):
-        line = _STRING_LITERAL.sub("'***'", line)
     return line

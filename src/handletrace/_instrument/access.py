@@ -1,76 +1,22 @@
-"""Access records (Netty-style): where a recognizer's signals were connected and its
-operations started or stopped, so a report can say "callback connected at service.py:42,
-never disconnected".
-
-The wrappers are declared in ``_patching.ACCESS_METHODS`` and installed with the others.
-Each record is plain data (names, file, line, thread): no callback, argument or frame is
-kept. Records are stored on the SDK object itself (attribute :data:`ACCESS_ATTR`), so they
-die with it and never keep anything alive; at most :data:`MAX_RECORDS` are kept per object
-(the newest).
-"""
+"""The wrappers that write access records (see ``_sdk/access.py``) when the SDK methods of
+``kinds.ACCESS_METHODS`` are called: connect / disconnect_all on an ``EventSignal``, and
+``start_*`` / ``stop_*`` on a recognizer, transcriber, synthesizer or connector."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Callable, Optional, Tuple
 
-from ._compat import DATACLASS_SLOTS
-from ._registry import thread_name
-from ._signals import CallbackInfo, _public_name, describe_callable
-from ._stacks import Frame
+from .._core.registry import thread_name
+from .._core.stacks import Frame
+from .._sdk.access import ACCESS_ATTR, MAX_RECORDS, AccessRecord
+from .._sdk.signals import describe_callable, signal_owner
 
-__all__ = [
-    "ACCESS_ATTR",
-    "ACTIONS",
-    "AccessRecord",
-    "MAX_RECORDS",
-    "access_records",
-    "access_wrapper",
-]
-
-#: Attribute holding the list of access records on an SDK object.
-ACCESS_ATTR = "_handletrace_access"
-MAX_RECORDS = 32
-
-#: ``connect`` / ``disconnect_all``: on one of the object's EventSignals (``target`` is the
-#: signal name); ``start`` / ``stop``: a ``start_*`` / ``stop_*`` method (``target`` is its name).
-ACTIONS = ("connect", "disconnect_all", "start", "stop")
-
-
-@dataclass(frozen=True, **DATACLASS_SLOTS)
-class AccessRecord:
-    """One call of ``connect`` / ``disconnect_all`` / ``start_*`` / ``stop_*`` on an SDK object."""
-
-    action: str
-    target: str
-    site: Optional[Frame]  # the calling line outside the SDK (None if there was none)
-    thread_name: str
-    at: float  # time.time()
-    #: ``connect`` only: the callable connected.
-    callback: Optional[CallbackInfo] = None
-    #: The call was made by the SDK itself (e.g. the lambda it connects for a token_credential).
-    by_sdk: bool = False
-
-    def __str__(self) -> str:
-        what = f"{self.action} {self.target}"
-        if self.callback is not None:
-            what += f" -> {self.callback.qualname}"
-        where = f" at {self.site}" if self.site is not None else ""
-        return f"{what}{where}{' (by the SDK)' if self.by_sdk else ''}"
-
-
-def access_records(obj: Any) -> Tuple[AccessRecord, ...]:
-    """The access records kept on ``obj`` (oldest first; empty if none)."""
-    try:
-        # Past any __getattribute__ override: reading the report must not run user code.
-        records = object.__getattribute__(obj, "__dict__").get(ACCESS_ATTR)
-    except Exception:
-        return ()
-    return tuple(records) if records else ()
+__all__ = ["access_wrapper"]
 
 
 def _site(
@@ -87,18 +33,6 @@ def _site(
         return None, by_sdk
     code = frame.f_code
     return Frame(code.co_filename, frame.f_lineno, code.co_name), by_sdk
-
-
-def _signal_owner(signal: Any) -> Tuple[Any, str]:
-    """The object an EventSignal belongs to, and the signal's name on it."""
-    context = vars(signal).get("_EventSignal__context")
-    owner = context.get() if context is not None else None
-    if owner is None:
-        return None, ""
-    for attribute, value in list(vars(owner).items()):
-        if value is signal:
-            return owner, _public_name(attribute) or attribute
-    return owner, ""
 
 
 def _store(owner: Any, record: AccessRecord) -> None:
@@ -127,7 +61,7 @@ def access_wrapper(patcher: Any, path: str) -> Callable[..., Any]:
         if action == "disconnect_all" and not instance.is_connected():
             return  # nothing to disconnect (e.g. EventSignal.__del__ of an unused signal)
         if action in ("connect", "disconnect_all"):
-            owner, target = _signal_owner(instance)
+            owner, target = signal_owner(instance)
             if owner is None:
                 return
         else:
@@ -159,8 +93,6 @@ def access_wrapper(patcher: Any, path: str) -> Callable[..., Any]:
 
 
 def _internal_prefixes(patcher: Any) -> Tuple[str, ...]:
-    import os
-
-    own = os.path.dirname(os.path.abspath(__file__))
+    own = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     dirs = [own, *(d for d in patcher.internal_dirs if not patcher.sdk_dir.startswith(d))]
     return tuple(os.path.join(d, "") for d in dirs)

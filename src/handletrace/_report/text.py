@@ -1,5 +1,4 @@
-"""Report rendering: text for terminals and logs, JSON for machines (HTML pages are drawn by
-``_html``; :func:`render` dispatches to all three). Writes, never computes.
+"""The text report, for terminals and logs. Writes, never computes.
 
 With a diagnosis, each group's text also shows its classification, the reference cycle (or
 the path from a root), the known-pattern findings with their fixes, the signals tree of its
@@ -8,32 +7,18 @@ SDK object and the access records; the report ends with the native handle-table 
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import IO, TYPE_CHECKING, Optional
+from typing import IO, Optional
 
-from ._report import Report, ReportGroup
+from .._analysis.diagnosis import SignalInfo
+from .._analysis.paths import RefPath
+from .._analysis.states import DESCRIPTIONS
+from .model import Report, ReportGroup
+from .words import age_text, plural
 
-if TYPE_CHECKING:
-    from ._cycles import RefPath
-    from ._diagnosis import SignalInfo
+__all__ = ["format_text", "render_text"]
 
-__all__ = ["FORMATS", "render", "render_json", "render_text"]
-
-FORMATS = ("text", "json", "html")
 TRACEBACK_LIMIT = 8  # frames shown per group in text; JSON keeps all captured frames
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _age(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    return f"{seconds / 60:.1f} min"
 
 
 def _causes(report: Report) -> str:
@@ -49,8 +34,8 @@ def format_text(report: Report) -> str:
         lines.append(f"handletrace: no live native handles ({counts})")
     else:
         lines.append(
-            f"handletrace: {_plural(report.live, 'live native handle')} in "
-            f"{_plural(len(report.groups), 'group')} (pid {report.pid}, "
+            f"handletrace: {plural(report.live, 'live native handle')} in "
+            f"{plural(len(report.groups), 'group')} (pid {report.pid}, "
             f"azure-cognitiveservices-speech {report.sdk_version})"
         )
         lines.append(counts)
@@ -58,7 +43,7 @@ def format_text(report: Report) -> str:
         lines.append("note: handletrace is not installed; handles are not being tracked")
     if report.instrumentation_errors:
         lines.append(
-            f"note: {_plural(report.instrumentation_errors, 'instrumentation error')} "
+            f"note: {plural(report.instrumentation_errors, 'instrumentation error')} "
             "(caught; the program was not affected)"
         )
     for note in report.notes:
@@ -78,14 +63,14 @@ def _diagnosis_line(report: Report) -> str:
     diagnosis = report.diagnosis
     assert diagnosis is not None
     states = ", ".join(f"{n} {state}" for state, n in diagnosis.classification) or "nothing"
-    findings = f"; {_plural(diagnosis.findings, 'finding')}" if diagnosis.findings else ""
+    findings = f"; {plural(diagnosis.findings, 'finding')}" if diagnosis.findings else ""
     how = "no garbage collection was run" if not diagnosis.gc_collected else "after a gc.collect()"
     stale = ""
     if diagnosis.stale_after is not None:
-        stale = f", stale after {_age(diagnosis.stale_after)}"
+        stale = f", stale after {age_text(diagnosis.stale_after)}"
     return (
         f"diagnosis: {states}{findings} (heap scan of {diagnosis.objects_scanned:,} objects in "
-        f"{_age(diagnosis.duration)}{stale}; {how})"
+        f"{age_text(diagnosis.duration)}{stale}; {how})"
     )
 
 
@@ -177,8 +162,6 @@ def _access_lines(group: ReportGroup) -> list[str]:
 
 
 def _diagnosis_lines(group: ReportGroup) -> list[str]:
-    from ._diagnosis import DESCRIPTIONS
-
     lines = []
     if group.classification:
         parts = [f"{n} {state}" for state, n in group.classification]
@@ -206,12 +189,12 @@ def _group_lines(index: int, group: ReportGroup) -> list[str]:
         f"at {group.site} in {group.site.name}" if group.site else "(no creation stack captured)"
     )
     ages = (
-        _age(group.age_min)
+        age_text(group.age_min)
         if group.age_min == group.age_max
-        else (f"{_age(group.age_min)} to {_age(group.age_max)}")
+        else (f"{age_text(group.age_min)} to {age_text(group.age_max)}")
     )
     lines = [
-        f"#{index}  {_plural(group.count, 'handle')} created {where}",
+        f"#{index}  {plural(group.count, 'handle')} created {where}",
         f"    age {ages}; fingerprint {group.fingerprint}",
     ]
     width = max((len(kind) for kind, _, _ in group.kinds), default=0)
@@ -234,24 +217,3 @@ def _group_lines(index: int, group: ReportGroup) -> list[str]:
 def render_text(report: Report, file: Optional[IO[str]] = None) -> None:
     """Write the text report to ``file`` (default ``sys.stderr``)."""
     (file if file is not None else sys.stderr).write(format_text(report))
-
-
-def render_json(report: Report, file: Optional[IO[str]] = None) -> None:
-    """Write the JSON report (schema ``handletrace.report``) to ``file`` (default stderr)."""
-    out = file if file is not None else sys.stderr
-    json.dump(report.to_dict(), out, indent=2)
-    out.write("\n")
-
-
-def render(report: Report, file: Optional[IO[str]] = None, format: str = "text") -> None:
-    """Write ``report`` in ``format`` (one of :data:`FORMATS`)."""
-    if format == "text":
-        render_text(report, file)
-    elif format == "json":
-        render_json(report, file)
-    elif format == "html":
-        from ._html import render_html  # _html imports this module: imported when used
-
-        render_html(report, file)
-    else:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")

@@ -9,31 +9,24 @@ declares it, and the property that hands it out stores the instance under the sa
 from __future__ import annotations
 
 import inspect
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from ._compat import DATACLASS_SLOTS
+from .._core.compat import DATACLASS_SLOTS
+from .modules import event_signal_type
 
 __all__ = [
     "CallbackInfo",
     "callbacks_of",
     "describe_callable",
     "event_signal_type",
+    "public_name",
+    "signal_owner",
     "signal_names",
     "signals_of",
 ]
 
-_SPEECH_MODULE = "azure.cognitiveservices.speech.speech"
-
-
-def event_signal_type() -> Optional[type]:
-    """The SDK's ``EventSignal`` class, if the SDK is imported."""
-    module = sys.modules.get(_SPEECH_MODULE)
-    return getattr(module, "EventSignal", None) if module is not None else None
-
-
-def _public_name(attribute: str) -> Optional[str]:
+def public_name(attribute: str) -> Optional[str]:
     """``_Recognizer__session_started_signal`` -> ``session_started``; else ``None``."""
     if not attribute.endswith("_signal"):
         return None
@@ -52,7 +45,7 @@ def signal_names(cls: type) -> Dict[str, str]:
     names: Dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         for attribute, value in vars(klass).items():
-            name = _public_name(attribute)
+            name = public_name(attribute)
             if name is not None and value is None:
                 names[attribute] = name
     return names
@@ -68,8 +61,21 @@ def signals_of(obj: Any) -> Dict[str, Any]:
     found: Dict[str, Any] = {}
     for attribute, value in list(attributes.items()):
         if signal_type is not None and isinstance(value, signal_type):
-            found[_public_name(attribute) or attribute] = value
+            found[public_name(attribute) or attribute] = value
     return found
+
+
+def signal_owner(signal: Any) -> Tuple[Any, str]:
+    """The object an ``EventSignal`` belongs to, and the signal's name on it (``(None, "")``
+    if the object is gone; ``""`` if the signal is not found on it)."""
+    context = vars(signal).get("_EventSignal__context")
+    owner = context.get() if context is not None else None
+    if owner is None:
+        return None, ""
+    for attribute, value in list(vars(owner).items()):
+        if value is signal:
+            return owner, public_name(attribute) or attribute
+    return owner, ""
 
 
 def callbacks_of(signal: Any) -> Tuple[Callable[..., Any], ...]:

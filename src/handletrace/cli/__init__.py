@@ -22,6 +22,8 @@ import traceback
 import types
 from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from .._core.config import format_for_path
+
 __all__ = ["EXIT_LEAKS", "EXIT_USAGE", "ReportCommand", "RunCommand", "main"]
 
 EXIT_USAGE = 2
@@ -32,19 +34,6 @@ REPORT_FORMATS = ("text", "json", "html")
 
 class UsageError(Exception):
     """A problem with what the user asked for: reported as one line, exit code 2."""
-
-
-def _format_from_path(path: Optional[str], default: str = "text") -> str:
-    if not path:
-        return default
-    lower = path.lower()
-    if lower.endswith(".json"):
-        return "json"
-    if lower.endswith((".html", ".htm")):
-        return "html"
-    if lower.endswith(".svg"):
-        return "svg"
-    return default
 
 
 def _open_output(destination: str) -> Tuple[IO[str], bool]:
@@ -61,9 +50,9 @@ def _open_output(destination: str) -> Tuple[IO[str], bool]:
 
 def _write_report(report: Any, destination: str, fmt: str) -> None:
     """Render ``report`` (a :class:`~handletrace.Report`) to ``destination`` as ``fmt``."""
-    from ._html import format_html
-    from ._render import format_text
-    from ._terminal import Style
+    from .._report.html import format_html
+    from .._report.terminal import Style
+    from .._report.text import format_text
 
     stream, close = _open_output(destination)
     try:
@@ -85,20 +74,12 @@ def _write_report(report: Any, destination: str, fmt: str) -> None:
             stream.close()
 
 
-def _check_format(value: Optional[str], allowed: Sequence[str], option: str) -> Optional[str]:
-    if value is not None and value not in allowed:
-        raise UsageError(f"{option} must be one of {', '.join(allowed)}; got {value!r}")
-    return value
-
-
 # -- run -----------------------------------------------------------------------------------
 
 
 def _parse_kinds(value: str) -> List[str]:
-    from ._patching import _ASYNC_KIND_BY_OWNER, RELEASE_FUNCTIONS, kind_of
+    from .._sdk.kinds import KNOWN_KINDS as known
 
-    known = {kind_of(n) for n in RELEASE_FUNCTIONS} | set(_ASYNC_KIND_BY_OWNER.values())
-    known.add("recognizer_async")
     names = [part.strip() for part in value.split(",") if part.strip()]
     unknown = [n for n in names if n not in known]
     if not names or unknown:
@@ -222,7 +203,7 @@ def _machinery_dirs() -> Tuple[str, ...]:
     """Where the frames that start the program come from (trimmed from creation stacks)."""
     import runpy
 
-    from ._frontend import module_dir
+    from .._frontend import module_dir
 
     dirs = [module_dir(_machinery_dirs), os.path.abspath(runpy.__file__), "<frozen runpy>"]
     if sys.argv and sys.argv[0]:
@@ -355,13 +336,14 @@ class RunCommand:
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from . import _api
-        from ._frontend import collect_and_split, trim_frames
-        from ._patching import install, is_installed
-        from ._tracker import TRACKER
+        from .. import _api
+        from .._core.state import TRACKER
+        from .._frontend import collect_and_split, trim_frames
+        from .._instrument.install import install, is_installed
 
-        fmt = args.format or _format_from_path(
-            args.report if args.report not in ("stderr", "stdout", "none", "-") else None
+        fmt = args.format or format_for_path(
+            args.report if args.report not in ("stderr", "stdout", "none", "-") else None,
+            (*REPORT_FORMATS, "svg"),
         )
         if fmt == "svg":
             raise UsageError("--report cannot be an .svg file; use .json, .html or a text file")
@@ -383,7 +365,7 @@ class RunCommand:
             TRACKER.at_exit = None
         sampler = None
         if args.timeline is not None:
-            from ._timeline import Sampler
+            from .._report.timeline import Sampler
 
             label = os.path.basename(args.target) if not args.module_mode else args.target
             sampler = Sampler(args.interval / 1000.0, label=label).start()
@@ -394,7 +376,7 @@ class RunCommand:
             timeline = sampler.stop() if sampler is not None else None
             self._flush()
             snap = _api.snapshot()
-            report = trim_frames(_api.build(snap), _machinery_dirs())
+            report = trim_frames(_api.build_report(snap), _machinery_dirs())
             seqs = [record.seq for record in snap.records]
             del snap
             if seqs:
@@ -413,7 +395,7 @@ class RunCommand:
             if gc_was_enabled:  # the program may have turned it off (matters in-process only)
                 gc.enable()
             if not was_installed:
-                from ._patching import uninstall
+                from .._instrument.install import uninstall
 
                 uninstall()
         if args.fail_on_leak and code == 0 and report.live:
@@ -430,8 +412,8 @@ class RunCommand:
 
     @staticmethod
     def _write_timeline(timeline: Any, destination: str) -> None:
-        from ._terminal import Style
-        from ._timeline import format_for_path, render_timeline
+        from .._report.terminal import Style
+        from .._report.timeline import format_for_path, render_timeline
 
         if destination in ("stderr", "stdout", "-"):
             stream = sys.stderr if destination == "stderr" else sys.stdout
@@ -481,19 +463,22 @@ class ReportCommand:
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from ._report import Report, ReportError
-        from ._timeline import Timeline, TimelineError, render_timeline
+        from .._report.model import Report
+        from .._report.timeline import Timeline, render_timeline
+        from ..errors import ReportError, TimelineError
 
         source = "<stdin>" if args.file == "-" else args.file
         data = self._load(args.file, source)
         schema = data.get("schema") if isinstance(data, dict) else None
-        fmt = args.format or _format_from_path(args.output if args.output != "-" else None)
+        fmt = args.format or format_for_path(
+            args.output if args.output != "-" else None, (*REPORT_FORMATS, "svg")
+        )
         if schema == "handletrace.timeline":
             try:
                 timeline = Timeline.from_dict(data, source=source)
             except TimelineError as exc:
                 raise UsageError(str(exc)) from None
-            from ._terminal import Style
+            from .._report.terminal import Style
 
             stream, close = _open_output(args.output)
             try:
@@ -547,10 +532,10 @@ COMMANDS: Dict[str, Callable[[], Any]] = {
 
 
 def _demo_command() -> Optional[Any]:
-    """The ``demo`` subcommand, when this build has the demo (``handletrace._demo``)."""
-    if sys.modules.get("handletrace._demo") is None:
+    """The ``demo`` subcommand, when this build has the demo (``handletrace.cli.demo``)."""
+    if sys.modules.get("handletrace.cli.demo") is None:
         try:
-            if importlib.util.find_spec("handletrace._demo") is None:
+            if importlib.util.find_spec("handletrace.cli.demo") is None:
                 return None
         except (ImportError, ValueError):
             return None
@@ -576,14 +561,14 @@ def _demo_command() -> Optional[Any]:
 
         @staticmethod
         def run_argv(argv: List[str]) -> int:
-            demo = importlib.import_module("handletrace._demo")
+            demo = importlib.import_module("handletrace.cli.demo")
             return int(demo.run_demo(argv))
 
     return DemoCommand
 
 
 def _build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, Any]]:
-    from . import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="handletrace",

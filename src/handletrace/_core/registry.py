@@ -13,10 +13,21 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import (
+    Any,
+    Callable,
+    Collection,
+    Dict,
+    Iterator,
+    List,
+    Literal,
+    Mapping,
+    Optional,
+    Tuple,
+)
 
-from ._compat import DATACLASS_SLOTS
-from ._stacks import EMPTY_TRACEBACK, Traceback
+from .compat import DATACLASS_SLOTS
+from .stacks import EMPTY_TRACEBACK, Traceback
 
 __all__ = [
     "CAUSE_COLUMN",
@@ -26,6 +37,8 @@ __all__ = [
     "KindStats",
     "RELEASE_CAUSES",
     "Registry",
+    "ReleaseCause",
+    "Source",
     "Stats",
     "Totals",
 ]
@@ -37,6 +50,9 @@ __all__ = [
 #: ``direct``: a release function was called directly with its address (e.g. async handles);
 #: ``untracked``: its ``_Handle`` was finalised while handletrace was not installed.
 RELEASE_CAUSES = ("del", "gc", "forced", "direct", "untracked")
+ReleaseCause = Literal["del", "gc", "forced", "direct", "untracked"]
+#: Where a record comes from: an ``interop._Handle`` or a ``ResultFuture``'s async handle.
+Source = Literal["handle", "future"]
 
 #: The counters kept per kind, in this order: created, released, live, peak, then one column
 #: per release cause (``CAUSE_COLUMN``). One row per kind: a release updates one row only.
@@ -58,6 +74,12 @@ def _dead_ref() -> None:
     return None
 
 
+def address_of(handle: Any) -> int:
+    """The native address a ctypes handle (or a plain int) holds; 0 if none."""
+    value = getattr(handle, "value", handle)
+    return value if isinstance(value, int) else 0
+
+
 @dataclass(frozen=True, **DATACLASS_SLOTS)
 class HandleRecord:
     """One live native handle: what it is, who owns it, where and when it was created."""
@@ -77,7 +99,7 @@ class HandleRecord:
     traceback: Traceback = field(default=EMPTY_TRACEBACK, compare=False)
     #: ``"handle"`` for an ``interop._Handle``; ``"future"`` for the async handle of a
     #: ``ResultFuture`` (released only when its ``get()`` runs).
-    source: str = "handle"
+    source: Source = "handle"
     owner_ref: Callable[[], Any] = field(default=_dead_ref, compare=False, repr=False)
     parent_ref: Callable[[], Any] = field(default=_dead_ref, compare=False, repr=False)
     handle_ref: Callable[[], Any] = field(default=_dead_ref, compare=False, repr=False)
@@ -316,15 +338,11 @@ class Registry:
                 del self._by_address[address]
         return entry
 
-    def find_address(self, address: int) -> Optional[HandleRecord]:
-        """The live async-handle record at ``address`` (``ResultFuture`` records only)."""
+    def async_entry(self, address: int) -> Optional[RecordFields]:
+        """The live async-handle entry at ``address`` (``ResultFuture`` records only)."""
         with self._lock:
             seq = self._by_address.get(address)
-            entry = None if seq is None else self._live.get(seq)
-        if entry is None:
-            return None
-        built = self._built.get(seq)  # type: ignore[arg-type]
-        return built or _build_records([entry], self.seq_of_handle)[0]
+            return None if seq is None else self._live.get(seq)
 
     def count_error(self, where: str, exc: BaseException) -> None:
         """Count an instrumentation failure; keep a short description of the latest few."""
@@ -334,18 +352,14 @@ class Registry:
                 # Type and location only: an exception message may quote an argument value.
                 self.last_errors.append(f"{where}: {type(exc).__name__}")
 
-    def prune_dead_handles(self) -> int:
-        """Release (cause ``untracked``) ``_Handle`` entries whose object is gone: handles
-        finalised while the hooks were not in place. Returns how many (one heap pass, if
-        there are any ``_Handle`` entries; none while objects are frozen by ``gc.freeze()``:
-        a frozen ``_Handle`` cannot be told from a dead one)."""
-        from ._owners import handles_by_seq, scan_sees_all
+    def handle_seqs(self) -> List[int]:
+        """The sequence numbers of the live ``_Handle`` entries (not async handles)."""
+        return [seq for seq, entry in self._live.copy().items() if len(entry) == HANDLE_ENTRY_LEN]
 
-        seqs = [seq for seq, entry in self._live.copy().items() if len(entry) == HANDLE_ENTRY_LEN]
-        if not seqs or not scan_sees_all():
-            return 0
-        alive = handles_by_seq(seqs, self.seq_of_handle)
-        dead = [seq for seq in seqs if seq not in alive and self.release(seq, "untracked")]
+    def release_dead(self, seqs: Collection[int]) -> int:
+        """Release (cause ``untracked``) the ``_Handle`` records ``seqs``, whose objects are
+        gone (finalised while the hooks were not in place); how many were still on record."""
+        dead = [seq for seq in seqs if self.release(seq, "untracked")]
         if dead:
             self._forget_index_entries(dead)
         return len(dead)
@@ -404,55 +418,46 @@ class Registry:
         """The sequence numbers of the live records (no record is built)."""
         return frozenset(self._live.copy())
 
-    def live_records(
+    def entries(
         self,
         *,
         select: Optional[Callable[[int], bool]] = None,
         source: Optional[str] = None,
         kinds: Optional[Collection[str]] = None,
-    ) -> list[HandleRecord]:
-        """A copy of the live records in creation order; only those whose sequence number
-        ``select`` accepts, of ``source`` (``"handle"`` / ``"future"``) and ``kinds``, if given
-        (filtered before any record is built)."""
+    ) -> Dict[int, RecordFields]:
+        """A copy of the live entries by sequence number; only those whose sequence number
+        ``select`` accepts, of ``source`` (``"handle"`` / ``"future"``) and ``kinds``, if given."""
         table = self._live.copy()  # one C call: atomic under the GIL
         if select is not None or source is not None or kinds is not None:
             table = {
                 seq: entry
                 for seq, entry in table.items()
                 if (select is None or select(seq))
-                and (source is None or _source_of(entry) == source)
+                and (source is None or source_of(entry) == source)
                 and (kinds is None or entry[1] in kinds)
             }
-        # Records built before are reused; one get() each (a collection may release any of
-        # them, and drop it from the cache, at any moment: the copy here keeps them).
-        built = self._built
-        records: Dict[int, HandleRecord] = {}
-        missing = []
-        for seq, entry in table.items():
-            record = built.get(seq)
-            if record is None:
-                missing.append(entry)
-            else:
-                records[seq] = record
-        if missing:
-            new = _build_records(missing, self.seq_of_handle)
-            with self._lock:
-                for record in new:
-                    records[record.seq] = record
-                    if record.seq in self._live:
-                        built[record.seq] = record
-                if len(built) > 2 * len(self._live) + 64:
-                    for seq in [seq for seq in built.copy() if seq not in self._live]:
-                        built.pop(seq, None)
-        return [records[seq] for seq in sorted(table)]
+        return table
 
-    def live_count(self) -> int:
-        return len(self._live)
+    def cached_record(self, seq: int) -> Optional[HandleRecord]:
+        """The record built before for ``seq``, if it is still cached."""
+        return self._built.get(seq)
+
+    def cache_records(self, records: Collection[HandleRecord]) -> None:
+        """Keep built records of live entries for the next query (dropped on release)."""
+        built = self._built
+        with self._lock:
+            for record in records:
+                if record.seq in self._live:
+                    built[record.seq] = record
+            if len(built) > 2 * len(self._live) + 64:
+                for seq in [seq for seq in built.copy() if seq not in self._live]:
+                    built.pop(seq, None)
 
     def last_seq(self) -> int:
         """The sequence number of the newest record (a cheap "created since" marker)."""
-        # repr of an itertools.count is "count(N)", N the next number it gives.
-        return int(repr(self._seq)[6:-1]) - 1
+        # Taking a number is atomic (one C call) and the gap it leaves is harmless: sequence
+        # numbers only need to grow. Every record made after this call has a larger number.
+        return next(self._seq) - 1
 
     def totals(self) -> Totals:
         """Created per kind, released per cause and errors since the registry was made."""
@@ -496,83 +501,9 @@ class Registry:
 HANDLE_ENTRY_LEN = 7
 
 
-def _source_of(entry: RecordFields) -> str:
+def source_of(entry: RecordFields) -> str:
+    """``"handle"`` for a ``_Handle``'s entry, ``"future"`` for an async handle's."""
     return "handle" if len(entry) == HANDLE_ENTRY_LEN else entry[9]
-
-
-def _build_records(
-    entries: List[RecordFields], seq_of: Callable[[Any], Optional[int]]
-) -> List[HandleRecord]:
-    """Build the records of ``entries``; owners of ``_Handle`` entries are found together
-    (``seq_of``: the sequence number of a ``_Handle``'s record, see ``seq_of_handle``)."""
-    from ._owners import handles_by_seq, owners_of  # report time: not on the hot path
-
-    handles = [entry for entry in entries if len(entry) == HANDLE_ENTRY_LEN]
-    objects = handles_by_seq([entry[0] for entry in handles], seq_of) if handles else {}
-    handle_objects = [objects.get(entry[0]) for entry in handles]
-    owners = owners_of(handle_objects, [entry[3] for entry in handles])
-    found_objects = iter(handle_objects)
-    found = iter(owners)
-    offset = time.time() - time.monotonic()
-    records = []
-    for entry in entries:
-        if len(entry) == HANDLE_ENTRY_LEN:
-            seq, kind, handle, _code, thread, monotonic, traceback = entry
-            owner, owner_name, parent = next(found)
-            handle_obj = next(found_objects)
-            if isinstance(thread, int):
-                thread_id, name = thread, thread_name(thread)
-            else:
-                thread_id, name = thread.ident or 0, thread.name
-            records.append(
-                HandleRecord(
-                    seq=seq,
-                    kind=kind,
-                    address=_address(handle),
-                    owner=owner_name,
-                    parent=type(parent).__qualname__ if parent is not None else None,
-                    thread_id=thread_id,
-                    thread_name=name,
-                    created_at=monotonic + offset,
-                    created_monotonic=monotonic,
-                    traceback=traceback,
-                    source="handle",
-                    owner_ref=make_weakref(owner),
-                    parent_ref=make_weakref(parent),
-                    handle_ref=make_weakref(handle_obj),
-                )
-            )
-        else:
-            records.append(_as_record(entry))
-    return records
-
-
-def _address(handle: Any) -> int:
-    value = getattr(handle, "value", handle)
-    return value if isinstance(value, int) else 0
-
-
-def _as_record(entry: RecordFields) -> HandleRecord:
-    # The fields carry the monotonic creation time only (one float less per live handle);
-    # the wall-clock time is worked out from it (a clock step since would shift it).
-    (seq, kind, address, owner, parent, thread_id, thread_name_, monotonic, traceback, source,
-     owner_ref, parent_ref, handle_ref) = entry  # fmt: skip
-    return HandleRecord(
-        seq=seq,
-        kind=kind,
-        address=address,
-        owner=owner,
-        parent=parent,
-        thread_id=thread_id,
-        thread_name=thread_name_,
-        created_at=monotonic + (time.time() - time.monotonic()),
-        created_monotonic=monotonic,
-        traceback=traceback,
-        source=source,
-        owner_ref=owner_ref,
-        parent_ref=parent_ref,
-        handle_ref=handle_ref,
-    )
 
 
 def make_weakref(obj: Any) -> Callable[[], Any]:

@@ -51,7 +51,6 @@ or synthesis event args, do not even check validity first).
 from __future__ import annotations
 
 import ctypes
-import sys
 import threading
 import time
 import warnings
@@ -70,11 +69,14 @@ from typing import (
     Union,
 )
 
-from ._compat import DATACLASS_SLOTS
-from ._patching import HandleTraceWarning, kind_of
-from ._registry import HandleRecord
-from ._signals import _public_name, event_signal_type
-from ._tracker import TRACKER
+from ._core.compat import DATACLASS_SLOTS
+from ._core.registry import HandleRecord
+from ._core.state import TRACKER
+from ._sdk.kinds import kind_of
+from ._sdk.modules import INTEROP_MODULE, handle_type, is_sdk_class
+from ._sdk.records import live_records
+from ._sdk.signals import event_signal_type, public_name
+from .errors import HandleTraceWarning
 
 __all__ = [
     "DEFAULT_STOP_TIMEOUT",
@@ -93,8 +95,6 @@ DEFAULT_STOP_TIMEOUT = 5.0
 #: SDK property: seconds a stopping recognizer waits for the service's final results.
 STOP_TIMEOUT_PROPERTY = "SPEECH-StopRecognitionTimeoutInSeconds"
 
-_SDK_PREFIX = "azure.cognitiveservices.speech"
-_INTEROP = _SDK_PREFIX + ".interop"
 _OWNED_SUBOBJECT_TYPES = ("PropertyCollection",)
 
 # Guards the check-and-add of _DISPOSED and the swap of a _Handle's attributes: a few
@@ -171,11 +171,6 @@ class ReleaseAllResult:
 # -- finding what an object owns ---------------------------------------------------------
 
 
-def _handle_type() -> Optional[type]:
-    module = sys.modules.get(_INTEROP)
-    return getattr(module, "_Handle", None) if module is not None else None
-
-
 def _instance_items(obj: Any) -> List[Tuple[str, Any]]:
     """A copy of ``obj``'s instance dictionary, read past any ``__getattribute__`` override
     (a broken proxy or descriptor cannot stop a release); empty if it has none."""
@@ -191,20 +186,19 @@ def _owned_subobjects(obj: Any) -> List[Any]:
     return [
         value
         for _, value in _instance_items(obj)
-        if type(value).__name__ in _OWNED_SUBOBJECT_TYPES
-        and type(value).__module__.startswith(_SDK_PREFIX)
+        if type(value).__name__ in _OWNED_SUBOBJECT_TYPES and is_sdk_class(type(value))
     ]
 
 
 def _owned_handles(obj: Any) -> List[Any]:
     """The ``_Handle`` objects ``obj`` owns: its own, then its sub-objects', in dict order."""
-    handle_type = _handle_type()
-    if handle_type is None:
+    handle_cls = handle_type()
+    if handle_cls is None:
         return []
-    handles = [value for _, value in _instance_items(obj) if issubclass(type(value), handle_type)]
+    handles = [value for _, value in _instance_items(obj) if issubclass(type(value), handle_cls)]
     for sub in _owned_subobjects(obj):
         handles.extend(
-            value for _, value in _instance_items(sub) if issubclass(type(value), handle_type)
+            value for _, value in _instance_items(sub) if issubclass(type(value), handle_cls)
         )
     return handles
 
@@ -218,7 +212,7 @@ def _signals(obj: Any) -> List[Tuple[str, Any]]:
     if signal_type is None:
         return []
     return [
-        (_public_name(attribute) or attribute, value)
+        (public_name(attribute) or attribute, value)
         for attribute, value in _instance_items(obj)
         if issubclass(type(value), signal_type)
     ]
@@ -356,9 +350,9 @@ def _run_sdk_finaliser(obj: Any, errors: List[str]) -> None:
     # which recurses without end on a user subclass.
     if (
         finaliser is None
-        or not cls.__module__.startswith(_SDK_PREFIX)
-        or not module.startswith(_SDK_PREFIX)
-        or module == _INTEROP
+        or not is_sdk_class(cls)
+        or not is_sdk_class(finaliser)
+        or module == INTEROP_MODULE
     ):
         return
     try:
@@ -492,8 +486,8 @@ def dispose(obj: Any, *, stop_timeout: float = DEFAULT_STOP_TIMEOUT) -> DisposeR
     if obj is None:
         return DisposeResult(target="", already_disposed=True)
     target = type(obj).__qualname__
-    handle_type = _handle_type()
-    if handle_type is not None and issubclass(type(obj), handle_type):
+    handle_cls = handle_type()
+    if handle_cls is not None and issubclass(type(obj), handle_cls):
         errors: List[str] = []
         kind = _release_handle(obj, errors)
         return DisposeResult(
@@ -641,14 +635,16 @@ def _dispose_guarded(target: Any, stop_timeout: float) -> DisposeResult:
 
 
 def release_all(
-    kind: Union[None, str, Iterable[str]] = None,
-    older_than: Optional[float] = None,
+    kinds: Union[None, str, Iterable[str]] = None,
     *,
+    older_than: Optional[float] = None,
     stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+    kind: Union[None, str, Iterable[str]] = None,
 ) -> ReleaseAllResult:
     """Dispose the owners of every live tracked handle (for shutdown paths, admin endpoints).
 
-    ``kind``: only handles of this kind (or these kinds), e.g. ``"recognizer"``;
+    ``kinds``: only handles of this kind (or these kinds), e.g. ``"recognizer"``, as for
+    ``install(kinds=)`` (``kind=`` is its old name);
     ``older_than``: only handles created at least this many seconds ago. Each matching
     handle's top-level owner is disposed (a property bag's recognizer, say), which releases
     all the handles that owner owns, matching or not. Owners are disposed newest first (in
@@ -664,6 +660,13 @@ def release_all(
     the future's ``get()`` may be running on another thread, which would then release the
     same address a second time.
     """
+    if kind is not None:
+        warnings.warn(
+            "release_all(kind=) is now release_all(kinds=) (as in install())",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        kinds = kind if kinds is None else kinds
     if older_than is not None and older_than < 0:
         raise ValueError(f"older_than must be >= 0 seconds, got {older_than!r}")
     tracker = TRACKER
@@ -674,11 +677,11 @@ def release_all(
             HandleTraceWarning,
             stacklevel=2,
         )
-    kinds = _kinds_filter(kind)
+    wanted = _kinds_filter(kinds)
     now = time.monotonic()
     targets: List[Any] = []
     skipped: List[HandleRecord] = []
-    for record in tracker.registry.live_records(kinds=kinds):
+    for record in live_records(tracker.registry, kinds=wanted):
         if older_than is not None and record.age(now) < older_than:
             continue
         if record.source != "handle":

@@ -13,8 +13,8 @@ import time
 from html import escape
 from typing import IO, Any, List, Optional, Sequence
 
-from ._render import _age, _plural
-from ._report import Report, ReportFrame, ReportGroup
+from .model import Report, ReportFrame, ReportGroup
+from .words import age_text, plural
 
 __all__ = ["format_html", "render_html", "svg_cycle"]
 
@@ -275,9 +275,9 @@ def _group_html(index: int, group: ReportGroup) -> str:
         else "(no creation stack captured)"
     )
     ages = (
-        _age(group.age_min)
+        age_text(group.age_min)
         if group.age_min == group.age_max
-        else (f"{_age(group.age_min)} to {_age(group.age_max)}")
+        else (f"{age_text(group.age_min)} to {age_text(group.age_max)}")
     )
     kinds = "\n".join(
         f'<tr><td>{n}</td><td class="l mono">{escape(kind)}</td><td class="l">{escape(owner)}</td></tr>'
@@ -287,19 +287,19 @@ def _group_html(index: int, group: ReportGroup) -> str:
         f'<tr><td>{h.seq}</td><td class="l mono">{escape(h.kind)}</td><td class="l mono">'
         f'{escape(h.address)}</td><td class="l">{escape(h.owner)}'
         f'{(" of " + escape(h.parent)) if h.parent else ""}</td><td class="l">'
-        f"{escape(h.thread)}</td><td>{_age(h.age)}</td></tr>"
+        f"{escape(h.thread)}</td><td>{age_text(h.age)}</td></tr>"
         for h in group.handles
     )
     more = group.count - len(group.handles)
     return f"""<section class="group" id="group-{index}">
-<h3>#{index} &nbsp;{_plural(group.count, "handle")} created at <span class="where">{where}</span></h3>
+<h3>#{index} &nbsp;{plural(group.count, "handle")} created at <span class="where">{where}</span></h3>
 <div class="meta">age {ages}; fingerprint <code>{escape(group.fingerprint)}</code></div>
 {_diagnosis_html(group)}
 <table><tr><th>count</th><th class="l">kind</th><th class="l">owner</th></tr>
 {kinds}
 </table>
 {_traceback_html(group.traceback) if group.traceback else ""}
-<details><summary>{_plural(len(group.handles), "handle")} listed{f" ({more} more not listed)" if more > 0 else ""}</summary>
+<details><summary>{plural(len(group.handles), "handle")} listed{f" ({more} more not listed)" if more > 0 else ""}</summary>
 <table><tr><th>seq</th><th class="l">kind</th><th class="l">address</th><th class="l">owner</th>
 <th class="l">thread</th><th>age</th></tr>
 {handles}
@@ -315,8 +315,8 @@ def format_html(report: Report, *, title: Optional[str] = None) -> str:
         badge = '<span class="badge ok">no live native handles</span>'
     else:
         badge = (
-            f'<span class="badge bad">{_plural(report.live, "live native handle")} in '
-            f"{_plural(len(report.groups), 'group')}</span>"
+            f'<span class="badge bad">{plural(report.live, "live native handle")} in '
+            f"{plural(len(report.groups), 'group')}</span>"
         )
     causes = ", ".join(f"{c} {n}" for c, n in report.released_by_cause.items() if n)
     notes = []
@@ -324,7 +324,7 @@ def format_html(report: Report, *, title: Optional[str] = None) -> str:
         notes.append("handletrace was not installed: handles were not being tracked")
     if report.instrumentation_errors:
         notes.append(
-            f"{_plural(report.instrumentation_errors, 'instrumentation error')} "
+            f"{plural(report.instrumentation_errors, 'instrumentation error')} "
             "(caught; the program was not affected)"
         )
     notes.extend(report.notes)
@@ -332,7 +332,7 @@ def format_html(report: Report, *, title: Optional[str] = None) -> str:
     if diagnosis is not None:
         counts = ", ".join(f"{n} {state}" for state, n in diagnosis.classification)
         notes.append(
-            f"diagnosis: {counts or 'nothing to classify'}; {_plural(diagnosis.findings, 'finding')} "
+            f"diagnosis: {counts or 'nothing to classify'}; {plural(diagnosis.findings, 'finding')} "
             f"(heap scan of {diagnosis.objects_scanned:,} objects in "
             f"{diagnosis.duration * 1000:.0f} ms"
             + ("; gc.collect() was run first)" if diagnosis.gc_collected else ")")

@@ -14,24 +14,20 @@ from __future__ import annotations
 import inspect
 import os
 import re
-import sys
 from dataclasses import dataclass
 from types import FunctionType, MethodType
-from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
-from ._compat import DATACLASS_SLOTS
-from ._registry import HandleRecord
-from ._signals import callbacks_of, describe_callable, signal_names
-
-if TYPE_CHECKING:
-    from ._access import AccessRecord
-    from ._cycles import RefPath
+from .._core.compat import DATACLASS_SLOTS
+from .._core.registry import HandleRecord
+from .._sdk.access import AccessRecord
+from .._sdk.modules import is_sdk_class, is_sdk_code
+from .._sdk.signals import callbacks_of, describe_callable, signal_names
+from .paths import RefPath
+from .states import CYCLIC_GARBAGE, ORPHANED
 
 __all__ = ["Finding", "PATTERNS", "Pattern", "Subject", "detect"]
 
-SDK_PACKAGE = "azure.cognitiveservices.speech"
-_ORPHANED = "orphaned"  # == _diagnosis.ORPHANED
-_CYCLIC_GARBAGE = "cyclic-garbage"  # == _diagnosis.CYCLIC_GARBAGE
 
 
 @dataclass(frozen=True, **DATACLASS_SLOTS)
@@ -81,20 +77,6 @@ class Pattern:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _sdk_dir() -> str:
-    module = sys.modules.get(SDK_PACKAGE)
-    path = getattr(module, "__file__", None)
-    return os.path.join(os.path.dirname(os.path.abspath(path)), "") if path else "\0"
-
-
-def _is_sdk_code(filename: str) -> bool:
-    return bool(filename) and os.path.abspath(filename).startswith(_sdk_dir())
-
-
-def _is_sdk_class(cls: type) -> bool:
-    return (getattr(cls, "__module__", None) or "").startswith(SDK_PACKAGE)
-
-
 def _site(record: HandleRecord) -> Tuple[str, int]:
     origin = record.traceback.origin
     return (origin.filename, origin.lineno) if origin is not None else ("", 0)
@@ -108,7 +90,7 @@ def _variable(cls: type) -> str:
     """A conventional variable name for an SDK object in fix texts."""
     for klass in cls.__mro__:
         name = klass.__name__
-        if _is_sdk_class(klass):
+        if is_sdk_class(klass):
             if "Transcriber" in name:
                 return "transcriber"
             if "Synthesizer" in name:
@@ -123,12 +105,7 @@ def _variable(cls: type) -> str:
 
 
 def _dispose_hint(var: str) -> str:
-    api = sys.modules.get("handletrace")
-    return (
-        f"; or release it at once with handletrace.dispose({var})"
-        if hasattr(api, "dispose")
-        else ""
-    )
+    return f"; or release it at once with handletrace.dispose({var})"
 
 
 def _signal_attribute(cls: type, name: str) -> Optional[str]:
@@ -213,7 +190,7 @@ def detect_callback_captures_owner(subject: Subject) -> Iterable[Finding]:
     for name, _attribute, signal in _connected_signals(obj):
         for callback in callbacks_of(signal):
             info = describe_callable(callback)
-            if not info.filename or _is_sdk_code(info.filename):
+            if not info.filename or is_sdk_code(info.filename):
                 continue
             captured = _captured_name(callback, obj)
             how = None
@@ -226,7 +203,7 @@ def detect_callback_captures_owner(subject: Subject) -> Iterable[Finding]:
             else:
                 note = _cycle_note_for(subject.cycle, info.filename, info.lineno)
                 if (
-                    subject.state == _CYCLIC_GARBAGE
+                    subject.state == CYCLIC_GARBAGE
                     and note is not None
                     and subject.cycle is not None
                 ):
@@ -266,7 +243,7 @@ def _sdk_token_lambda(obj: Any) -> Optional[Tuple[str, Any]]:
             continue
         for callback in callbacks_of(signal):
             info = describe_callable(callback)
-            if _is_sdk_code(info.filename) and _captured_name(callback, obj) is not None:
+            if is_sdk_code(info.filename) and _captured_name(callback, obj) is not None:
                 return attribute, callback
     return None
 
@@ -308,7 +285,7 @@ _ASYNC_CALL = re.compile(r"\.((?:start|stop)_\w+_async|\w+_async)\s*\(")
 
 def detect_fire_and_forget_future(subject: Subject) -> Iterable[Finding]:
     record = subject.record
-    if record.source != "future" or subject.state != _ORPHANED:
+    if record.source != "future" or subject.state != ORPHANED:
         return
     filename, lineno = _site(record)
     method = ""
@@ -347,7 +324,7 @@ def detect_fire_and_forget_future(subject: Subject) -> Iterable[Finding]:
 def _recursive_del_base(cls: type) -> Optional[type]:
     """The SDK class whose ``__del__`` calls ``super(type(self), self).__del__()``, if ``cls``
     (a user subclass) would run it."""
-    if _is_sdk_class(cls):
+    if is_sdk_class(cls):
         return None
     for klass in cls.__mro__:
         method = vars(klass).get("__del__")
@@ -356,7 +333,7 @@ def _recursive_del_base(cls: type) -> Optional[type]:
         code = getattr(method, "__code__", None)
         if code is None:
             return None
-        if not _is_sdk_class(klass):
+        if not is_sdk_class(klass):
             if "super" not in code.co_names:
                 return None  # the user's own __del__ does not reach the SDK's
             continue
@@ -417,7 +394,7 @@ def detect_synthesizer_token_signal(subject: Subject) -> Iterable[Finding]:
     if obj is None:
         return
     sdk_class = next(
-        (k for k in type(obj).__mro__ if k.__name__ == "SpeechSynthesizer" and _is_sdk_class(k)),
+        (k for k in type(obj).__mro__ if k.__name__ == "SpeechSynthesizer" and is_sdk_class(k)),
         None,
     )
     if sdk_class is None or _sdk_token_lambda(obj) is None:

@@ -14,28 +14,15 @@ import sys
 from types import CodeType
 from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["class_of_code", "handles_by_seq", "owners_of", "scan_sees_all"]
+from .modules import SDK_MODULE, handle_type, is_sdk_object
 
-SDK_MODULE = "azure.cognitiveservices.speech"
+__all__ = ["class_of_code", "handles_by_seq", "owners_of", "scan_sees_all"]
 
 #: (owner, owner's class name, parent) per handle; the owner is ``None`` when no SDK object
 #: holds the handle any more, and its class name then comes from the code that made it.
 Owners = Tuple[Any, str, Any]
 
-_is_sdk_type: Dict[type, bool] = {}
 _code_classes: Dict[CodeType, str] = {}
-
-
-def is_sdk_object(obj: Any) -> bool:
-    """Whether ``obj`` is an instance of an SDK class (or of a subclass of one)."""
-    cls = type(obj)
-    known = _is_sdk_type.get(cls)
-    if known is None:
-        known = _is_sdk_type[cls] = any(
-            (getattr(base, "__module__", None) or "").startswith(SDK_MODULE)
-            for base in cls.__mro__[:-1]
-        )
-    return known
 
 
 def class_of_code(code: Optional[CodeType]) -> str:
@@ -81,8 +68,7 @@ def handles_by_seq(seqs: Collection[int], seq_of: Callable[[Any], Optional[int]]
     excepted (see ``scan_sees_all``): a weak reference per handle instead cost 2-3 % of
     creating the cheapest SDK object.
     """
-    interop = sys.modules.get(SDK_MODULE + ".interop")
-    handle_class = getattr(interop, "_Handle", None)
+    handle_class = handle_type()
     if handle_class is None or not seqs:
         return {}
     wanted = set(seqs)

@@ -1,7 +1,7 @@
-/* handletrace._speedups: the per-handle hot path in C (optional).
+/* handletrace._instrument._speedups: the per-handle hot path in C (optional).
  *
  * make_hooks() returns the objects that replace interop._Handle.__init__ and __del__. They
- * do exactly what _patching._python_hooks() does, line for line, without the cost of an
+ * do exactly what _instrument.hooks.python_hooks() does, line for line, without the cost of an
  * extra Python call per handle: a Python wrapper alone costs about 5 % of creating and
  * releasing the cheapest SDK object. The GIL makes each hook atomic: no Python code runs
  * between reading and writing the registry's containers, and every allocation that could
@@ -25,10 +25,10 @@
 #include <time.h>
 
 #if PY_VERSION_HEX < 0x03090000
-#error "handletrace._speedups needs CPython 3.9 or newer"
+#error "handletrace._instrument._speedups needs CPython 3.9 or newer"
 #endif
 #ifdef Py_GIL_DISABLED
-#error "handletrace._speedups relies on the GIL: not for free-threaded CPython"
+#error "handletrace._instrument._speedups relies on the GIL: not for free-threaded CPython"
 #endif
 
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 && \
@@ -49,7 +49,7 @@ static PyObject *s_installed, *s_config, *s_kinds, *s_stack_depth, *s_stack_samp
 
 /* -- Counters: a kind's counters as C integers ---------------------------------------------
  * A fixed-length sequence of 64-bit integers (created, released, live, peak, then one per
- * release cause: see _registry.COUNTER_COLUMNS). The hooks add to it in place: counting in
+ * release cause: see _core.registry.COUNTER_COLUMNS). The hooks add to it in place: counting in
  * Python ints would allocate a new int per counter per handle. Python code indexes it like
  * the list the pure-Python hooks use. */
 typedef struct {
@@ -181,7 +181,7 @@ static PySequenceMethods counters_as_sequence = {
 
 static PyTypeObject CountersType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "handletrace._speedups.Counters",
+    .tp_name = "handletrace._instrument._speedups.Counters",
     .tp_basicsize = offsetof(Counters, values),
     .tp_itemsize = sizeof(long long),
     .tp_repr = (reprfunc)counters_repr,
@@ -571,7 +571,7 @@ static PyMethodDef index_methods[] = {
 
 static PyTypeObject HandleIndexType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "handletrace._speedups.HandleIndex",
+    .tp_name = "handletrace._instrument._speedups.HandleIndex",
     .tp_basicsize = sizeof(HandleIndex),
     .tp_dealloc = (destructor)index_dealloc,
     .tp_as_mapping = &index_as_mapping,
@@ -807,7 +807,7 @@ is_time_monotonic(PyObject *callable)
 #endif
 }
 
-/* -- stack capture (what _stacks.capture does) -------------------------------------------- */
+/* -- stack capture (what _core.stacks.capture does) -------------------------------------------- */
 
 /* Whether frames of code are left out of stacks (SDK, wrapt, handletrace): its file name
  * starts with one of ctx.prefixes. Remembered per code object: comparing the paths cost more
@@ -1001,7 +1001,7 @@ capture(Hook *self, WalkFrame *start, long depth)
     /* Frames beyond depth are not walked (that walk cost more than the capture in a deep
      * service): the total depth is known only when the stack ended (-1: it went on). */
     total = frame == NULL ? taken : -1;
-    /* The intern key: the same facts as _stacks.capture's tuple (total depth, offsets, code
+    /* The intern key: the same facts as _core.stacks.capture's tuple (total depth, offsets, code
      * object identities), packed in one bytes object: one allocation instead of 2n+1 ints.
      * (The two kinds of key never meet: one process uses one kind of hook at a time.) An
      * interned Traceback holds its code objects, so an address in a key is never reused. */
@@ -1554,7 +1554,7 @@ static PyGetSetDef hook_getset[] = {
 
 static PyTypeObject HookType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "handletrace._speedups.Hook",
+    .tp_name = "handletrace._instrument._speedups.Hook",
     .tp_basicsize = sizeof(Hook),
     .tp_dealloc = (destructor)hook_dealloc,
     .tp_vectorcall_offset = offsetof(Hook, vectorcall),
@@ -1564,7 +1564,7 @@ static PyTypeObject HookType = {
     .tp_setattro = PyObject_GenericSetAttr,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
                 Py_TPFLAGS_METHOD_DESCRIPTOR,
-    .tp_doc = "A _Handle method replaced by handletrace (see _patching._python_hooks).",
+    .tp_doc = "A _Handle method replaced by handletrace (see hooks.python_hooks).",
     .tp_traverse = (traverseproc)hook_traverse,
     .tp_clear = (inquiry)hook_clear,
     .tp_getset = hook_getset,
@@ -1735,8 +1735,8 @@ static PyMethodDef module_methods[] = {
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "handletrace._speedups",
-    .m_doc = "The per-handle hot path of handletrace in C (optional; see _patching.py).",
+    .m_name = "handletrace._instrument._speedups",
+    .m_doc = "The per-handle hot path of handletrace in C (optional; see _instrument/hooks.py).",
     .m_size = -1,
     .m_methods = module_methods,
 };

@@ -23,9 +23,12 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ._compat import DATACLASS_SLOTS
-from ._registry import Registry
-from ._terminal import Style
+from .._core.compat import DATACLASS_SLOTS
+from .._core.config import format_for_path as _format_for_path
+from .._core.registry import Registry
+from .._core.state import TRACKER
+from ..errors import TimelineError
+from .terminal import Style
 
 __all__ = [
     "TIMELINE_SCHEMA",
@@ -48,10 +51,6 @@ TIMELINE_VERSION = 1
 TIMELINE_FORMATS = ("text", "json", "svg", "html")
 DEFAULT_INTERVAL = 0.1  # seconds between samples
 MAX_SAMPLES = 20_000  # past this, every other sample is dropped and the interval doubles
-
-
-class TimelineError(ValueError):
-    """A saved timeline could not be read, or a timeline cannot be written as asked."""
 
 
 @dataclass(frozen=True, **DATACLASS_SLOTS)
@@ -308,8 +307,6 @@ class Sampler:
         if max_samples < 2:
             raise ValueError(f"max_samples must be at least 2; got {max_samples!r}")
         if registry is None:
-            from ._tracker import TRACKER
-
             registry = TRACKER.registry
         self.registry = registry
         self.interval = float(interval)
@@ -403,21 +400,6 @@ class Sampler:
 
 
 # -- shared drawing helpers ----------------------------------------------------------------
-
-
-_NICE_STEPS = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
-
-
-def nice_ceiling(value: float) -> float:
-    """The smallest "round" number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 x 10^k) >= ``value``."""
-    if value <= 0:
-        return 1.0
-    exponent = math.floor(math.log10(value))
-    for step in _NICE_STEPS:
-        candidate = step * 10**exponent
-        if candidate >= value * (1 - 1e-9):
-            return candidate
-    return 10.0 ** (exponent + 1)
 
 
 def nice_step(span: float, ticks: int) -> float:
@@ -927,14 +909,7 @@ td:first-child, th:first-child {{ text-align: left; font-family: ui-monospace, m
 
 def format_for_path(path: str) -> str:
     """The timeline format a file name asks for: .svg, .html/.htm, .json, else text."""
-    lower = path.lower()
-    if lower.endswith(".svg"):
-        return "svg"
-    if lower.endswith((".html", ".htm")):
-        return "html"
-    if lower.endswith(".json"):
-        return "json"
-    return "text"
+    return _format_for_path(path, TIMELINE_FORMATS)
 
 
 def render_timeline(

@@ -24,58 +24,40 @@ Classifications, most urgent first:
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from . import _patterns
-from ._access import AccessRecord, access_records
-from ._compat import DATACLASS_SLOTS
-from ._cycles import HeapGraph, RefPath
-from ._native import NativeCheck, cross_check, read_native_counts
-from ._owners import scan_sees_all
-from ._patterns import Finding, Subject
-from ._registry import HandleRecord
-from ._signals import CallbackInfo, callbacks_of, describe_callable, signal_names
-from ._snapshot import Snapshot
-from ._tracker import TRACKER
+from .._core.compat import DATACLASS_SLOTS
+from .._core.registry import HandleRecord
+from .._core.snapshot import Snapshot
+from .._core.state import TRACKER
+from .._sdk.access import AccessRecord, access_records
+from .._sdk.native import NativeCheck, cross_check, read_native_counts
+from .._sdk.owners import scan_sees_all
+from .._sdk.signals import CallbackInfo, callbacks_of, describe_callable, signal_names
+from . import patterns
+from .heap import HeapGraph
+from .paths import RefPath
+from .patterns import Finding, Subject
+from .states import (
+    CLASSIFICATIONS,
+    CYCLIC_GARBAGE,
+    ORPHANED,
+    REACHABLE,
+    RELEASED,
+    STALE,
+    UNKNOWN,
+    Classification,
+)
 
 __all__ = [
-    "CLASSIFICATIONS",
-    "CYCLIC_GARBAGE",
-    "DESCRIPTIONS",
     "Diagnosis",
     "HandleDiagnosis",
-    "ORPHANED",
-    "REACHABLE",
-    "RELEASED",
-    "STALE",
     "SignalInfo",
-    "UNKNOWN",
     "diagnose",
     "signals_tree",
 ]
-
-CYCLIC_GARBAGE = "cyclic-garbage"
-ORPHANED = "orphaned"
-STALE = "stale"
-REACHABLE = "reachable"
-UNKNOWN = "unknown"
-RELEASED = "released"
-#: Every classification, most urgent first (the order reports use).
-CLASSIFICATIONS: Tuple[str, ...] = (CYCLIC_GARBAGE, ORPHANED, STALE, REACHABLE, UNKNOWN, RELEASED)
-#: One line per classification, for reports.
-DESCRIPTIONS: Mapping[str, str] = {
-    CYCLIC_GARBAGE: "unreachable; only a cyclic garbage collection would release it",
-    ORPHANED: "its Python object is gone but the native handle was never released",
-    STALE: "still referenced, and older than the stale threshold",
-    REACHABLE: "still referenced from a root",
-    UNKNOWN: "not seen by the heap scan (created meanwhile, or frozen)",
-    RELEASED: "released after the snapshot was taken",
-}
-assert _patterns._ORPHANED == ORPHANED and _patterns._CYCLIC_GARBAGE == CYCLIC_GARBAGE
-
 
 @dataclass(frozen=True, **DATACLASS_SLOTS)
 class SignalInfo:
@@ -130,7 +112,7 @@ class HandleDiagnosis:
     """
 
     seq: int
-    state: str
+    state: Classification
     subject: str = ""
     #: The same number for the handles of one SDK object within a diagnosis (0: none).
     subject_key: int = 0
@@ -192,23 +174,19 @@ def _native_check() -> Optional[NativeCheck]:
 
 
 def diagnose(
-    snapshot: Optional[Snapshot] = None,
+    snapshot: Snapshot,
     *,
     stale_after: Optional[float] = None,
     native: bool = True,
     paths: bool = True,
 ) -> Diagnosis:
-    """Classify every record of ``snapshot`` (default: a new one) and explain it.
+    """Classify every record of ``snapshot`` and explain it.
 
     ``stale_after``: seconds after which a still-referenced handle is ``stale``;
     ``native``: add the SDK's native handle counts; ``paths``: find the reference path from
     a root for reachable handles (one more walk over the heap).
     """
     started = time.perf_counter()
-    if snapshot is None:
-        from ._api import snapshot as take_snapshot
-
-        snapshot = take_snapshot()
     check = _native_check() if native else None
     if not snapshot.records:
         return Diagnosis({}, check, stale_after, time.perf_counter() - started, 0)
@@ -219,15 +197,9 @@ def diagnose(
     finally:
         graph.close()
     result = Diagnosis(handles, check, stale_after, time.perf_counter() - started, scanned)
-    _count_in_metrics(result)
+    for listener in list(TRACKER.on_diagnosis):
+        listener(result)  # metrics: each handle once per pattern; never raises
     return result
-
-
-def _count_in_metrics(diagnosis: Diagnosis) -> None:
-    """Add the leaks found to ``handletrace.leaks.found`` if metrics are loaded (and on)."""
-    metrics = sys.modules.get("handletrace.metrics")
-    if metrics is not None:
-        metrics.record_diagnosis(diagnosis)  # each handle once per pattern; never raises
 
 
 class _Analysis:
@@ -256,7 +228,7 @@ class _Analysis:
         graph = self.graph
         live = self.registry.live_seqs()
         now = self.snapshot.taken_monotonic
-        states: Dict[int, str] = {}
+        states: Dict[int, Classification] = {}
         subject_of: Dict[int, Optional[int]] = {}  # seq -> id(subject)
         anchor_of: Dict[int, int] = {}  # seq -> id(object whose cycle / path explains it)
         first_record: Dict[int, HandleRecord] = {}  # id(subject) -> its first handle record
@@ -335,7 +307,7 @@ class _Analysis:
                 cycle=cycles.get(anchor_key) if anchor_key is not None else None,
                 access=access,
             )
-            subject_findings[key] = _patterns.detect(subject, "object", self._error)
+            subject_findings[key] = patterns.detect(subject, "object", self._error)
             del subject
         result: Dict[int, HandleDiagnosis] = {}
         for record in self.snapshot.records:
@@ -349,7 +321,7 @@ class _Analysis:
             )
             parent = objects.get(subject_id) if subject_id is not None else None
             anchor_key = anchor_of.get(seq)
-            record_findings = _patterns.detect(
+            record_findings = patterns.detect(
                 Subject(obj=parent, record=record, state=state, access=access),
                 "handle",
                 self._error,

@@ -6,9 +6,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
 
-from ._compat import DATACLASS_SLOTS
-from ._registry import HandleRecord, Stats
-from ._stacks import Frame, Traceback
+from .compat import DATACLASS_SLOTS
+from .registry import HandleRecord, Stats
+from .stacks import Frame, Traceback
 
 __all__ = ["GroupDiff", "HandleGroup", "Snapshot", "site_of"]
 

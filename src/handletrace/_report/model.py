@@ -45,18 +45,18 @@ import hashlib
 import os
 import platform
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ._compat import DATACLASS_SLOTS
-from ._cycles import PathStep, RefPath
-from ._native import NativeCheck, NativeRow
-from ._signals import CallbackInfo
-from ._snapshot import HandleGroup, Snapshot
-from ._stacks import Frame
-
-if TYPE_CHECKING:
-    from ._access import AccessRecord
-    from ._diagnosis import Diagnosis, HandleDiagnosis, SignalInfo
+from .._analysis.diagnosis import Diagnosis, HandleDiagnosis, SignalInfo
+from .._analysis.paths import PathStep, RefPath
+from .._analysis.states import CLASSIFICATIONS, DESCRIPTIONS
+from .._core.compat import DATACLASS_SLOTS
+from .._core.snapshot import HandleGroup, Snapshot
+from .._core.stacks import Frame
+from .._sdk.access import AccessRecord
+from .._sdk.native import NativeCheck, NativeRow
+from .._sdk.signals import CallbackInfo
+from ..errors import ReportError
 
 __all__ = [
     "REPORT_SCHEMA",
@@ -69,17 +69,13 @@ __all__ = [
     "ReportFinding",
     "ReportGroup",
     "ReportHandle",
-    "build_report",
+    "make_report",
     "fingerprint_of",
 ]
 
 REPORT_SCHEMA = "handletrace.report"
 REPORT_VERSION = 1
 HANDLES_PER_GROUP = 50  # handles listed individually per group in a report
-
-
-class ReportError(ValueError):
-    """A saved report could not be read: it says what is wrong and where."""
 
 
 @dataclass(frozen=True, **DATACLASS_SLOTS)
@@ -202,8 +198,6 @@ class ReportGroup:
         if first is not None:
             summary = f"{first.title}: {first.message}"
         else:
-            from ._diagnosis import DESCRIPTIONS
-
             summary = DESCRIPTIONS.get(self.classification[0][0], "")
         return GroupSummary(label, summary, self.cycle, first.fix if first is not None else "")
 
@@ -345,8 +339,6 @@ def _access_rows(access: Sequence[AccessRecord]) -> Tuple[ReportAccess, ...]:
 
 def _diagnosis_fields(group: HandleGroup, diagnosis: Diagnosis) -> Dict[str, Any]:
     """The ReportGroup diagnosis fields for ``group``."""
-    from ._diagnosis import CLASSIFICATIONS
-
     pairs = [(r, diagnosis.get(r.seq)) for r in group.records]
     known = [(record, handle) for record, handle in pairs if handle is not None]
     handles: List[HandleDiagnosis] = [handle for _, handle in known]
@@ -383,7 +375,7 @@ def _diagnosis_fields(group: HandleGroup, diagnosis: Diagnosis) -> Dict[str, Any
     }
 
 
-def build_report(
+def make_report(
     snapshot: Snapshot,
     *,
     installed: bool,
@@ -435,8 +427,6 @@ def build_report(
     stats = snapshot.stats
     summary = None
     if diagnosis is not None:
-        from ._diagnosis import CLASSIFICATIONS
-
         totals = diagnosis.counts()
         summary = ReportDiagnosis(
             classification=tuple((s, totals[s]) for s in CLASSIFICATIONS if s in totals),
@@ -634,8 +624,6 @@ def _counts_from_dict(data: Any, what: str, source: str) -> Tuple[Tuple[str, int
 
 def _diagnosis_from_dict(g: Dict[str, Any], source: str) -> Dict[str, Any]:
     """The optional diagnosis fields of a group (absent in reports made without one)."""
-    from ._diagnosis import SignalInfo
-
     fields: Dict[str, Any] = {}
     if "classification" in g:
         fields["classification"] = _counts_from_dict(

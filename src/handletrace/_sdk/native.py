@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import ctypes
 import json
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Set, Tuple
 
-from ._compat import DATACLASS_SLOTS
+from .._core.compat import DATACLASS_SLOTS
+from .modules import sdk_library
 
 __all__ = [
     "NATIVE_TYPE_KINDS",
@@ -28,10 +28,10 @@ __all__ = [
     "NativeCounts",
     "NativeRow",
     "cross_check",
+    "native_handle_total",
     "read_native_counts",
 ]
 
-_INTEROP = "azure.cognitiveservices.speech.interop"
 
 #: Native handle-table type -> the handletrace kinds whose handles it counts.
 NATIVE_TYPE_KINDS: Mapping[str, Tuple[str, ...]] = {
@@ -114,11 +114,6 @@ class NativeCheck:
         return tuple(row for row in self.rows if row.difference)
 
 
-def _library() -> Any:
-    interop = sys.modules.get(_INTEROP)
-    return getattr(interop, "_sdk_lib", None) if interop is not None else None
-
-
 #: (library, (count, info, free)) made once: ctypes function objects refer to themselves,
 #: so making them per call would leave cyclic garbage behind every report.
 _functions: Optional[Tuple[Any, Optional[Tuple[Any, Any, Any]]]] = None
@@ -141,9 +136,16 @@ def _diagnostics_functions(lib: Any) -> Optional[Tuple[Any, Any, Any]]:
     return functions
 
 
+def native_handle_total() -> Optional[int]:
+    """The SDK's native handle-table total, or ``None`` (SDK not imported, or no such export)."""
+    lib = sdk_library()
+    functions = None if lib is None else _diagnostics_functions(lib)
+    return None if functions is None else int(functions[0]())
+
+
 def read_native_counts() -> Optional[NativeCounts]:
     """The SDK's native handle counts, or ``None`` (SDK not imported, or no such exports)."""
-    lib = _library()
+    lib = sdk_library()
     if lib is None:
         return None
     functions = _diagnostics_functions(lib)

@@ -31,8 +31,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Callable, List, Optional, Sequence, Tuple
 
-from ._compat import DATACLASS_SLOTS
-from ._terminal import Style
+from .._core.compat import DATACLASS_SLOTS
+from .._report.terminal import Style
 
 __all__ = [
     "METRICS",
@@ -189,7 +189,7 @@ def _native_heap() -> int:
 
 def measure() -> Measurement:
     """Live native recognizers, threads, sockets, native heap, RSS, pending objects now."""
-    from ._api import stats
+    from .._api import stats
 
     kinds = stats().kinds
     live = kinds["recognizer"].live if "recognizer" in kinds else 0
@@ -204,12 +204,12 @@ def available(metric: Metric, run: RunResult) -> bool:
 
 
 def load_example_service() -> ModuleType:
-    """The example service: shipped in the wheel, or examples/ of a source checkout (src/ layout)."""
+    """The example service: shipped in the wheel, or examples/ of a source checkout."""
     try:
         return importlib.import_module("handletrace._example_service")
     except ImportError:
         pass
-    path = Path(__file__).resolve().parents[2] / "examples" / "transcription_service.py"
+    path = Path(__file__).resolve().parents[3] / "examples" / "transcription_service.py"
     spec = importlib.util.spec_from_file_location("handletrace_example_service", path)
     if spec is None or spec.loader is None or not path.exists():
         raise ImportError(f"the example service is missing ({path})")
@@ -278,7 +278,7 @@ def format_metric_charts(
     style: Optional[Style] = None,
 ) -> str:
     """The leaky and the fixed run of one metric as two charts side by side, on one axis."""
-    from ._timeline import _chart_lines, axis_range, format_count
+    from .._report.timeline import _chart_lines, axis_range, format_count
 
     style = style or Style(False)
     runs = (leaky, fixed)
@@ -423,9 +423,10 @@ def run_demo(argv: Optional[Sequence[str]] = None, out: Optional[IO[str]] = None
     progress = sys.stderr if sys.stderr.isatty() else None
     started = time.perf_counter()
 
-    from . import _api, _patching
-    from ._timeline import Sampler, write_timeline
-    from .testing import Phrase, Script, SpeechService, silence_wav
+    from .. import _api
+    from .._instrument import install as _patching
+    from .._report.timeline import Sampler, write_timeline
+    from ..testing import Phrase, Script, SpeechService, silence_wav
 
     example = load_example_service()
     started_here = _patching.install()
@@ -465,7 +466,7 @@ def run_demo(argv: Optional[Sequence[str]] = None, out: Optional[IO[str]] = None
                     leaked = _api.snapshot().filter(
                         since=marker, kinds=["recognizer", "property_bag"]
                     )
-                    _api.report(report_text, snap=leaked)
+                    _api.report(report_text, snapshot=leaked)
             finally:
                 gc.collect()  # release every leaked transcriber before the service goes away
                 if gc_was_enabled:

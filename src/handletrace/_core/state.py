@@ -1,0 +1,71 @@
+"""The one global state object: configuration, registry and whether patches are in place."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, FrozenSet, List, Optional
+
+from .config import Config
+from .registry import Registry
+
+__all__ = ["Tracker", "TRACKER"]
+
+
+class Tracker:
+    """Everything handletrace keeps while it runs; ``TRACKER`` is the only instance."""
+
+    # Slots: the C hooks read ``installed``, ``config`` and ``gc_thread`` for every handle,
+    # straight from the object (an attribute lookup costs more than what they then do).
+    __slots__ = (
+        "registry",
+        "config",
+        "installed",
+        "gc_thread",
+        "patcher",
+        "at_exit",
+        "exposed_futures",
+        "exposed_after",
+        "on_reset",
+        "on_diagnosis",
+    )
+
+    def __init__(self) -> None:
+        self.registry = Registry()
+        self.config = Config()
+        self.installed = False
+        # Thread ident of a running cyclic collection: a ``__del__`` on that thread is caused
+        # by the collector, any other by reference counting.
+        self.gc_thread: Optional[int] = None
+        self.patcher: Any = None
+        self.at_exit: Any = None
+        # ResultFuture records whose get() may release the async handle unseen, since the
+        # last uninstall(): those alive then, and any made after ``exposed_after`` (while it
+        # ran). See _instrument.install.prune_unobserved.
+        self.exposed_futures: FrozenSet[int] = frozenset()
+        self.exposed_after: Optional[int] = None
+        # Upper layers subscribe here instead of being imported from below: called by
+        # reset_defaults() (uninstall, metrics off), and with each finished diagnosis.
+        self.on_reset: List[Callable[[], Any]] = []
+        self.on_diagnosis: List[Callable[[Any], Any]] = []
+
+    def reset_defaults(self) -> None:
+        """Uninstall, then forget all records, counters and configuration (for tests).
+
+        What to undo first is registered by the layers that did it (``on_reset``: the
+        instrumentation's ``uninstall()``, metrics' ``disable()``), newest first."""
+        for callback in reversed(self.on_reset):
+            callback()
+        self.registry.clear()
+        self.config = Config()
+        self.gc_thread = None
+        self.exposed_futures, self.exposed_after = frozenset(), None
+
+    def after_fork_in_child(self) -> None:
+        self.registry.reset_lock_after_fork()
+        self.gc_thread = None
+
+
+TRACKER = Tracker()
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=TRACKER.after_fork_in_child)
