@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import wave
 from pathlib import Path
@@ -88,3 +89,27 @@ def hook_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     else:
         monkeypatch.setenv(NO_EXTENSIONS_VARIABLE, "1")
     return str(request.param)
+
+
+#: Set by .ci/run, which installs every prerequisite: there a skipped test is a failure (a
+#: missing prerequisite must not pass for a green run). A person sees the skip and its reason.
+IN_CI = os.environ.get("HANDLETRACE_CI", "") == "1"
+
+
+def _fail_skip_in_ci(report: Any) -> None:
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where every prerequisite is installed: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    outcome = yield
+    _fail_skip_in_ci(outcome.get_result())  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    outcome = yield
+    _fail_skip_in_ci(outcome.get_result())  # type: ignore[attr-defined]
