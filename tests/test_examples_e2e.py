@@ -29,7 +29,8 @@ def speech_service() -> Iterator[SpeechService]:
 
 
 def settle(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Native threads and sockets end shortly after their recognizer is released."""
+    """Native threads and sockets start and end a little after the call that makes or
+    releases their recognizer returns: wait (generously) until ``condition()`` holds."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -94,9 +95,13 @@ def test_threads_and_sockets_return_to_baseline_after_the_fixed_run(
     baseline = measure()
     for _ in range(REQUESTS):
         service.process_audio(AUDIO)
-    assert settle(
-        lambda: (measure().threads, measure().sockets) == (baseline.threads, baseline.sockets)
-    )
+    now = [measure()]
+
+    def at_baseline() -> bool:
+        now[0] = measure()
+        return (now[0].threads, now[0].sockets) == (baseline.threads, baseline.sockets)
+
+    assert settle(at_baseline, timeout=30), f"{baseline} before; {now[0]} 30 s after"
     assert speech_service.active_connections == 0
 
 
@@ -113,8 +118,16 @@ def test_leaky_run_keeps_two_native_threads_per_request(
     before = measure()
     for _ in range(REQUESTS):
         service.process_audio(AUDIO)
-    after = measure()
-    assert after.threads - before.threads == 2 * REQUESTS
+    after = [measure()]
+
+    def two_per_request() -> bool:
+        after[0] = measure()
+        return after[0].threads - before.threads == 2 * REQUESTS
+
+    assert settle(two_per_request, timeout=30), (
+        f"{REQUESTS} leaked transcribers: {before.threads} native threads before, "
+        f"{after[0].threads} after (expected +{2 * REQUESTS})"
+    )
     gc.collect()
     assert settle(lambda: speech_service.active_connections == 0)
 
