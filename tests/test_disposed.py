@@ -91,6 +91,16 @@ def test_connecting_a_signal_of_a_disposed_object_raises_disposed_error() -> Non
     message = disposed("SpeechRecognizer", site)
     assert raised(lambda: made_before.connect(print)) == message
     assert raised(lambda: recognizer.recognized.connect(print)) == message
+    assert raised(lambda: recognizer.session_started.connect(print)) == message
+
+
+def test_disconnecting_any_signal_of_a_disposed_object_stays_silent() -> None:
+    """Cleanup code may disconnect every signal after dispose(), made before or not."""
+    recognizer = sdk_objects.recognizer()
+    recognizer.canceled.connect(print)
+    handletrace.dispose(recognizer)
+    for name in ("canceled", "recognized", "session_stopped"):
+        getattr(recognizer, name).disconnect_all()
 
 
 def test_disposed_error_is_a_runtime_error_and_a_handletrace_error() -> None:

@@ -291,8 +291,15 @@ def _caller_site(depth: int = 1) -> str:
 
 class _Disposed:
     """What a disposed object's ``_Handle.get`` (and ``EventSignal.connect``) become: raises
-    ``DisposedError``, except inside the SDK's own finalisers, which get the NULL handle as
-    before (a disposed object is still collected silently)."""
+    ``DisposedError``, except where the SDK reads the handle without using it:
+
+    * in its own finalisers, which get the NULL handle as before (a disposed object is still
+      collected silently);
+    * in ``EventSignal.__init__``, when a signal is first asked for after ``dispose()``
+      (``recognizer.recognized``): the signal is made with the NULL handle and guarded like
+      the others, so cleanup code may still call ``disconnect_all()`` on any signal, and
+      ``connect()`` raises.
+    """
 
     __slots__ = ("message", "handle")
 
@@ -302,14 +309,27 @@ class _Disposed:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         frame: Any = sys._getframe(1)
-        for _ in range(8):  # __del__ -> detach_input() -> _handle -> get(), at most
-            if frame is None or not is_sdk_code(frame.f_code.co_filename):
-                break
-            if frame.f_code.co_name == "__del__":
-                return self.handle
-            frame = frame.f_back
-        del frame
+        try:
+            for _ in range(8):  # __del__ -> detach_input() -> _handle -> get(), at most
+                if frame is None or not is_sdk_code(frame.f_code.co_filename):
+                    break
+                name = frame.f_code.co_name
+                if name == "__del__":
+                    return self.handle
+                if name == "__init__" and self._guard_new_signal(frame):
+                    return self.handle
+                frame = frame.f_back
+        finally:
+            del frame
         raise DisposedError(self.message)
+
+    def _guard_new_signal(self, frame: Any) -> bool:
+        signal = frame.f_locals.get("self")
+        signal_type = event_signal_type()
+        if signal_type is None or type(signal) is not signal_type:
+            return False
+        signal.__dict__["connect"] = _Disposed(self.message)
+        return True
 
 
 def _disposed_message(what: str, how: str, site: str) -> str:
@@ -665,10 +685,11 @@ def disposing(obj: T, *, stop_timeout: float = DEFAULT_STOP_TIMEOUT) -> Iterator
     The object is disposed however the block ends (normally or by an exception, which then
     propagates unchanged).
     """
+    site = _caller_site()  # the with statement (at exit, Python 3.9 gives the block's last line)
     try:
         yield obj
     finally:
-        _dispose(obj, stop_timeout, "disposing", _caller_site())
+        _dispose(obj, stop_timeout, "disposing", site)
 
 
 async def adispose(
