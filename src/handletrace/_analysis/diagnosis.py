@@ -1,5 +1,7 @@
 """Why each live handle is alive: classification, the cycle drawn, signals, access records,
-known SDK leak patterns and the native handle-table cross-check.
+known SDK leak patterns and the native handle-table cross-check; for the events and results
+the SDK made on its callback threads (no application line in their stack), the signal and
+the callbacks they were delivered to.
 
 :func:`diagnose` returns plain data (:class:`Diagnosis`); the report merges it into its
 groups. The analysis reads the heap once (see :class:`~handletrace._cycles.HeapGraph`): it
