@@ -11,6 +11,7 @@ import sys
 import textwrap
 from typing import Any, Dict, List
 
+import azure.cognitiveservices.speech as speechsdk
 import pytest
 
 import handletrace
@@ -128,6 +129,46 @@ def test_signals_tree_lists_every_signal_and_what_is_connected() -> None:
     ]
     assert [str(cb) for cb in tree[2].callbacks] == ["print"]
     transcriber.canceled.disconnect_all()
+
+
+class HostileSynthesizer(speechsdk.SpeechSynthesizer):
+    """Every attribute read fails once armed (a broken proxy, say)."""
+
+    armed = False
+
+    def __getattribute__(self, name: str) -> Any:
+        if type(self).armed:
+            raise RuntimeError("hostile attribute")
+        return super().__getattribute__(name)
+
+
+class HostileCallback:
+    """A callable whose attributes cannot be read."""
+
+    def __call__(self, evt: Any) -> None:
+        pass
+
+    def __getattribute__(self, name: str) -> Any:
+        raise RuntimeError("hostile callback")
+
+
+def test_signals_tree_survives_a_hostile_object_and_callback(installed: None) -> None:
+    """A failing __getattribute__ on the object or a callback: the tree is still returned,
+    the callback named by its type, the failure counted (it raised before)."""
+    synthesizer = HostileSynthesizer(speech_config=sdk_objects.speech_config(), audio_config=None)
+    synthesizer.synthesis_started.connect(HostileCallback())
+    errors = handletrace.stats().instrumentation_errors
+    HostileSynthesizer.armed = True
+    try:
+        tree = handletrace.analysis.signals_tree(synthesizer)
+    finally:
+        HostileSynthesizer.armed = False
+    connected = [(s.name, [str(cb) for cb in s.callbacks]) for s in tree if s.connected]
+    assert connected == [("synthesis_started", ["HostileCallback"])]
+    assert len(tree) == 8, tree
+    assert handletrace.stats().instrumentation_errors == errors + 1
+    synthesizer.synthesis_started.disconnect_all()
+    del synthesizer
 
 
 # -- in the report ---------------------------------------------------------------------------

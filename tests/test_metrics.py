@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import os
 import subprocess
 import sys
@@ -258,19 +259,31 @@ def test_zero_and_negative_findings_are_ignored(exported: Exported) -> None:
     assert metrics.METRIC_LEAKS not in exported.collect()
 
 
-def test_record_diagnosis_counts_each_leaked_handle_once(
+def test_record_diagnosis_counts_each_leaked_object_once(
     installed: None, no_gc: None, exported: Exported
 ) -> None:
-    """A diagnosis run again over the same leaks adds nothing; a new leak adds its handles."""
+    """A diagnosis run again over the same leaks adds nothing; a new leaked object adds 1."""
     sdk_objects.make_leaky_transcriber([])
     sdk_objects.make_leaky_transcriber([])
     metrics.record_diagnosis(handletrace.diagnose())
     metrics.record_diagnosis(handletrace.diagnose())
-    # Each leaked transcriber: its recognizer handle and its property bag.
-    assert exported.collect()[metrics.METRIC_LEAKS] == {"callback-captures-owner": 4}
+    # One per leaked transcriber, not one per handle (its recognizer and its property bag).
+    assert exported.collect()[metrics.METRIC_LEAKS] == {"callback-captures-owner": 2}
     sdk_objects.make_leaky_transcriber([])
     metrics.record_diagnosis(handletrace.diagnose())
-    assert exported.collect()[metrics.METRIC_LEAKS] == {"callback-captures-owner": 6}
+    assert exported.collect()[metrics.METRIC_LEAKS] == {"callback-captures-owner": 3}
+
+
+def test_an_object_diagnosed_through_one_of_its_handles_is_not_counted_again(
+    installed: None, no_gc: None, exported: Exported
+) -> None:
+    """A diagnosis of a snapshot holding only the property bag of a counted transcriber
+    adds nothing (the object is known by any of its live handles)."""
+    sdk_objects.make_leaky_transcriber([])
+    handletrace.diagnose()
+    bags = handletrace.snapshot().filter(kinds=["property_bag"])
+    handletrace.diagnose(bags)
+    assert exported.collect()[metrics.METRIC_LEAKS] == {"callback-captures-owner": 1}
 
 
 def test_building_a_report_counts_its_leaks(
@@ -279,7 +292,30 @@ def test_building_a_report_counts_its_leaks(
     """The diagnosis behind handletrace.build_report() feeds leaks.found with no extra call."""
     sdk_objects.make_leaky_transcriber([])
     handletrace.build_report()
-    assert exported.collect()[metrics.METRIC_LEAKS] == {"callback-captures-owner": 2}
+    assert exported.collect()[metrics.METRIC_LEAKS] == {"callback-captures-owner": 1}
+
+
+def test_leaks_found_equals_the_reports_finding_counts(
+    installed: None, no_gc: None, exported: Exported
+) -> None:
+    """Four leaked transcribers and two dropped futures: the metric says what the text
+    report's findings say (x4 and x2), not the handles behind them (8 and 2)."""
+    for _ in range(4):
+        sdk_objects.make_leaky_transcriber([])
+    transcriber = sdk_objects.transcriber()
+    transcriber.start_transcribing_async()
+    transcriber.stop_transcribing_async()
+    out = io.StringIO()
+    report = handletrace.report(out)
+    in_report: Dict[str, int] = {}
+    for group in report.groups:
+        for finding in group.findings:
+            in_report[finding.pattern] = in_report.get(finding.pattern, 0) + finding.count
+    assert in_report == {"callback-captures-owner": 4, "fire-and-forget-future": 2}, out.getvalue()
+    assert "    finding [callback-captures-owner] x4 at " in out.getvalue()
+    assert exported.collect()[metrics.METRIC_LEAKS] == in_report
+    handletrace.dispose(transcriber)
+    del transcriber
 
 
 def test_record_leak_findings_does_nothing_while_disabled() -> None:

@@ -27,6 +27,7 @@ from azure.cognitiveservices.speech import (
 import handletrace
 from handletrace import DisposeResult, HandleTraceWarning
 from handletrace._sdk.signals import callbacks_of, event_signal_type, signal_names
+from handletrace.errors import DisposedError
 from handletrace.release import STOP_TIMEOUT_PROPERTY, is_disposed
 
 from . import sdk_objects
@@ -279,34 +280,41 @@ def test_releasing_the_same_handle_from_two_threads_frees_it_once() -> None:
 # -- neutralised handles: address reuse, later use -----------------------------------------
 
 
+def handle_value(handle_obj: Any) -> Any:
+    """The ``c_void_p`` an ``interop._Handle`` holds (read past its ``get()``, which raises
+    DisposedError once its object is disposed)."""
+    return vars(handle_obj)["_Handle__handle"]
+
+
 def test_disposed_handles_are_null() -> None:
     """The object's handle and each signal's copy of it are NULL after dispose()."""
     transcriber, _ = leaky_transcriber()
     signal = transcriber.transcribed
+    properties = transcriber.properties
     handletrace.dispose(transcriber)
-    assert transcriber._handle.value is None
-    assert transcriber.properties._PropertyCollection__handle.get().value is None  # type: ignore[attr-defined]
+    assert handle_value(vars(transcriber)["_Recognizer__handle"]).value is None
+    assert handle_value(vars(properties)["_PropertyCollection__handle"]).value is None
     assert signal._EventSignal__handle.value is None  # type: ignore[attr-defined]
 
 
 def test_using_a_disposed_recognizer_fails_cleanly() -> None:
-    """Methods that reach the SDK raise RuntimeError instead of touching freed memory."""
+    """Methods that reach the SDK raise DisposedError (a RuntimeError) instead of touching
+    freed memory."""
     recognizer = sdk_objects.recognizer()
     handletrace.dispose(recognizer)
-    with pytest.raises(RuntimeError, match="SPXERR_INVALID_ARG"):
+    with pytest.raises(RuntimeError, match="^SpeechRecognizer was disposed by handletrace"):
         recognizer.start_continuous_recognition_async()
 
 
-def test_connect_after_dispose_reaches_the_sdk_with_a_null_handle() -> None:
-    """connect() on a disposed object's signal passes NULL, which the SDK refuses.
-
-    The SDK ignores the return value of its set_callback calls, so connect() itself does
-    not raise; what matters is that the stale address is never passed again.
-    """
+def test_connect_after_dispose_raises_and_the_signal_holds_a_null_handle() -> None:
+    """connect() on a disposed object's signal raises DisposedError; the signal's copy of
+    the handle is NULL, which the SDK refuses (the stale address is never passed again)."""
     recognizer = sdk_objects.recognizer()
     signal = recognizer.recognized
     handletrace.dispose(recognizer)
-    signal.connect(lambda evt: None)  # no crash, no exception
+    with pytest.raises(DisposedError):
+        signal.connect(lambda evt: None)
+    assert callbacks_of(signal) == ()
     set_callback = interop._sdk_lib["recognizer_recognized_set_callback"]
     set_callback.restype = ctypes.c_size_t
     hr = set_callback(signal._EventSignal__handle, None, None)  # type: ignore[attr-defined]

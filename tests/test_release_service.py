@@ -6,6 +6,7 @@ sessions, no Azure, no internet.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Any, Callable, Iterator, List, Tuple
@@ -16,6 +17,7 @@ from azure.cognitiveservices.speech import transcription
 
 import handletrace
 from handletrace import DisposeResult
+from handletrace.errors import DisposedError
 
 testing = pytest.importorskip("handletrace.testing")
 pytest.importorskip("websockets")
@@ -121,6 +123,32 @@ def test_dispose_inside_an_event_handler_is_deferred_and_completes(
     assert results[0].deferred is True
     assert results[0].released == ()
     assert wait_until(lambda: live("recognizer") == 0)
+    assert wait_until(lambda: service.active_connections == 0)
+
+
+def test_an_object_disposed_inside_an_event_handler_names_the_handler_line(
+    installed: None, service: Any
+) -> None:
+    """After the deferred teardown, using the transcriber raises DisposedError with the line
+    of the handler that disposed it."""
+    lines: List[int] = []
+    events: List[Any] = []
+    transcriber, push = running_transcriber(service, events)
+
+    def dispose_from_handler(evt: Any) -> None:
+        if not lines:
+            lines.append(sys._getframe().f_lineno + 1)
+            handletrace.dispose(transcriber)
+
+    transcriber.transcribing.connect(dispose_from_handler)
+    push.feed()
+    assert wait_until(lambda: bool(lines) and live("recognizer") == 0)
+    with pytest.raises(DisposedError) as info:
+        transcriber.start_transcribing_async()
+    assert str(info.value) == (
+        f"ConversationTranscriber was disposed by handletrace.dispose() at {__file__}:"
+        f"{lines[0]}; it cannot be used any more"
+    )
     assert wait_until(lambda: service.active_connections == 0)
 
 

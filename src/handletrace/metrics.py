@@ -6,7 +6,8 @@
 - ``handletrace.handles.live``: observable up-down counter by ``handletrace.handle.kind``
 - ``handletrace.handles.created``: observable counter by ``handletrace.handle.kind``
 - ``handletrace.handles.released``: observable counter by ``handletrace.release.cause``
-- ``handletrace.leaks.found``: counter by ``handletrace.leak.pattern``
+- ``handletrace.leaks.found``: counter by ``handletrace.leak.pattern``: leaked SDK objects,
+  each once per pattern (see ``record_diagnosis``)
 - ``handletrace.native.handles``: observable up-down counter (no attributes)
 - ``handletrace.instrumentation.errors``: observable counter (no attributes)
 
@@ -38,7 +39,6 @@ from typing import (
     Mapping,
     Optional,
     Set,
-    Tuple,
 )
 
 from ._core.state import TRACKER
@@ -76,7 +76,8 @@ METRIC_LIVE = "handletrace.handles.live"
 METRIC_CREATED = "handletrace.handles.created"
 #: Tracked handles released, per cause (observable counter, cumulative).
 METRIC_RELEASED = "handletrace.handles.released"
-#: Leaked handles found by diagnosis, per pattern (counter; see ``record_diagnosis``).
+#: Leaked SDK objects found by diagnosis, each once per pattern (counter; see
+#: ``record_diagnosis``).
 METRIC_LEAKS = "handletrace.leaks.found"
 #: Native handles in the Speech SDK's own handle table (observable up-down counter).
 METRIC_NATIVE = "handletrace.native.handles"
@@ -117,8 +118,9 @@ class _MetricsState:
         # same name: re-enabling on the same provider reuses its binding.
         self.bindings: weakref.WeakKeyDictionary[Any, _Binding] = weakref.WeakKeyDictionary()
         self.pinned: List[Any] = []  # (provider, binding) for providers without weak references
-        # (pattern, handle seq) already counted by record_diagnosis(), for live handles.
-        self.counted_findings: Set[Tuple[str, int]] = set()
+        # pattern -> the live handles (seqs) of the leaked objects already counted for it by
+        # record_diagnosis().
+        self.counted_findings: Dict[str, Set[int]] = {}
 
     def binding_for(self, provider: Any) -> Optional[_Binding]:
         try:
@@ -198,7 +200,7 @@ def is_enabled() -> bool:
 
 def record_leak_findings(pattern_counts: Mapping[str, int]) -> None:
     """Add ``{pattern: count}`` to ``handletrace.leaks.found`` as given (no deduplication:
-    ``record_diagnosis()`` counts each handle once). Does nothing while metrics are off.
+    ``record_diagnosis()`` counts each leaked object once). Does nothing while metrics are off.
 
     Pattern names that are not short lower-case identifiers are counted as ``other``
     (attribute values must stay few). Never raises.
@@ -217,13 +219,15 @@ def record_leak_findings(pattern_counts: Mapping[str, int]) -> None:
 
 
 def record_diagnosis(diagnosis: Any) -> None:
-    """Count the handles a diagnosis matched to a known leak pattern (``leaks.found``).
+    """Count the leaked SDK objects a diagnosis matched to a known leak pattern (``leaks.found``).
 
-    Each handle counts once per pattern for the life of the process, however often it is
-    diagnosed again (handles are told apart by their record's ``seq``, which is never reused).
-    ``diagnosis`` is what handletrace's diagnosis returns: ``.handles`` maps each ``seq`` to an
-    object whose ``.findings`` have a ``.pattern``. Does nothing while metrics are off; never
-    raises.
+    The unit is the finding's subject, as the report's finding counts have it: one leaked
+    SDK object with all its handles (a transcriber and its property bag count 1), or one
+    dropped ``ResultFuture``. Each counts once per pattern for the life of the process,
+    however often it is diagnosed again: an object whose live handles (told apart by their
+    records' ``seq``, never reused) were counted for a pattern before is not counted again.
+    ``diagnosis`` is what ``handletrace.diagnose()`` returns (its ``leaks()``). Does nothing
+    while metrics are off; never raises.
     """
     state = _STATE
     if state.active is None:
@@ -231,17 +235,20 @@ def record_diagnosis(diagnosis: Any) -> None:
     registry = TRACKER.registry
     try:
         live = registry.live_seqs()
+        leaks = diagnosis.leaks()
         counts: Dict[str, int] = {}
         with state.lock:
-            counted = {key for key in state.counted_findings if key[1] in live}
-            for seq, handle in diagnosis.handles.items():
-                if seq not in live:
+            # Forget released handles: an object that is gone is never seen again.
+            counted = {p: seqs & live for p, seqs in state.counted_findings.items()}
+            for leak in leaks:
+                seqs = [seq for seq in leak.seqs if seq in live]
+                if not seqs:
                     continue
-                for pattern in {finding.pattern for finding in handle.findings}:
-                    if (pattern, seq) not in counted:
-                        counted.add((pattern, seq))
-                        counts[pattern] = counts.get(pattern, 0) + 1
-            state.counted_findings = counted
+                known = counted.setdefault(leak.pattern, set())
+                if known.isdisjoint(seqs):
+                    counts[leak.pattern] = counts.get(leak.pattern, 0) + 1
+                known.update(seqs)
+            state.counted_findings = {p: seqs for p, seqs in counted.items() if seqs}
     except Exception as exc:
         registry.count_error("metrics.record_diagnosis", exc)
         return
@@ -257,8 +264,11 @@ def _register(provider: Any, otel_metrics: Any) -> _Binding:
     binding = _Binding(
         meter.create_counter(
             METRIC_LEAKS,
-            unit="{handle}",
-            description="Leaked handles found by handletrace diagnosis, per known pattern",
+            unit="{object}",
+            description=(
+                "Leaked Speech SDK objects (a recognizer with its property bag counts 1) found "
+                "by handletrace diagnosis, each once per known pattern"
+            ),
         )
     )
     ref = weakref.ref(binding)

@@ -24,7 +24,17 @@ postpones until a cyclic collection. ``dispose(obj)`` releases them now, in this
    ``SPXERR_INVALID_ARG`` instead of touching whatever object now lives at the old address);
 5. **record** each release in the registry with cause ``"forced"``, just before the native
    call (when handletrace tracked the handle; ``dispose()`` works the same without
-   ``install()``).
+   ``install()``);
+6. **guard** the disposed object: every later SDK call on it raises one clear
+   :class:`~handletrace.errors.DisposedError` ("ConversationTranscriber was disposed by
+   handletrace.dispose() at service.py:42") instead of the SDK's native stack dump or an
+   ``AttributeError`` from a NULL result. Every SDK method reaches the native handle through
+   its ``_Handle``'s ``get()``; each ``_Handle`` the object owns gets an instance attribute
+   ``get`` that raises (the class is untouched: objects never disposed pay nothing), and
+   each of its ``EventSignal`` objects an instance attribute ``connect`` that raises (a signal
+   keeps its own copy of the handle). The SDK's own finalisers still read the (NULL) handle
+   silently when the object is collected. The site is the first caller outside handletrace,
+   the SDK and ``contextlib``/``asyncio`` (file and line only, never argument values).
 
 Threads: each ``_Handle`` is disarmed under a lock before its native release, so two
 concurrent ``dispose()`` calls (or ``dispose()`` and ``release_all()``) release it once; a
@@ -50,7 +60,10 @@ or synthesis event args, do not even check validity first).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
+import sys
 import threading
 import time
 import warnings
@@ -73,10 +86,10 @@ from ._core.compat import DATACLASS_SLOTS
 from ._core.registry import HandleRecord
 from ._core.state import TRACKER
 from ._sdk.kinds import kind_of
-from ._sdk.modules import INTEROP_MODULE, handle_type, is_sdk_class
+from ._sdk.modules import INTEROP_MODULE, handle_type, is_sdk_class, is_sdk_code
 from ._sdk.records import live_records
 from ._sdk.signals import event_signal_type, public_name
-from .errors import HandleTraceWarning
+from .errors import DisposedError, HandleTraceWarning
 
 __all__ = [
     "DEFAULT_STOP_TIMEOUT",
@@ -192,15 +205,22 @@ def _owned_subobjects(obj: Any) -> List[Any]:
 
 def _owned_handles(obj: Any) -> List[Any]:
     """The ``_Handle`` objects ``obj`` owns: its own, then its sub-objects', in dict order."""
+    return [handle for _, handle in _handles_with_holders(obj)]
+
+
+def _handles_with_holders(obj: Any) -> List[Tuple[Any, Any]]:
+    """``(holder, _Handle)`` for each handle ``obj`` owns: ``obj`` or one of its sub-objects."""
     handle_cls = handle_type()
     if handle_cls is None:
         return []
-    handles = [value for _, value in _instance_items(obj) if issubclass(type(value), handle_cls)]
-    for sub in _owned_subobjects(obj):
-        handles.extend(
-            value for _, value in _instance_items(sub) if issubclass(type(value), handle_cls)
+    found: List[Tuple[Any, Any]] = []
+    for holder in [obj, *_owned_subobjects(obj)]:
+        found.extend(
+            (holder, value)
+            for _, value in _instance_items(holder)
+            if issubclass(type(value), handle_cls)
         )
-    return handles
+    return found
 
 
 def _signals(obj: Any) -> List[Tuple[str, Any]]:
@@ -239,6 +259,82 @@ def _stop_methods(obj: Any) -> Tuple[str, ...]:
 
 def _describe(step: str, exc: BaseException) -> str:
     return f"{step}: {type(exc).__name__}"
+
+
+# -- where dispose() was called, and the guard it leaves on the disposed object ------------
+
+_OWN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
+_STDLIB_DIR = os.path.dirname(os.path.abspath(threading.__file__))
+# Frames between the application and dispose(): handletrace's, the ``with`` machinery of
+# disposing(), the event loop running adispose().
+_PASSED_THROUGH = (
+    _OWN_DIR,
+    os.path.abspath(contextlib.__file__),
+    os.path.join(_STDLIB_DIR, "asyncio", ""),
+)
+
+
+def _caller_site(depth: int = 1) -> str:
+    """``file:line`` of the first caller outside handletrace, the SDK and the standard
+    library's ``contextlib``/``asyncio`` (``""`` if there is none). No argument value is read."""
+    try:
+        frame: Any = sys._getframe(depth + 1)
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            if not (filename.startswith(_PASSED_THROUGH) or is_sdk_code(filename)):
+                return f"{filename}:{frame.f_lineno}"
+            frame = frame.f_back
+    except Exception:
+        pass
+    return ""
+
+
+class _Disposed:
+    """What a disposed object's ``_Handle.get`` (and ``EventSignal.connect``) become: raises
+    ``DisposedError``, except where the SDK reads the handle without using it:
+
+    * in its own finalisers, which get the NULL handle as before (a disposed object is still
+      collected silently);
+    * in ``EventSignal.__init__``, when a signal is first asked for after ``dispose()``
+      (``recognizer.recognized``): the signal is made with the NULL handle and guarded like
+      the others, so cleanup code may still call ``disconnect_all()`` on any signal, and
+      ``connect()`` raises.
+    """
+
+    __slots__ = ("message", "handle")
+
+    def __init__(self, message: str, handle: Any = None) -> None:
+        self.message = message
+        self.handle = handle  # the (NULL) c_void_p, never the _Handle: no reference cycle
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        frame: Any = sys._getframe(1)
+        try:
+            for _ in range(8):  # __del__ -> detach_input() -> _handle -> get(), at most
+                if frame is None or not is_sdk_code(frame.f_code.co_filename):
+                    break
+                name = frame.f_code.co_name
+                if name == "__del__":
+                    return self.handle
+                if name == "__init__" and self._guard_new_signal(frame):
+                    return self.handle
+                frame = frame.f_back
+        finally:
+            del frame
+        raise DisposedError(self.message)
+
+    def _guard_new_signal(self, frame: Any) -> bool:
+        signal = frame.f_locals.get("self")
+        signal_type = event_signal_type()
+        if signal_type is None or type(signal) is not signal_type:
+            return False
+        signal.__dict__["connect"] = _Disposed(self.message)
+        return True
+
+
+def _disposed_message(what: str, how: str, site: str) -> str:
+    where = f" at {site}" if site else ""
+    return f"{what} was disposed by handletrace.{how}(){where}; it cannot be used any more"
 
 
 # -- the steps ---------------------------------------------------------------------------
@@ -375,8 +471,11 @@ def _is_true(value: Any) -> bool:
     return bool(value)
 
 
-def _disarm(handle_obj: Any) -> Optional[Tuple[Any, Any, Any, int, Optional[int]]]:
-    """Take the native handle out of a ``_Handle`` so nothing else releases it.
+def _disarm(
+    handle_obj: Any, guard: Optional[str] = None
+) -> Optional[Tuple[Any, Any, Any, int, Optional[int]]]:
+    """Take the native handle out of a ``_Handle`` so nothing else releases it; with a
+    ``guard`` message, every later ``get()`` raises ``DisposedError(guard)``.
 
     Returns ``(handle value object, test_fn, release_fn, address, seq)``, or ``None`` if the
     ``_Handle`` was already disarmed (by another ``dispose()``) or holds no handle.
@@ -392,6 +491,9 @@ def _disarm(handle_obj: Any) -> Optional[Tuple[Any, Any, Any, int, Optional[int]
         address = value if isinstance(value, int) else 0
         state["_Handle__release_fn"] = _noop_release
         state["_Handle__test_fn"] = None
+        if guard is not None:
+            # Before the handle goes NULL: no SDK call can read the NULL value from now on.
+            state["get"] = _Disposed(guard, handle)
         # The registry never counts a release twice: the later __del__ finds the record gone.
         seq = TRACKER.registry.seq_of_handle(handle_obj)
     if not address:
@@ -404,12 +506,19 @@ def _null_in_place(handle: Any, owner: Any) -> None:
     try:
         handle.value = None
     except (AttributeError, TypeError):
-        owner.__dict__["_Handle__handle"] = ctypes.c_void_p(0)
+        null = ctypes.c_void_p(0)
+        owner.__dict__["_Handle__handle"] = null
+        guard = owner.__dict__.get("get")
+        if isinstance(guard, _Disposed):
+            guard.handle = null
 
 
-def _release_handle(handle_obj: Any, errors: List[str]) -> Optional[str]:
-    """Release one ``_Handle`` now, once; return its kind, or ``None`` if nothing was done."""
-    taken = _disarm(handle_obj)
+def _release_handle(
+    handle_obj: Any, errors: List[str], guard: Optional[str] = None
+) -> Optional[str]:
+    """Release one ``_Handle`` now, once; return its kind, or ``None`` if nothing was done.
+    ``guard``: the ``DisposedError`` message its later ``get()`` calls raise."""
+    taken = _disarm(handle_obj, guard)
     if taken is None:
         return None
     handle, test_fn, release_fn, address, seq = taken
@@ -432,10 +541,14 @@ def _release_handle(handle_obj: Any, errors: List[str]) -> Optional[str]:
     return kind
 
 
-def _null_signal_handles(obj: Any) -> None:
+def _null_signal_handles(obj: Any, guard: str) -> None:
+    """NULL each signal's copy of the handle; connecting to it raises ``DisposedError``
+    (``disconnect_all()`` stays harmless: cleanup code may call it after ``dispose()``)."""
     for _, signal in _signals(obj):
         try:
-            signal.__dict__["_EventSignal__handle"] = ctypes.c_void_p(0)
+            state = signal.__dict__
+            state["_EventSignal__handle"] = ctypes.c_void_p(0)
+            state["connect"] = _Disposed(guard)
         except Exception:
             pass
 
@@ -480,7 +593,17 @@ def dispose(obj: Any, *, stop_timeout: float = DEFAULT_STOP_TIMEOUT) -> DisposeR
 
     Called on an SDK callback thread (from inside an event handler), it disconnects the
     signals at once and hands the rest to a background thread (``deferred=True``).
+
+    Afterwards, an SDK call on ``obj`` (``recognize_once()``, ``properties.get_property()``,
+    connecting a signal...) raises :class:`~handletrace.errors.DisposedError` saying where
+    ``dispose()`` was called.
     """
+    return _dispose(obj, stop_timeout, "dispose", _caller_site())
+
+
+def _dispose(obj: Any, stop_timeout: float, how: str, site: str) -> DisposeResult:
+    """``dispose()``; ``how`` (the public function called) and ``site`` (where it was called)
+    go into the ``DisposedError`` message of later calls."""
     if issubclass(type(obj), weakref.ref):  # type(): isinstance() may call obj.__class__
         obj = obj()
     if obj is None:
@@ -500,11 +623,12 @@ def dispose(obj: Any, *, stop_timeout: float = DEFAULT_STOP_TIMEOUT) -> DisposeR
         return DisposeResult(target=target, already_disposed=True)
     errors = []
     disconnected = _disconnect(obj, errors)
+    guard = (how, site)
     if _on_foreign_thread():
         try:
             threading.Thread(
                 target=_teardown,
-                args=(obj, stop_timeout, []),
+                args=(obj, stop_timeout, [], guard),
                 name="handletrace-dispose",
                 daemon=True,
             ).start()
@@ -515,7 +639,7 @@ def dispose(obj: Any, *, stop_timeout: float = DEFAULT_STOP_TIMEOUT) -> DisposeR
         return DisposeResult(
             target=target, disconnected=disconnected, deferred=True, errors=tuple(errors)
         )
-    stopped, timed_out, released = _teardown(obj, stop_timeout, errors)
+    stopped, timed_out, released = _teardown(obj, stop_timeout, errors, guard)
     return DisposeResult(
         target=target,
         disconnected=disconnected,
@@ -528,19 +652,29 @@ def dispose(obj: Any, *, stop_timeout: float = DEFAULT_STOP_TIMEOUT) -> DisposeR
 
 
 def _teardown(
-    obj: Any, stop_timeout: float, errors: List[str]
+    obj: Any, stop_timeout: float, errors: List[str], guard: Tuple[str, str]
 ) -> Tuple[Tuple[str, ...], bool, Tuple[str, ...]]:
-    """Steps 2-5 of ``dispose()``: stop, SDK finaliser, release, NULL the signals' handles."""
+    """Steps 2-6 of ``dispose()``: stop, SDK finaliser, release and guard, NULL the signals'
+    handles. ``guard``: (the public function called, where) for ``DisposedError`` messages."""
     if _stop_methods(obj):
         _hurry_stop(obj, errors)
     stopped, timed_out = _stop(obj, stop_timeout, errors)
     _run_sdk_finaliser(obj, errors)
     released = []
-    for handle_obj in _owned_handles(obj):
-        kind = _release_handle(handle_obj, errors)
+    target = type(obj).__qualname__
+    message = _disposed_message(target, *guard)
+    for holder, handle_obj in _handles_with_holders(obj):
+        # A sub-object (the property bag) says whose it is: "PropertyCollection of X ...".
+        kind = _release_handle(
+            handle_obj,
+            errors,
+            message
+            if holder is obj
+            else _disposed_message(f"{type(holder).__qualname__} of {target}", *guard),
+        )
         if kind is not None:
             released.append(kind)
-    _null_signal_handles(obj)
+    _null_signal_handles(obj, message)
     return stopped, timed_out, tuple(released)
 
 
@@ -551,10 +685,11 @@ def disposing(obj: T, *, stop_timeout: float = DEFAULT_STOP_TIMEOUT) -> Iterator
     The object is disposed however the block ends (normally or by an exception, which then
     propagates unchanged).
     """
+    site = _caller_site()  # the with statement (at exit, Python 3.9 gives the block's last line)
     try:
         yield obj
     finally:
-        dispose(obj, stop_timeout=stop_timeout)
+        _dispose(obj, stop_timeout, "disposing", site)
 
 
 async def adispose(
@@ -586,11 +721,13 @@ async def adispose(
         else:
             future.set_result(result)  # type: ignore[arg-type]
 
+    site = _caller_site(0)  # the coroutine awaiting this one (the worker has no caller)
+
     def work(target: Any) -> None:
         result: Optional[DisposeResult] = None
         error: Optional[BaseException] = None
         try:
-            result = dispose(target, stop_timeout=stop_timeout)
+            result = _dispose(target, stop_timeout, "adispose", site)
         except BaseException as exc:  # pragma: no cover - dispose() catches SDK failures
             error = exc
         try:
@@ -625,10 +762,10 @@ def _kinds_filter(kind: Union[None, str, Iterable[str]]) -> Optional[frozenset]:
     return frozenset([kind] if isinstance(kind, str) else kind)
 
 
-def _dispose_guarded(target: Any, stop_timeout: float) -> DisposeResult:
+def _dispose_guarded(target: Any, stop_timeout: float, site: str) -> DisposeResult:
     """``dispose()`` that cannot stop ``release_all()``: a failure is counted and reported."""
     try:
-        return dispose(target, stop_timeout=stop_timeout)
+        return _dispose(target, stop_timeout, "release_all", site)
     except Exception as exc:
         TRACKER.registry.count_error("release_all", exc)
         return DisposeResult(target=type(target).__qualname__, errors=(_describe("dispose", exc),))
@@ -692,7 +829,10 @@ def release_all(
             targets.append(target)
     # Newest first, like destruction in reverse order of construction: a recognizer is
     # stopped and released before the streams and configs it was made from.
-    results = tuple(_dispose_guarded(target, stop_timeout) for target in reversed(targets))
+    site = _caller_site()
+    results = tuple(
+        _dispose_guarded(target, stop_timeout, site) for target in reversed(targets)
+    )
     del targets
     return ReleaseAllResult(results=results, skipped=tuple(skipped))
 

@@ -1,5 +1,7 @@
 """Why each live handle is alive: classification, the cycle drawn, signals, access records,
-known SDK leak patterns and the native handle-table cross-check.
+known SDK leak patterns and the native handle-table cross-check; for the events and results
+the SDK made on its callback threads (no application line in their stack), the signal and
+the callbacks they were delivered to.
 
 :func:`diagnose` returns plain data (:class:`Diagnosis`); the report merges it into its
 groups. The analysis reads the heap once (see :class:`~handletrace._cycles.HeapGraph`): it
@@ -26,17 +28,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .._core.compat import DATACLASS_SLOTS
 from .._core.registry import HandleRecord
 from .._core.snapshot import Snapshot
 from .._core.state import TRACKER
 from .._sdk.access import AccessRecord, access_records
+from .._sdk.attributes import sdk_instance_attributes
+from .._sdk.modules import event_signal_type
 from .._sdk.native import NativeCheck, cross_check, read_native_counts
 from .._sdk.owners import scan_sees_all
 from .._sdk.signals import CallbackInfo, callbacks_of, describe_callable, signal_names
 from . import patterns
+from .delivery import Delivery, find_deliveries, made_on_sdk_thread
 from .heap import HeapGraph
 from .paths import RefPath
 from .patterns import Finding, Subject
@@ -52,12 +57,16 @@ from .states import (
 )
 
 __all__ = [
+    "Delivery",
     "Diagnosis",
     "HandleDiagnosis",
+    "Leak",
     "SignalInfo",
     "diagnose",
     "signals_tree",
+    "record_subject",
 ]
+
 
 @dataclass(frozen=True, **DATACLASS_SLOTS)
 class SignalInfo:
@@ -73,23 +82,41 @@ class SignalInfo:
         return bool(self.callbacks)
 
 
+def _count_error(where: str, exc: BaseException) -> None:
+    TRACKER.registry.count_error(where, exc)
+
+
 def signals_tree(obj: Any) -> Tuple[SignalInfo, ...]:
     """Every signal ``obj``'s class declares (found from the SDK classes, not a fixed list),
-    most derived class first, with the callables connected to each."""
+    most derived class first, with the callables connected to each.
+
+    Never raises: the object is read past any ``__getattribute__`` override, and a signal
+    or callback that cannot be read is shown as far as it can be (each failure is counted
+    in ``handletrace.stats().instrumentation_errors``).
+    """
     cls = type(obj)
-    names = signal_names(cls)
+    try:
+        names = signal_names(cls)
+        order = {klass.__name__: index for index, klass in enumerate(cls.__mro__)}
+    except Exception as exc:
+        _count_error("signals tree", exc)
+        return ()
     if not names:
         return ()
     try:
-        namespace = vars(obj)
-    except TypeError:
-        namespace = {}
-    order = {klass.__name__: index for index, klass in enumerate(cls.__mro__)}
+        namespace = dict(object.__getattribute__(obj, "__dict__"))
+    except Exception:
+        namespace = {}  # no instance dictionary (or a hostile one): no signal was created
     entries = []
     for position, (attribute, name) in enumerate(names.items()):
         declared_by = attribute[1:].split("__", 1)[0]
         signal = namespace.get(attribute)
-        callbacks = tuple(describe_callable(cb) for cb in callbacks_of(signal)) if signal else ()
+        callbacks: Tuple[CallbackInfo, ...] = ()
+        if signal is not None:
+            try:
+                callbacks = tuple(describe_callable(cb) for cb in callbacks_of(signal))
+            except Exception as exc:
+                _count_error("signals tree", exc)
         entries.append(
             (
                 order.get(declared_by, len(order)),
@@ -99,6 +126,54 @@ def signals_tree(obj: Any) -> Tuple[SignalInfo, ...]:
         )
     entries.sort(key=lambda entry: (entry[0], entry[1]))
     return tuple(entry[2] for entry in entries)
+
+
+def _data_descriptor(cls: type, name: str) -> bool:
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            kind = type(vars(klass)[name])
+            return hasattr(kind, "__set__") or hasattr(kind, "__delete__")
+    return False
+
+
+def _holds_as_sdk(parent: Any, owner: Any) -> bool:
+    """Whether ``parent`` holds ``owner`` in one of the SDK's own attributes (a
+    recognizer's property bag), not in one the application set (``callback.recognizer``).
+
+    Reads those attributes one by one, never ``parent.__dict__`` (see
+    ``sdk_instance_attributes``: this runs before the heap analysis) nor a property.
+    """
+    cls = type(parent)
+    for name in sdk_instance_attributes(cls):
+        if _data_descriptor(cls, name):
+            continue
+        try:
+            if object.__getattribute__(parent, name) is owner:
+                return True
+        except Exception:
+            continue
+    return False
+
+
+def record_subject(record: HandleRecord) -> Any:
+    """The SDK object a record is about (``None`` if it is gone): for a ``_Handle``, the
+    object that owns the handle's owner as the SDK made it (a transcriber for its property
+    bag), else the owner itself; for a ``ResultFuture``'s handle, the object that started it.
+
+    The owner's holder found by the record counts as its parent only when it holds the owner
+    in one of the SDK's attributes: an application object that merely *is* an SDK object by
+    inheritance (a ``PullAudioInputStreamCallback`` subclass keeping its recognizer in
+    ``self.recognizer``) is not the recognizer's parent.
+    """
+    parent = record.parent_ref()
+    if record.source != "handle":
+        return parent
+    owner = record.owner_ref()
+    if owner is None:
+        return parent
+    if parent is not None and _holds_as_sdk(parent, owner):
+        return parent
+    return owner
 
 
 @dataclass(frozen=True, **DATACLASS_SLOTS)
@@ -121,6 +196,18 @@ class HandleDiagnosis:
     signals: Tuple[SignalInfo, ...] = ()
     access: Tuple[AccessRecord, ...] = ()
     findings: Tuple[Finding, ...] = ()
+    #: For an object the SDK made on its callback thread (an event, a result): the signal
+    #: and the application callbacks it was delivered to (its stack has no application line).
+    delivery: Optional[Delivery] = None
+    #: The record's source: ``"handle"`` or ``"future"`` (see ``HandleRecord.source``).
+    source: str = "handle"
+
+    @property
+    def leak_key(self) -> int:
+        """The leaked thing this handle's findings are about, the same number for all the
+        handles of one within a diagnosis: its SDK object (``subject_key``) for a
+        ``_Handle``, the ``ResultFuture`` itself (``-seq``) for a future's async handle."""
+        return self.subject_key if self.source == "handle" and self.subject_key else -self.seq
 
     @property
     def shape(self) -> str:
@@ -157,6 +244,26 @@ class Diagnosis:
             for finding in handle.findings:
                 seen.setdefault(finding, None)
         return tuple(seen)
+
+    def leaks(self) -> Tuple[Leak, ...]:
+        """One :class:`Leak` per leaked thing and pattern: an SDK object (all its handles
+        together: a transcriber and its property bag are one) or a dropped ``ResultFuture``,
+        as the report's finding counts count them. In first-seen order."""
+        found: Dict[Tuple[str, int], List[int]] = {}
+        for seq, handle in self.handles.items():
+            key = handle.leak_key
+            for pattern in dict.fromkeys(finding.pattern for finding in handle.findings):
+                found.setdefault((pattern, key), []).append(seq)
+        return tuple(Leak(pattern, tuple(seqs)) for (pattern, _), seqs in found.items())
+
+
+@dataclass(frozen=True, **DATACLASS_SLOTS)
+class Leak:
+    """One leaked SDK object (or dropped ``ResultFuture``) matched to a known pattern, with
+    the sequence numbers of its handles in the diagnosis."""
+
+    pattern: str
+    seqs: Tuple[int, ...]
 
 
 def _native_check() -> Optional[NativeCheck]:
@@ -234,9 +341,7 @@ class _Analysis:
         first_record: Dict[int, HandleRecord] = {}  # id(subject) -> its first handle record
         anchors: Dict[int, Any] = {}
         for record in self.snapshot.records:
-            subject = record.parent_ref() or (
-                record.owner_ref() if record.source == "handle" else None
-            )
+            subject = record_subject(record)
             holder = record.handle_ref() if record.source == "handle" else record.owner_ref()
             if subject is not None:
                 objects[id(subject)] = subject
@@ -287,6 +392,7 @@ class _Analysis:
                 self._error("reference path search", exc)
         del reachable_anchors
         anchors.clear()
+        deliveries = self._deliveries(objects, first_record)
         numbers = {key: index for index, key in enumerate(objects, 1)}
         per_subject: Dict[int, Tuple[str, Tuple[SignalInfo, ...], Tuple[AccessRecord, ...]]] = {}
         subject_findings: Dict[int, Tuple[Finding, ...]] = {}
@@ -342,5 +448,24 @@ class _Analysis:
                 signals=signals,
                 access=access,
                 findings=findings,
+                delivery=deliveries.get(subject_id) if subject_id is not None else None,
+                source=record.source,
             )
         return result
+
+    def _deliveries(
+        self, objects: Dict[int, Any], first_record: Dict[int, HandleRecord]
+    ) -> Dict[int, Delivery]:
+        """Deliveries of the subjects the SDK made on its callback threads (one more pass
+        over the scanned objects, for their EventSignals, only if there are any)."""
+        made = {key: obj for key, obj in objects.items() if made_on_sdk_thread(first_record[key])}
+        signal_type = event_signal_type()
+        if not made or signal_type is None:
+            return {}
+        try:
+            return find_deliveries(made, self.graph.instances(signal_type))
+        except Exception as exc:
+            self._error("delivery", exc)
+            return {}
+        finally:
+            made.clear()

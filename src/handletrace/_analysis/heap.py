@@ -180,6 +180,10 @@ class HeapGraph:
         """Whether ``obj`` was seen by the scan (objects made later, or frozen ones, were not)."""
         return id(obj) in self._by_id and self._by_id[id(obj)] is obj
 
+    def instances(self, cls: type) -> List[Any]:
+        """The scanned objects whose type is exactly ``cls``."""
+        return [obj for obj in self._objects if type(obj) is cls]
+
     def is_garbage(self, obj: Any) -> bool:
         """Whether ``obj`` is unreachable: only a cyclic collection would free it."""
         return self.contains(obj) and id(obj) in self._garbage

@@ -9,13 +9,15 @@ from __future__ import annotations
 import gc
 import re
 import sys
+import threading
 from dataclasses import dataclass
 from types import BuiltinFunctionType, CellType, FrameType, FunctionType, MethodType, ModuleType
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .._core.compat import DATACLASS_SLOTS
+from .._sdk.attributes import is_sdk_attribute
 from .._sdk.modules import is_sdk_class
-from .._sdk.signals import public_name, signal_owner
+from .._sdk.signals import describe_callable, public_name, signal_owner
 
 __all__ = [
     "CONTAINERS",
@@ -158,8 +160,9 @@ def _attribute_of(src: Any, dst: Any) -> Optional[str]:
 def _attribute_note(src: Any, dst: Any, attribute: str) -> str:
     if _is_event_signal(dst) and public_name(attribute):
         return ""  # the EventSignal's label names the signal
-    if is_sdk_class(type(src)):
-        return ""  # the SDK's private attribute names say nothing to the user
+    if is_sdk_attribute(type(src), attribute):
+        return ""  # the SDK's own attribute names say nothing to the user
+    # One the application set, on its own object or on an SDK object (recognizer.job = self).
     return f"attribute '{attribute}'"
 
 
@@ -167,6 +170,27 @@ def _code_of(obj: Any) -> Any:
     if isinstance(obj, MethodType):
         obj = obj.__func__
     return getattr(obj, "__code__", None)
+
+
+def _read(obj: Any, name: str) -> Any:
+    """An instance attribute read past any ``__getattribute__`` override (``None`` if unset)."""
+    try:
+        return object.__getattribute__(obj, name)
+    except Exception:
+        return None
+
+
+def _thread_label(thread: threading.Thread) -> str:
+    """``Thread 'worker-3' (target serve)``; a finished thread has no target any more."""
+    label = _type_name(type(thread))
+    name = _read(thread, "_name")
+    if isinstance(name, str):  # shown as everywhere else in a report (thread names)
+        label += f" '{name[:60]}'"
+    target = _read(thread, "_target")
+    if target is not None:
+        qualname = describe_callable(target).qualname
+        label += f" (target {qualname.rsplit('.<locals>.', 1)[-1]})"
+    return label
 
 
 def _label(obj: Any) -> str:
@@ -188,6 +212,8 @@ def _label(obj: Any) -> str:
     if _is_event_signal(obj):
         name = _signal_name(obj)
         return f"EventSignal ({name})" if name else "EventSignal"
+    if issubclass(type(obj), threading.Thread):  # type(): isinstance() may run user code
+        return _thread_label(obj)
     return _type_name(type(obj))
 
 

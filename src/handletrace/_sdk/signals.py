@@ -4,20 +4,31 @@ The SDK creates each ``EventSignal`` lazily: a class attribute ``_Cls__name_sign
 declares it, and the property that hands it out stores the instance under the same
 (name-mangled) attribute on the object. So the class attributes say which signals a type
 *has*, and the instance dictionary says which were *created*.
+
+What a signal delivers is read from the SDK's code too: the native callback behind each
+signal (a ``ctypes.CFUNCTYPE`` function in the class, ``_Cls__name_callback``) builds the
+event object and signals it, so its code names both the event class and the signal's
+attribute (see :func:`delivered_types`).
 """
 
 from __future__ import annotations
 
+import gc
 import inspect
+import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from types import CodeType
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Set, Tuple
 
 from .._core.compat import DATACLASS_SLOTS
-from .modules import event_signal_type
+from .._core.state import TRACKER
+from .modules import SDK_MODULE, event_signal_type, handle_type, is_sdk_class
 
 __all__ = [
     "CallbackInfo",
     "callbacks_of",
+    "declared_deliveries",
+    "delivered_types",
     "describe_callable",
     "event_signal_type",
     "public_name",
@@ -98,7 +109,19 @@ class CallbackInfo:
 
 
 def describe_callable(callback: Any) -> CallbackInfo:
-    """Name and definition site of a callback (functions, methods, partials, callables)."""
+    """Name and definition site of a callback (functions, methods, partials, callables).
+
+    Never raises: a callable whose attributes cannot be read is named by its type (and the
+    failure counted in ``handletrace.stats().instrumentation_errors``).
+    """
+    try:
+        return _describe_callable(callback)
+    except Exception as exc:
+        TRACKER.registry.count_error("describe callable", exc)
+        return CallbackInfo(type(callback).__qualname__, "", 0)
+
+
+def _describe_callable(callback: Any) -> CallbackInfo:
     target = callback
     for _ in range(5):  # unwrap bound methods and functools.partial
         inner = getattr(target, "__func__", None) or getattr(target, "func", None)
@@ -112,3 +135,105 @@ def describe_callable(callback: Any) -> CallbackInfo:
     if code is None:
         return CallbackInfo(qualname, "", 0)
     return CallbackInfo(qualname, code.co_filename, code.co_firstlineno)
+
+
+# -- what each signal delivers -------------------------------------------------------------
+
+
+def _callback_code(value: Any) -> Optional[CodeType]:
+    """The Python code behind a class attribute: a function, or the function a
+    ``ctypes.CFUNCTYPE(...)`` callback was made from (held by its thunk, found with the
+    collector's referents: ctypes gives no other way to read it)."""
+    if isinstance(value, staticmethod):
+        value = value.__func__
+    code = getattr(value, "__code__", None)
+    if isinstance(code, CodeType):
+        return code
+    objects = getattr(value, "_objects", None) if type(value).__name__ == "CFunctionType" else None
+    if not isinstance(objects, dict):
+        return None
+    for thunk in list(objects.values()):
+        for referent in gc.get_referents(thunk):
+            code = getattr(referent, "__code__", None)
+            if isinstance(code, CodeType):
+                return code
+    return None
+
+
+def _init_codes(cls: type) -> Iterator[CodeType]:
+    for klass in cls.__mro__:
+        code = getattr(vars(klass).get("__init__"), "__code__", None)
+        if isinstance(code, CodeType):
+            yield code
+
+
+def _sdk_classes_named(names: Any, module_name: str) -> List[type]:
+    """The SDK classes (but the SDK's plumbing: EventSignal, _Handle) that ``names`` name in
+    module ``module_name``."""
+    module = sys.modules.get(module_name)
+    namespace = vars(module) if module is not None else {}
+    plumbing = (event_signal_type(), handle_type())
+    found = []
+    for name in names:
+        value = namespace.get(name)
+        if isinstance(value, type) and is_sdk_class(value) and value not in plumbing:
+            found.append(value)
+    return found
+
+
+_delivered: Dict[type, Dict[str, FrozenSet[type]]] = {}
+
+
+def _declared_deliveries(klass: type) -> Dict[str, FrozenSet[type]]:
+    """{signal attribute: types delivered} for the signals ``klass`` itself declares."""
+    known = _delivered.get(klass)
+    if known is not None:
+        return known
+    # In declaration order (the order reports list them in).
+    attributes = [a for a, value in vars(klass).items() if public_name(a) and value is None]
+    found: Dict[str, Set[type]] = {}
+    if attributes and is_sdk_class(klass):
+        for value in list(vars(klass).values()):
+            code = _callback_code(value)
+            if code is None:
+                continue
+            signalled = set(attributes).intersection(code.co_names)
+            if not signalled:
+                continue
+            events = _sdk_classes_named(code.co_names, klass.__module__)
+            # The event's constructor makes the rest (a recognition event makes its result).
+            made: Set[type] = set(events)
+            for event in events:
+                for init in _init_codes(event):
+                    made.update(_sdk_classes_named(init.co_names, event.__module__))
+            for attribute in signalled:
+                found.setdefault(attribute, set()).update(made)
+    known = _delivered[klass] = {a: frozenset(found[a]) for a in attributes if a in found}
+    return known
+
+
+def delivered_types(cls: type) -> Dict[str, FrozenSet[type]]:
+    """The SDK classes whose objects each signal of ``cls`` delivers, made by the SDK on its
+    callback thread: ``{signal attribute: {event class, the classes its constructor makes}}``
+    (e.g. ``transcribed``: ``ConversationTranscriptionEventArgs`` and
+    ``ConversationTranscriptionResult``). Read from the SDK's native callbacks; signals whose
+    callback cannot be read are left out."""
+    result: Dict[str, FrozenSet[type]] = {}
+    for klass in reversed(cls.__mro__):
+        if is_sdk_class(klass):
+            result.update(_declared_deliveries(klass))
+    return result
+
+
+def declared_deliveries() -> List[Tuple[type, str, FrozenSet[type]]]:
+    """``(class, signal attribute, types delivered)`` for every signal declared by a class of
+    the SDK's loaded modules (each signal once, with the class that declares it)."""
+    found = []
+    for name, module in list(sys.modules.items()):
+        if not name.startswith(SDK_MODULE) or module is None:
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, type) and value.__module__ == name:
+                for attribute, types in _declared_deliveries(value).items():
+                    found.append((value, attribute, types))
+    return found
