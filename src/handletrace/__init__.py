@@ -21,7 +21,13 @@ from ._core.stacks import Frame, Traceback
 from ._instrument.install import install, is_installed, uninstall
 from ._report.model import Report
 from ._version import __version__
-from .errors import HandleTraceError, HandleTraceWarning, ReportError, TimelineError
+from .errors import (
+    DisposedError,
+    HandleTraceError,
+    HandleTraceWarning,
+    ReportError,
+    TimelineError,
+)
 from .release import (
     DisposeResult,
     ReleaseAllResult,
@@ -37,6 +43,7 @@ __all__ = [
     "Config",
     "DisposeResult",
     "Diagnosis",
+    "DisposedError",
     "Frame",
     "GroupDiff",
     "HandleDiagnosis",

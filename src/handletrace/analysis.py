@@ -4,7 +4,8 @@ SDK's native handle table). ``handletrace`` itself exports what an application n
 
 from __future__ import annotations
 
-from ._analysis.diagnosis import SignalInfo, signals_tree
+from ._analysis.delivery import Delivery
+from ._analysis.diagnosis import Leak, SignalInfo, signals_tree
 from ._analysis.paths import PathStep, RefPath, find_cycle
 from ._analysis.patterns import PATTERNS, Finding, Pattern
 from ._analysis.states import CLASSIFICATIONS, DESCRIPTIONS, Classification
@@ -18,7 +19,9 @@ __all__ = [
     "PATTERNS",
     "AccessRecord",
     "Classification",
+    "Delivery",
     "Finding",
+    "Leak",
     "NativeCheck",
     "NativeCounts",
     "NativeRow",
