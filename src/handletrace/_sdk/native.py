@@ -100,10 +100,10 @@ class NativeRow:
 class NativeCheck:
     """Native counts beside tracked live counts; ``relative`` if measured from a baseline."""
 
-    rows: Tuple[NativeRow, ...]
-    native_total: int
-    tracked_total: int
+    native_total: int = 0
+    tracked_total: int = 0
     relative: bool = False
+    rows: Tuple[NativeRow, ...] = ()
 
     @property
     def agrees(self) -> bool:
