@@ -14,7 +14,7 @@ from html import escape
 from typing import IO, Any, List, Optional, Sequence
 
 from .model import Report, ReportFrame, ReportGroup
-from .words import age_text, plural
+from .words import age_text, native_notes, plural
 
 __all__ = ["format_html", "render_html", "svg_cycle"]
 
@@ -250,18 +250,19 @@ def _native_html(report: Report) -> str:
         return ""
     lines = []
     for row in native.rows:
-        css = ' class="bad"' if row.native != row.tracked else ""
+        # Only what nothing explains is a problem: not the SDK's own import-time handles.
+        css = ' class="bad"' if row.unexplained else ""
         lines.append(
             f'<tr{css}><td class="l mono">{escape(row.native_type or "(none)")}</td>'
             f'<td class="l mono">{escape(", ".join(row.kinds))}</td><td>{row.native}</td>'
-            f"<td>{row.tracked}</td></tr>"
+            f'<td>{row.tracked}</td><td class="l">{escape("; ".join(native_notes(row)))}</td></tr>'
         )
     rows = "\n".join(lines)
     what = "change since the baseline" if getattr(native, "relative", False) else "live now"
     return (
         f"<h2>The SDK's own handle table ({what})</h2>"
         '<table><tr><th class="l">native type</th><th class="l">kinds</th><th>native</th>'
-        f"<th>tracked</th></tr>\n{rows}\n</table>"
+        f'<th>tracked</th><th class="l">why they differ</th></tr>\n{rows}\n</table>'
     )
 
 

@@ -36,8 +36,9 @@ A path is ``{"kind": "cycle"|"root", "text", "root", "steps": [{"label", "type",
 
 At the top level: ``diagnosis`` ``{"classification": {...}, "findings", "duration",
 "objects_scanned", "stale_after", "gc_collected"}`` and ``native`` ``{"native_total",
-"tracked_total", "relative", "rows": [{"native_type", "kinds", "native", "tracked"}]}``
-(the SDK's own handle table beside the registry's live counts).
+"tracked_total", "relative", "rows": [{"native_type", "kinds", "native", "tracked",
+"sdk_internal"}]}`` (the SDK's own handle table beside the registry's live counts;
+``sdk_internal``: what each untracked handle the SDK made for itself at import is).
 
 A group's ``fingerprint`` hashes its creation site, its kinds and, when it has one, its
 cycle's text: leaks with the same site and the same cycle shape share it across runs.

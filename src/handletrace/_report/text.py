@@ -14,7 +14,7 @@ from .._analysis.diagnosis import SignalInfo
 from .._analysis.paths import RefPath
 from .._analysis.states import DESCRIPTIONS
 from .model import Report, ReportGroup
-from .words import age_text, plural
+from .words import age_text, native_notes, plural
 
 __all__ = ["format_text", "render_text"]
 
@@ -88,10 +88,9 @@ def _native_lines(report: Report) -> list[str]:
     for row in native.rows:
         name = row.native_type or "(no native type)"
         line = f"    {name:<{width}}  {row.native:>6}  {row.tracked:>7}"
-        if row.difference > 0:
-            line += f"  {row.difference} not tracked: made before install() or inside the SDK"
-        elif row.difference < 0:
-            line += f"  {-row.difference} tracked but not in the native table"
+        notes = native_notes(row)
+        if notes:
+            line += "  " + "; ".join(notes)
         lines.append(line)
     return lines
 
