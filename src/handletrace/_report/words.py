@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Tuple
 
 from .._sdk.native import NativeRow
 
-__all__ = ["age_text", "native_notes", "plural"]
+__all__ = ["age_text", "native_notes", "not_installed", "plural"]
 
 
 def plural(n: int, word: str) -> str:
@@ -34,3 +34,17 @@ def native_notes(row: NativeRow) -> List[str]:
         what = "; ".join(row.sdk_internal)
         notes.append(f"{len(row.sdk_internal)} made by the SDK at import ({what})")
     return notes
+
+
+def not_installed(created: int) -> Tuple[str, str]:
+    """What a report made while handletrace is not installed says before anything else, and
+    what to do about it (``created``: handles tracked while it was installed, if ever)."""
+    if created:
+        what = "; this report shows only those tracked while it was installed"
+    else:
+        what = ", so there is nothing to report"
+    return (
+        f"handletrace is not installed: SDK handles are not being tracked{what}",
+        "to track them, call handletrace.install() before the program makes SDK objects, "
+        "or run it with HANDLETRACE=1",
+    )
