@@ -99,6 +99,18 @@ def test_page_of_a_clean_report(installed: None) -> None:
     assert "Live handles by creation site" not in page
 
 
+def test_page_without_install_says_so_first() -> None:
+    """Not installed: an amber badge and, before anything else, what is wrong and what to do;
+    no green all-clear."""
+    page = format_html(handletrace.build_report())
+    body = page.split("<body>", 1)[1].strip().splitlines()
+    assert body[0] == '<h1>handletrace report <span class="badge warn">not installed</span></h1>'
+    assert body[1].startswith('<div class="note warn"><strong>handletrace is not installed: ')
+    assert "handletrace.install()" in body[1] and "HANDLETRACE=1" in body[1]
+    assert "no live native handles" not in page
+    parse(page)
+
+
 def test_values_from_the_report_are_escaped(leak_report: Report) -> None:
     """Markup in a saved report (a hostile or odd file) is shown as text, never run."""
     data = copy.deepcopy(leak_report.to_dict())

@@ -137,3 +137,96 @@ def test_report_puts_native_counts_beside_the_registry(installed: None) -> None:
     assert "native handle table of the SDK: " in text.getvalue()
     assert "    native type" in text.getvalue()
     del recognizer
+
+
+NATIVE_PROBE = """
+import io, json, re, sys
+import handletrace
+{before_install}
+handletrace.install()
+from tests import sdk_objects
+recognizer = sdk_objects.recognizer()  # tracked: the report has something to show
+report = handletrace.build_report()
+row = next(r for r in report.native.rows if r.native_type == "ISpxAudioConfig")
+text = io.StringIO()
+handletrace.report(text)
+html = io.StringIO()
+handletrace.report(html, format="html")
+line = next(l for l in text.getvalue().splitlines() if l.strip().startswith("ISpxAudioConfig"))
+html_row = re.search(r"<tr[^>]*>(?:(?!</tr>).)*ISpxAudioConfig.*?</tr>", html.getvalue()).group(0)
+print(json.dumps({{
+    "row": [row.native, row.tracked, list(row.sdk_internal), row.unexplained],
+    "agrees": report.native.agrees,
+    "differences": [r.native_type for r in report.native.differences],
+    "line": line,
+    "html_row": html_row,
+}}))
+"""
+
+
+def native_probe(before_install: str = "") -> Dict[str, object]:
+    """What a fresh interpreter's report says of ISpxAudioConfig (the SDK's default audio
+    config exists once per process, from the SDK's import on)."""
+    result = subprocess.run(
+        [sys.executable, "-c", NATIVE_PROBE.format(before_install=before_install)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_sdk_default_audio_config_is_explained_not_flagged() -> None:
+    """A program that makes no AudioConfig before install(): the one native audio config the
+    registry misses is SpeechSynthesizer's default, named as the SDK's, and not a problem."""
+    seen = native_probe()
+    assert seen["row"] == [1, 0, ["the default audio config of SpeechSynthesizer"], 0], seen
+    assert (seen["agrees"], seen["differences"]) == (True, []), seen
+    line = str(seen["line"])
+    assert line.endswith(
+        "  1 made by the SDK at import (the default audio config of SpeechSynthesizer)"
+    ), line
+    assert "not tracked" not in line, line
+    assert 'class="bad"' not in str(seen["html_row"]), seen["html_row"]
+    assert "made by the SDK at import" in str(seen["html_row"]), seen["html_row"]
+
+
+def test_audio_config_made_before_install_is_still_flagged() -> None:
+    """An AudioConfig the program made before install() is one unexplained handle, flagged in
+    text and HTML, beside the SDK's own."""
+    seen = native_probe(
+        "import azure.cognitiveservices.speech as speechsdk\n"
+        "early = speechsdk.audio.AudioOutputConfig(use_default_speaker=True)"
+    )
+    assert seen["row"] == [2, 0, ["the default audio config of SpeechSynthesizer"], 1], seen
+    assert (seen["agrees"], seen["differences"]) == (False, ["ISpxAudioConfig"]), seen
+    assert str(seen["line"]).endswith(
+        "  1 not tracked: made before install() or inside the SDK; "
+        "1 made by the SDK at import (the default audio config of SpeechSynthesizer)"
+    ), seen["line"]
+    assert str(seen["html_row"]).startswith('<tr class="bad">'), seen["html_row"]
+
+
+def test_sdk_internal_handles_name_the_default_argument_they_are() -> None:
+    """sdk_internal_handles() finds SpeechSynthesizer's default audio_config from the SDK's
+    own functions: its native type and what it is."""
+    check_code = (
+        "import json, handletrace, azure.cognitiveservices.speech\n"
+        "from handletrace._sdk.native import sdk_internal_handles\n"
+        "print(json.dumps([[h.native_type, h.what] for h in sdk_internal_handles()]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check_code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        ["ISpxAudioConfig", "the default audio config of SpeechSynthesizer"]
+    ]

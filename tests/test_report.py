@@ -81,6 +81,37 @@ def test_clean_report_says_no_live_handles(installed: None) -> None:
     assert out.getvalue() == "handletrace: no live native handles (created 2, released 2 (del 2))\n"
 
 
+def test_report_without_install_says_so_first() -> None:
+    """report() before install(): the first lines say handletrace is not installed and how
+    to install it; nothing reads as an all-clear."""
+    out = io.StringIO()
+    data = handletrace.report(out)
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "handletrace is not installed: SDK handles are not being tracked, "
+        "so there is nothing to report",
+        "    to track them, call handletrace.install() before the program makes SDK objects, "
+        "or run it with HANDLETRACE=1",
+    ], lines
+    assert data.installed is False and data.to_dict()["installed"] is False
+
+
+def test_report_after_uninstall_says_so_first_and_shows_what_was_tracked() -> None:
+    """Handles tracked before uninstall() are still reported, after the not-installed lines."""
+    handletrace.install()
+    config = sdk_objects.speech_config()
+    handletrace.uninstall()
+    out = io.StringIO()
+    handletrace.report(out, diagnose=False)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == (
+        "handletrace is not installed: SDK handles are not being tracked; this report shows "
+        "only those tracked while it was installed"
+    ), lines
+    assert lines[2].startswith("handletrace: 2 live native handles in 1 group"), lines
+    del config
+
+
 def test_text_report_lists_group_kinds_and_stack(installed: None) -> None:
     """The text report shows count, site, kinds and the creation stack."""
     configs = make_configs(2)

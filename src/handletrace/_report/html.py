@@ -14,7 +14,7 @@ from html import escape
 from typing import IO, Any, List, Optional, Sequence
 
 from .model import Report, ReportFrame, ReportGroup
-from .words import age_text, plural
+from .words import age_text, native_notes, not_installed, plural
 
 __all__ = ["format_html", "render_html", "svg_cycle"]
 
@@ -31,6 +31,7 @@ h3 { font-size: 1rem; margin: 0 0 .4rem; }
 .badge { display: inline-block; padding: .15rem .6rem; border-radius: 1rem; color: white;
          font-weight: 600; font-size: .9rem; vertical-align: middle; }
 .badge.bad { background: var(--bad); } .badge.ok { background: var(--ok); }
+.badge.warn { background: #b26a00; }
 table { border-collapse: collapse; margin: .4rem 0 1rem; font-size: .9rem; }
 th, td { border: 1px solid var(--line); padding: .25rem .6rem; text-align: right; }
 th { background: #fafafa; }
@@ -43,6 +44,7 @@ pre { background: var(--code); padding: .6rem .8rem; overflow-x: auto; font-size
 .group .where { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: .9rem; }
 .note { background: #fff8e1; border-left: 4px solid #f4b400; padding: .4rem .8rem;
         margin: .3rem 0; font-size: .9rem; }
+.note.warn { background: #fdecea; border-left-color: var(--bad); font-size: 1rem; }
 .frame-src { color: #444; }
 .frame-user { font-weight: 600; }
 details > summary { cursor: pointer; color: var(--muted); font-size: .9rem; }
@@ -250,18 +252,19 @@ def _native_html(report: Report) -> str:
         return ""
     lines = []
     for row in native.rows:
-        css = ' class="bad"' if row.native != row.tracked else ""
+        # Only what nothing explains is a problem: not the SDK's own import-time handles.
+        css = ' class="bad"' if row.unexplained else ""
         lines.append(
             f'<tr{css}><td class="l mono">{escape(row.native_type or "(none)")}</td>'
             f'<td class="l mono">{escape(", ".join(row.kinds))}</td><td>{row.native}</td>'
-            f"<td>{row.tracked}</td></tr>"
+            f'<td>{row.tracked}</td><td class="l">{escape("; ".join(native_notes(row)))}</td></tr>'
         )
     rows = "\n".join(lines)
     what = "change since the baseline" if getattr(native, "relative", False) else "live now"
     return (
         f"<h2>The SDK's own handle table ({what})</h2>"
         '<table><tr><th class="l">native type</th><th class="l">kinds</th><th>native</th>'
-        f"<th>tracked</th></tr>\n{rows}\n</table>"
+        f'<th>tracked</th><th class="l">why they differ</th></tr>\n{rows}\n</table>'
     )
 
 
@@ -311,7 +314,16 @@ def format_html(report: Report, *, title: Optional[str] = None) -> str:
     """The report as a complete, self-contained HTML document."""
     heading = title or "handletrace report"
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(report.generated_at))
-    if report.clean:
+    warning = ""
+    if not report.installed:
+        # Before anything else: a green "no live native handles" would read as an all-clear.
+        problem, remedy = not_installed(report.created)
+        warning = (
+            f'<div class="note warn"><strong>{escape(problem)}</strong><br>{escape(remedy)}</div>'
+        )
+    if not report.installed and report.clean:
+        badge = '<span class="badge warn">not installed</span>'
+    elif report.clean:
         badge = '<span class="badge ok">no live native handles</span>'
     else:
         badge = (
@@ -320,8 +332,6 @@ def format_html(report: Report, *, title: Optional[str] = None) -> str:
         )
     causes = ", ".join(f"{c} {n}" for c, n in report.released_by_cause.items() if n)
     notes = []
-    if not report.installed:
-        notes.append("handletrace was not installed: handles were not being tracked")
     if report.instrumentation_errors:
         notes.append(
             f"{plural(report.instrumentation_errors, 'instrumentation error')} "
@@ -361,6 +371,7 @@ def format_html(report: Report, *, title: Optional[str] = None) -> str:
 </head>
 <body>
 <h1>{escape(heading)} {badge}</h1>
+{warning}
 <div class="meta">generated {escape(when)} &middot; pid {report.pid} &middot; Python
 {escape(report.python)} &middot; azure-cognitiveservices-speech {escape(report.sdk_version)}</div>
 <table>

@@ -1,7 +1,11 @@
-"""Report building: turns a snapshot into plain, serialisable data (no I/O here).
+"""The report model: the value types a report is made of, and :func:`make_report`, which
+builds a :class:`Report` from a snapshot and its diagnosis (no I/O here).
 
 The JSON form of a :class:`Report` is versioned: ``{"schema": "handletrace.report",
-"version": 1, ...}``; README.md documents every field.
+"version": 1, ...}``; README.md documents every field. It is written and read by
+``codec.py`` from the fields below: a field's JSON key, its nesting (``summary``, ``age``),
+whether it may be absent and whether it is left out while empty are said once, in the
+field's metadata; ``to_dict()``/``from_dict()`` add the schema and version around it.
 
 Diagnosis fields (optional in version 1: present only when a diagnosis ran, and a report
 without them still loads). Per group:
@@ -32,8 +36,9 @@ A path is ``{"kind": "cycle"|"root", "text", "root", "steps": [{"label", "type",
 
 At the top level: ``diagnosis`` ``{"classification": {...}, "findings", "duration",
 "objects_scanned", "stale_after", "gc_collected"}`` and ``native`` ``{"native_total",
-"tracked_total", "relative", "rows": [{"native_type", "kinds", "native", "tracked"}]}``
-(the SDK's own handle table beside the registry's live counts).
+"tracked_total", "relative", "rows": [{"native_type", "kinds", "native", "tracked",
+"sdk_internal"}]}`` (the SDK's own handle table beside the registry's live counts;
+``sdk_internal``: what each untracked handle the SDK made for itself at import is).
 
 A group's ``fingerprint`` hashes its creation site, its kinds and, when it has one, its
 cycle's text: leaks with the same site and the same cycle shape share it across runs.
@@ -45,18 +50,18 @@ import hashlib
 import os
 import platform
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from .._analysis.diagnosis import Diagnosis, HandleDiagnosis, SignalInfo
-from .._analysis.paths import PathStep, RefPath
+from .._analysis.paths import RefPath
 from .._analysis.states import CLASSIFICATIONS, DESCRIPTIONS
 from .._core.compat import DATACLASS_SLOTS
 from .._core.snapshot import HandleGroup, Snapshot
 from .._core.stacks import Frame
 from .._sdk.access import AccessRecord
-from .._sdk.native import NativeCheck, NativeRow
-from .._sdk.signals import CallbackInfo
+from .._sdk.native import NativeCheck
 from ..errors import ReportError
+from . import codec
 
 __all__ = [
     "REPORT_SCHEMA",
@@ -69,6 +74,7 @@ __all__ = [
     "ReportFinding",
     "ReportGroup",
     "ReportHandle",
+    "KindCount",
     "make_report",
     "fingerprint_of",
 ]
@@ -76,6 +82,10 @@ __all__ = [
 REPORT_SCHEMA = "handletrace.report"
 REPORT_VERSION = 1
 HANDLES_PER_GROUP = 50  # handles listed individually per group in a report
+
+# The JSON form of every type below follows its fields (see codec.py): a field's metadata
+# says where its key differs from its name, what may be absent, and what is left out.
+_SUMMARY = codec.meta(at="summary")
 
 
 @dataclass(frozen=True, **DATACLASS_SLOTS)
@@ -103,9 +113,17 @@ class ReportHandle:
     kind: str
     address: str
     owner: str
-    parent: Optional[str]
+    parent: Optional[str] = field(metadata=codec.meta(missing=None))
     thread: str
     age: float
+
+
+class KindCount(NamedTuple):
+    """How many of a group's handles are of one kind and owner."""
+
+    kind: str
+    owner: str
+    count: int  # type: ignore[assignment]  # shadows tuple.count: the schema's key is "count"
 
 
 @dataclass(frozen=True, **DATACLASS_SLOTS)
@@ -113,11 +131,11 @@ class ReportFinding:
     """A known SDK leak pattern found in a group: what, where, the fix, and how often."""
 
     pattern: str
-    title: str
+    title: str = field(metadata=codec.meta(missing=""))
     message: str
-    filename: str
-    lineno: int
-    fix: str
+    filename: str = field(metadata=codec.meta(missing=""))
+    lineno: int = field(metadata=codec.meta(missing=0))
+    fix: str = field(metadata=codec.meta(missing=""))
     count: int = 1
 
     @property
@@ -131,8 +149,8 @@ class ReportAccess:
 
     action: str
     target: str
-    filename: str
-    lineno: int
+    filename: str = field(metadata=codec.meta(missing=""))
+    lineno: int = field(metadata=codec.meta(missing=0))
     line: str = ""
     thread: str = ""
     callback: str = ""
@@ -149,10 +167,11 @@ class ReportAccess:
 class ReportDiagnosis:
     """How the diagnosis ran, and its totals."""
 
-    classification: Tuple[Tuple[str, int], ...]  # (classification, count), most urgent first
-    findings: int
-    duration: float
-    objects_scanned: int
+    #: (classification, count), most urgent first
+    classification: Tuple[Tuple[str, int], ...] = field(metadata=codec.meta(pairs=True, missing=()))
+    findings: int = field(metadata=codec.meta(missing=0))
+    duration: float = field(metadata=codec.meta(missing=0.0))
+    objects_scanned: int = field(metadata=codec.meta(missing=0))
     stale_after: Optional[float] = None
     gc_collected: bool = False
 
@@ -167,26 +186,32 @@ class GroupSummary:
     fix: str
 
 
+_OPTIONAL = codec.meta(omit=True)  # a diagnosis field: in the JSON only when set
+
+
 @dataclass(frozen=True, **DATACLASS_SLOTS)
 class ReportGroup:
     """Live handles from one creation site (and, with a diagnosis, one cycle shape)."""
 
     fingerprint: str
-    site: Optional[ReportFrame]
+    site: Optional[ReportFrame] = field(metadata=codec.meta(missing=None))
     count: int
-    kinds: Tuple[Tuple[str, str, int], ...]  # (kind, owner, count)
-    age_min: float
-    age_max: float
+    kinds: Tuple[KindCount, ...]
+    age_min: float = field(metadata=codec.meta(at="age", key="min"))
+    age_max: float = field(metadata=codec.meta(at="age", key="max"))
     traceback: Tuple[ReportFrame, ...]  # oldest first: most recent call last
     handles: Tuple[ReportHandle, ...]
     # -- diagnosis (empty when none ran) ------------------------------------------------
-    classification: Tuple[Tuple[str, int], ...] = ()  # (classification, count)
-    cycle: Optional[RefPath] = None
-    root_path: Optional[RefPath] = None
-    subject: str = ""
-    signals: Tuple[SignalInfo, ...] = ()
-    access: Tuple[ReportAccess, ...] = ()
-    findings: Tuple[ReportFinding, ...] = ()
+    #: (classification, count)
+    classification: Tuple[Tuple[str, int], ...] = field(
+        default=(), metadata=codec.meta(pairs=True, omit=True)
+    )
+    cycle: Optional[RefPath] = field(default=None, metadata=_OPTIONAL)
+    root_path: Optional[RefPath] = field(default=None, metadata=_OPTIONAL)
+    subject: str = field(default="", metadata=_OPTIONAL)
+    signals: Tuple[SignalInfo, ...] = field(default=(), metadata=_OPTIONAL)
+    access: Tuple[ReportAccess, ...] = field(default=(), metadata=_OPTIONAL)
+    findings: Tuple[ReportFinding, ...] = field(default=(), metadata=_OPTIONAL)
 
     @property
     def diagnosis(self) -> Optional[GroupSummary]:
@@ -211,18 +236,19 @@ class Report:
     python: str
     sdk_version: str
     installed: bool
-    live: int
-    groups: Tuple[ReportGroup, ...]
-    created: int = 0
-    released: int = 0
-    released_by_cause: Mapping[str, int] = field(default_factory=dict)
+    live: int = field(metadata=_SUMMARY)
+    created: int = field(default=0, metadata=_SUMMARY)
+    released: int = field(default=0, metadata=_SUMMARY)
+    released_by_cause: Mapping[str, int] = field(default_factory=dict, metadata=_SUMMARY)
+    instrumentation_errors: int = field(default=0, metadata=_SUMMARY)
     kinds: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-    instrumentation_errors: int = 0
+    #: Largest first.
+    groups: Tuple[ReportGroup, ...] = field(default=(), metadata=codec.meta(required=True))
     notes: Tuple[str, ...] = ()
     #: How the diagnosis ran and its totals (``None``: no diagnosis).
-    diagnosis: Optional[ReportDiagnosis] = None
+    diagnosis: Optional[ReportDiagnosis] = field(default=None, metadata=_OPTIONAL)
     #: The SDK's native handle table beside the registry (``None``: not read).
-    native: Optional[NativeCheck] = None
+    native: Optional[NativeCheck] = field(default=None, metadata=_OPTIONAL)
 
     @property
     def clean(self) -> bool:
@@ -230,62 +256,50 @@ class Report:
 
     # -- serialisation ------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
-        data: Dict[str, Any] = {
-            "schema": REPORT_SCHEMA,
-            "version": REPORT_VERSION,
-            "generated_at": self.generated_at,
-            "pid": self.pid,
-            "python": self.python,
-            "sdk_version": self.sdk_version,
-            "installed": self.installed,
-            "summary": {
-                "live": self.live,
-                "groups": len(self.groups),
-                "created": self.created,
-                "released": self.released,
-                "released_by_cause": dict(self.released_by_cause),
-                "instrumentation_errors": self.instrumentation_errors,
-            },
-            "kinds": {k: dict(v) for k, v in self.kinds.items()},
-            "groups": [_group_to_dict(g) for g in self.groups],
-            "notes": list(self.notes),
-        }
-        if self.diagnosis is not None:
-            d = self.diagnosis
-            data["diagnosis"] = {
-                "classification": dict(d.classification),
-                "findings": d.findings,
-                "duration": d.duration,
-                "objects_scanned": d.objects_scanned,
-                "stale_after": d.stale_after,
-                "gc_collected": d.gc_collected,
-            }
-        if self.native is not None:
-            data["native"] = {
-                "native_total": self.native.native_total,
-                "tracked_total": self.native.tracked_total,
-                "relative": self.native.relative,
-                "rows": [
-                    {
-                        "native_type": row.native_type,
-                        "kinds": list(row.kinds),
-                        "native": row.native,
-                        "tracked": row.tracked,
-                    }
-                    for row in self.native.rows
-                ],
-            }
+        """The JSON form: schema ``handletrace.report``, version 1 (README.md)."""
+        data: Dict[str, Any] = {"schema": REPORT_SCHEMA, "version": REPORT_VERSION}
+        data.update(_CODEC.encode(self))
         return data
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "report") -> Report:
         """Rebuild a report from its JSON form; raises :class:`ReportError` if malformed."""
+        if not isinstance(data, dict):
+            raise ReportError(f"{source}: the top level should be dict, got {type(data).__name__}")
+        if data.get("schema") != REPORT_SCHEMA:
+            raise ReportError(
+                f"{source}: not a handletrace report (schema is {data.get('schema')!r})"
+            )
+        version = data.get("version")
+        if version != REPORT_VERSION:
+            raise ReportError(
+                f"{source}: report version {version!r} is not supported (this handletrace "
+                f"reads version {REPORT_VERSION})"
+            )
         try:
-            return _report_from_dict(data, source)
-        except ReportError:
-            raise
+            report: Report = _CODEC.decode(cls, data)
+        except codec.CodecError as exc:
+            raise ReportError(_problem(exc, source)) from None
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ReportError(f"{source}: not a valid handletrace report ({exc!r})") from None
+        return report
+
+
+#: Values the JSON carries beside the fields (derived from them; not read back).
+_CODEC = codec.Codec(
+    derived={
+        Report: {"summary.groups": lambda report: len(report.groups)},
+        RefPath: {"text": lambda path: path.text},
+    }
+)
+
+
+def _problem(error: codec.CodecError, source: str) -> str:
+    """What a CodecError means for a saved report, naming where."""
+    if error.missing is not None:
+        where = f" in {error.where}" if error.path else ""
+        return f"{source}: not a valid handletrace report (KeyError({error.missing!r})){where}"
+    return f"{source}: {error.where} {error.problem}"
 
 
 def fingerprint_of(group: HandleGroup, shape: str = "") -> str:
@@ -405,7 +419,7 @@ def make_report(
                 fingerprint=fingerprint_of(group, shape),
                 site=ReportFrame.of(origin) if origin is not None else None,
                 count=group.count,
-                kinds=tuple((k, o, n) for (k, o), n in group.kind_counts().items()),
+                kinds=tuple(KindCount(k, o, n) for (k, o), n in group.kind_counts().items()),
                 age_min=round(min(ages), 3),
                 age_max=round(max(ages), 3),
                 traceback=tuple(ReportFrame.of(f) for f in group.traceback),
@@ -433,7 +447,8 @@ def make_report(
             findings=sum(len(g.findings) for g in groups),
             duration=round(diagnosis.duration, 3),
             objects_scanned=diagnosis.objects_scanned,
-            stale_after=diagnosis.stale_after,
+            # A float, as read back: stale_after=3600 is written 3600.0 both times.
+            stale_after=None if diagnosis.stale_after is None else float(diagnosis.stale_after),
             gc_collected=diagnosis.gc_collected,
         )
     return Report(
@@ -454,351 +469,4 @@ def make_report(
         instrumentation_errors=stats.instrumentation_errors if stats else 0,
         diagnosis=summary,
         native=diagnosis.native if diagnosis is not None else None,
-    )
-
-
-# -- (de)serialisation helpers -------------------------------------------------------------
-
-
-def _frame_to_dict(frame: ReportFrame) -> Dict[str, Any]:
-    return {
-        "filename": frame.filename,
-        "lineno": frame.lineno,
-        "name": frame.name,
-        "line": frame.line,
-    }
-
-
-def _step_to_dict(step: PathStep) -> Dict[str, Any]:
-    return {
-        "label": step.label,
-        "type": step.type,
-        "note": step.note,
-        "filename": step.filename,
-        "lineno": step.lineno,
-    }
-
-
-def _path_to_dict(path: RefPath) -> Dict[str, Any]:
-    return {
-        "kind": path.kind,
-        "text": path.text,
-        "root": path.root,
-        "steps": [_step_to_dict(step) for step in path.steps],
-        "held": [_step_to_dict(step) for step in path.held],
-        "held_from": path.held_from,
-    }
-
-
-def _diagnosis_to_dict(group: ReportGroup) -> Dict[str, Any]:
-    data: Dict[str, Any] = {}
-    if group.classification:
-        data["classification"] = dict(group.classification)
-    if group.cycle is not None:
-        data["cycle"] = _path_to_dict(group.cycle)
-    if group.root_path is not None:
-        data["root_path"] = _path_to_dict(group.root_path)
-    if group.subject:
-        data["subject"] = group.subject
-    if group.signals:
-        data["signals"] = [
-            {
-                "name": s.name,
-                "declared_by": s.declared_by,
-                "created": s.created,
-                "callbacks": [
-                    {"qualname": c.qualname, "filename": c.filename, "lineno": c.lineno}
-                    for c in s.callbacks
-                ],
-            }
-            for s in group.signals
-        ]
-    if group.access:
-        data["access"] = [
-            {
-                "action": a.action,
-                "target": a.target,
-                "filename": a.filename,
-                "lineno": a.lineno,
-                "line": a.line,
-                "thread": a.thread,
-                "callback": a.callback,
-                "by_sdk": a.by_sdk,
-                "disconnected": a.disconnected,
-            }
-            for a in group.access
-        ]
-    if group.findings:
-        data["findings"] = [
-            {
-                "pattern": f.pattern,
-                "title": f.title,
-                "message": f.message,
-                "filename": f.filename,
-                "lineno": f.lineno,
-                "fix": f.fix,
-                "count": f.count,
-            }
-            for f in group.findings
-        ]
-    return data
-
-
-def _group_to_dict(group: ReportGroup) -> Dict[str, Any]:
-    return {
-        "fingerprint": group.fingerprint,
-        "site": _frame_to_dict(group.site) if group.site else None,
-        "count": group.count,
-        "kinds": [{"kind": k, "owner": o, "count": n} for k, o, n in group.kinds],
-        "age": {"min": group.age_min, "max": group.age_max},
-        "traceback": [_frame_to_dict(f) for f in group.traceback],
-        "handles": [
-            {
-                "seq": h.seq,
-                "kind": h.kind,
-                "address": h.address,
-                "owner": h.owner,
-                "parent": h.parent,
-                "thread": h.thread,
-                "age": h.age,
-            }
-            for h in group.handles
-        ],
-        **_diagnosis_to_dict(group),
-    }
-
-
-def _expect(value: Any, kind: type, what: str, source: str) -> Any:
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ReportError(f"{source}: {what} should be {kind.__name__}, got {type(value).__name__}")
-    return value
-
-
-def _frame_from_dict(data: Any, source: str) -> ReportFrame:
-    _expect(data, dict, "a frame", source)
-    return ReportFrame(
-        _expect(data["filename"], str, "frame.filename", source),
-        _expect(data["lineno"], int, "frame.lineno", source),
-        _expect(data["name"], str, "frame.name", source),
-        _expect(data.get("line", ""), str, "frame.line", source),
-    )
-
-
-def _step_from_dict(data: Any, source: str) -> PathStep:
-    _expect(data, dict, "a path step", source)
-    return PathStep(
-        label=_expect(data["label"], str, "step.label", source),
-        type=_expect(data.get("type", ""), str, "step.type", source),
-        note=_expect(data.get("note", ""), str, "step.note", source),
-        filename=_expect(data.get("filename", ""), str, "step.filename", source),
-        lineno=_expect(data.get("lineno", 0), int, "step.lineno", source),
-    )
-
-
-def _path_from_dict(data: Any, source: str) -> Optional[RefPath]:
-    if data is None:
-        return None
-    _expect(data, dict, "a path", source)
-    return RefPath(
-        kind=_expect(data["kind"], str, "path.kind", source),
-        steps=tuple(
-            _step_from_dict(s, source) for s in _expect(data["steps"], list, "path.steps", source)
-        ),
-        root=_expect(data.get("root", ""), str, "path.root", source),
-        held=tuple(
-            _step_from_dict(s, source)
-            for s in _expect(data.get("held", []), list, "path.held", source)
-        ),
-        held_from=_expect(data.get("held_from", 0), int, "path.held_from", source),
-    )
-
-
-def _counts_from_dict(data: Any, what: str, source: str) -> Tuple[Tuple[str, int], ...]:
-    _expect(data, dict, what, source)
-    return tuple(
-        (_expect(k, str, what, source), _expect(v, int, what, source)) for k, v in data.items()
-    )
-
-
-def _diagnosis_from_dict(g: Dict[str, Any], source: str) -> Dict[str, Any]:
-    """The optional diagnosis fields of a group (absent in reports made without one)."""
-    fields: Dict[str, Any] = {}
-    if "classification" in g:
-        fields["classification"] = _counts_from_dict(
-            g["classification"], "group.classification", source
-        )
-    if g.get("cycle") is not None:
-        fields["cycle"] = _path_from_dict(g["cycle"], source)
-    if g.get("root_path") is not None:
-        fields["root_path"] = _path_from_dict(g["root_path"], source)
-    if "subject" in g:
-        fields["subject"] = _expect(g["subject"], str, "group.subject", source)
-    if "signals" in g:
-        fields["signals"] = tuple(
-            SignalInfo(
-                name=_expect(s["name"], str, "signal.name", source),
-                declared_by=_expect(s.get("declared_by", ""), str, "signal.declared_by", source),
-                created=_expect(s.get("created", False), bool, "signal.created", source),
-                callbacks=tuple(
-                    CallbackInfo(
-                        _expect(c["qualname"], str, "callback.qualname", source),
-                        _expect(c.get("filename", ""), str, "callback.filename", source),
-                        _expect(c.get("lineno", 0), int, "callback.lineno", source),
-                    )
-                    for c in _expect(s.get("callbacks", []), list, "signal.callbacks", source)
-                ),
-            )
-            for s in _expect(g["signals"], list, "group.signals", source)
-        )
-    if "access" in g:
-        fields["access"] = tuple(
-            ReportAccess(
-                action=_expect(a["action"], str, "access.action", source),
-                target=_expect(a["target"], str, "access.target", source),
-                filename=_expect(a.get("filename", ""), str, "access.filename", source),
-                lineno=_expect(a.get("lineno", 0), int, "access.lineno", source),
-                line=_expect(a.get("line", ""), str, "access.line", source),
-                thread=_expect(a.get("thread", ""), str, "access.thread", source),
-                callback=_expect(a.get("callback", ""), str, "access.callback", source),
-                by_sdk=_expect(a.get("by_sdk", False), bool, "access.by_sdk", source),
-                disconnected=(
-                    None
-                    if a.get("disconnected") is None
-                    else _expect(a["disconnected"], bool, "access.disconnected", source)
-                ),
-            )
-            for a in _expect(g["access"], list, "group.access", source)
-        )
-    if "findings" in g:
-        fields["findings"] = tuple(
-            ReportFinding(
-                pattern=_expect(f["pattern"], str, "finding.pattern", source),
-                title=_expect(f.get("title", ""), str, "finding.title", source),
-                message=_expect(f["message"], str, "finding.message", source),
-                filename=_expect(f.get("filename", ""), str, "finding.filename", source),
-                lineno=_expect(f.get("lineno", 0), int, "finding.lineno", source),
-                fix=_expect(f.get("fix", ""), str, "finding.fix", source),
-                count=_expect(f.get("count", 1), int, "finding.count", source),
-            )
-            for f in _expect(g["findings"], list, "group.findings", source)
-        )
-    return fields
-
-
-def _report_diagnosis_from_dict(data: Any, source: str) -> Optional[ReportDiagnosis]:
-    if data is None:
-        return None
-    _expect(data, dict, "diagnosis", source)
-    stale = data.get("stale_after")
-    return ReportDiagnosis(
-        classification=_counts_from_dict(
-            data.get("classification", {}), "diagnosis.classification", source
-        ),
-        findings=_expect(data.get("findings", 0), int, "diagnosis.findings", source),
-        duration=_expect(data.get("duration", 0.0), float, "diagnosis.duration", source),
-        objects_scanned=_expect(
-            data.get("objects_scanned", 0), int, "diagnosis.objects_scanned", source
-        ),
-        stale_after=(
-            None if stale is None else _expect(stale, float, "diagnosis.stale_after", source)
-        ),
-        gc_collected=_expect(
-            data.get("gc_collected", False), bool, "diagnosis.gc_collected", source
-        ),
-    )
-
-
-def _native_from_dict(data: Any, source: str) -> Optional[NativeCheck]:
-    if data is None:
-        return None
-    _expect(data, dict, "native", source)
-    return NativeCheck(
-        rows=tuple(
-            NativeRow(
-                native_type=_expect(r["native_type"], str, "native.native_type", source),
-                kinds=tuple(
-                    _expect(k, str, "native.kinds", source)
-                    for k in _expect(r.get("kinds", []), list, "native.kinds", source)
-                ),
-                native=_expect(r["native"], int, "native.native", source),
-                tracked=_expect(r["tracked"], int, "native.tracked", source),
-            )
-            for r in _expect(data.get("rows", []), list, "native.rows", source)
-        ),
-        native_total=_expect(data.get("native_total", 0), int, "native.native_total", source),
-        tracked_total=_expect(data.get("tracked_total", 0), int, "native.tracked_total", source),
-        relative=_expect(data.get("relative", False), bool, "native.relative", source),
-    )
-
-
-def _report_from_dict(data: Any, source: str) -> Report:
-    _expect(data, dict, "the top level", source)
-    if data.get("schema") != REPORT_SCHEMA:
-        raise ReportError(f"{source}: not a handletrace report (schema is {data.get('schema')!r})")
-    version = data.get("version")
-    if version != REPORT_VERSION:
-        raise ReportError(
-            f"{source}: report version {version!r} is not supported (this handletrace reads "
-            f"version {REPORT_VERSION})"
-        )
-    summary = _expect(data["summary"], dict, "summary", source)
-    groups = []
-    for g in _expect(data["groups"], list, "groups", source):
-        _expect(g, dict, "a group", source)
-        groups.append(
-            ReportGroup(
-                fingerprint=_expect(g["fingerprint"], str, "group.fingerprint", source),
-                site=_frame_from_dict(g["site"], source) if g.get("site") is not None else None,
-                count=_expect(g["count"], int, "group.count", source),
-                kinds=tuple(
-                    (
-                        _expect(k["kind"], str, "kind", source),
-                        _expect(k["owner"], str, "owner", source),
-                        _expect(k["count"], int, "count", source),
-                    )
-                    for k in _expect(g["kinds"], list, "group.kinds", source)
-                ),
-                age_min=_expect(g["age"]["min"], float, "age.min", source),
-                age_max=_expect(g["age"]["max"], float, "age.max", source),
-                traceback=tuple(
-                    _frame_from_dict(f, source)
-                    for f in _expect(g["traceback"], list, "traceback", source)
-                ),
-                handles=tuple(
-                    ReportHandle(
-                        seq=_expect(h["seq"], int, "handle.seq", source),
-                        kind=_expect(h["kind"], str, "handle.kind", source),
-                        address=_expect(h["address"], str, "handle.address", source),
-                        owner=_expect(h["owner"], str, "handle.owner", source),
-                        parent=h.get("parent"),
-                        thread=_expect(h["thread"], str, "handle.thread", source),
-                        age=_expect(h["age"], float, "handle.age", source),
-                    )
-                    for h in _expect(g["handles"], list, "group.handles", source)
-                ),
-                **_diagnosis_from_dict(g, source),
-            )
-        )
-    return Report(
-        generated_at=_expect(data["generated_at"], float, "generated_at", source),
-        pid=_expect(data["pid"], int, "pid", source),
-        python=_expect(data["python"], str, "python", source),
-        sdk_version=_expect(data["sdk_version"], str, "sdk_version", source),
-        installed=_expect(data["installed"], bool, "installed", source),
-        live=_expect(summary["live"], int, "summary.live", source),
-        groups=tuple(groups),
-        created=_expect(summary.get("created", 0), int, "summary.created", source),
-        released=_expect(summary.get("released", 0), int, "summary.released", source),
-        released_by_cause=dict(
-            _expect(summary.get("released_by_cause", {}), dict, "causes", source)
-        ),
-        kinds=dict(_expect(data.get("kinds", {}), dict, "kinds", source)),
-        instrumentation_errors=_expect(
-            summary.get("instrumentation_errors", 0), int, "instrumentation_errors", source
-        ),
-        notes=tuple(_expect(data.get("notes", []), list, "notes", source)),
-        diagnosis=_report_diagnosis_from_dict(data.get("diagnosis"), source),
-        native=_native_from_dict(data.get("native"), source),
     )

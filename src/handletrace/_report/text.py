@@ -14,7 +14,7 @@ from .._analysis.diagnosis import SignalInfo
 from .._analysis.paths import RefPath
 from .._analysis.states import DESCRIPTIONS
 from .model import Report, ReportGroup
-from .words import age_text, plural
+from .words import age_text, native_notes, not_installed, plural
 
 __all__ = ["format_text", "render_text"]
 
@@ -30,6 +30,12 @@ def format_text(report: Report) -> str:
     """The text report as one string."""
     lines = []
     counts = f"created {report.created}, released {report.released}{_causes(report)}"
+    if not report.installed:
+        # First: without it, "no live native handles" would read as an all-clear.
+        problem, remedy = not_installed(report.created)
+        lines += [problem, f"    {remedy}"]
+        if report.clean and not report.created:
+            return "\n".join(lines) + "\n"
     if report.clean:
         lines.append(f"handletrace: no live native handles ({counts})")
     else:
@@ -39,8 +45,6 @@ def format_text(report: Report) -> str:
             f"azure-cognitiveservices-speech {report.sdk_version})"
         )
         lines.append(counts)
-    if not report.installed:
-        lines.append("note: handletrace is not installed; handles are not being tracked")
     if report.instrumentation_errors:
         lines.append(
             f"note: {plural(report.instrumentation_errors, 'instrumentation error')} "
@@ -88,10 +92,9 @@ def _native_lines(report: Report) -> list[str]:
     for row in native.rows:
         name = row.native_type or "(no native type)"
         line = f"    {name:<{width}}  {row.native:>6}  {row.tracked:>7}"
-        if row.difference > 0:
-            line += f"  {row.difference} not tracked: made before install() or inside the SDK"
-        elif row.difference < 0:
-            line += f"  {-row.difference} tracked but not in the native table"
+        notes = native_notes(row)
+        if notes:
+            line += "  " + "; ".join(notes)
         lines.append(line)
     return lines
 

@@ -452,6 +452,7 @@ def run_demo(argv: Optional[Sequence[str]] = None, out: Optional[IO[str]] = None
                 _settle(lambda: service.active_connections == 0)
                 if sampler is not None:
                     sampler.start()
+                    sampler.mark("fixed service")
                 # The fixed run first: each run starts from the same state, which the fixed
                 # run leaves as it found it (a leaky run first would leave memory behind).
                 fixed = run_service(
@@ -459,6 +460,8 @@ def run_demo(argv: Optional[Sequence[str]] = None, out: Optional[IO[str]] = None
                 )
                 _settle(lambda: service.active_connections == 0)
                 marker = _api.TRACKER.registry.last_seq()
+                if sampler is not None:
+                    sampler.mark("leaky service")
                 leaky = run_service(
                     "leaky", leaky_service.process_audio, audio, args.requests, progress
                 )
@@ -468,6 +471,8 @@ def run_demo(argv: Optional[Sequence[str]] = None, out: Optional[IO[str]] = None
                     )
                     _api.report(report_text, snapshot=leaked)
             finally:
+                if sampler is not None:
+                    sampler.mark("cleanup")
                 gc.collect()  # release every leaked transcriber before the service goes away
                 if gc_was_enabled:
                     gc.enable()
