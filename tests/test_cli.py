@@ -278,14 +278,17 @@ def test_run_unknown_module_is_one_error_line(capsys: pytest.CaptureFixture[str]
     assert capsys.readouterr().err == "handletrace run: error: No module named no_such_module_xyz\n"
 
 
-def test_run_unknown_kind_names_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
-    """--kinds with a misspelt kind is refused with the list of kinds."""
+def test_run_unknown_kind_names_the_closest_and_the_known_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--kinds with a misspelt kind is refused in one line: the closest kind, then the list."""
     assert main(["run", "--kinds", "recogniser", FIXED]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert err.startswith(
-        "handletrace run: error: --kinds: unknown handle kind 'recogniser'; known"
-    )
-    assert err.count("\n") == 1
+        "handletrace run: error: --kinds: unknown handle kind 'recogniser' (did you mean "
+        "'recognizer'?); known kinds: audio_config, "
+    ), err
+    assert err.count("\n") == 1, err
 
 
 def test_run_invalid_stack_depth_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -296,10 +299,35 @@ def test_run_invalid_stack_depth_is_a_usage_error(capsys: pytest.CaptureFixture[
     )
 
 
-def test_run_without_a_program_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    """`handletrace run` alone prints argparse's usage error: exit 2."""
+def test_run_without_a_program_prints_the_two_forms_and_exits_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`handletrace run` alone: the two ways to call it and one error line, exit 2."""
     assert main(["run"]) == EXIT_USAGE
-    assert "the following arguments are required: script.py | module" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "usage: handletrace run [options] script.py [args...]\n"
+        "       handletrace run [options] -m module [args...]\n"
+        "handletrace run: error: no program to run (handletrace run --help lists the options)\n"
+    )
+
+
+def test_run_dash_m_without_a_module_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """`handletrace run -m` alone says the module is missing: exit 2."""
+    assert main(["run", "-m"]) == EXIT_USAGE
+    assert capsys.readouterr().err.endswith(
+        "handletrace run: error: no module to run (handletrace run --help lists the options)\n"
+    )
+
+
+def test_run_bad_option_value_shows_the_short_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    """An option argparse refuses: the two forms (not every option) and argparse's line."""
+    assert main(["run", "--interval", "soon", FIXED]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "usage: handletrace run [options] script.py [args...]",
+        "       handletrace run [options] -m module [args...]",
+        "handletrace run: error: argument --interval: invalid float value: 'soon'",
+    ], err
 
 
 def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

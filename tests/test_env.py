@@ -112,6 +112,7 @@ def test_report_format_html_from_the_variable_or_the_report_path(
     assert (settings.report_format, problems) == (expected, [])
 
 
+SAMPLE_ACCEPTED = "expected 1 (every handle), N from 2 to 2147483647 (one in N) or 0 (no stacks)"
 STALE_ACCEPTED = "expected a number of seconds greater than 0, such as 300 or 2.5"
 
 
@@ -121,7 +122,7 @@ STALE_ACCEPTED = "expected a number of seconds greater than 0, such as 300 or 2.
         ("HANDLETRACE", "maybe", "expected 1, true, yes or on to enable"),
         ("HANDLETRACE_STACK_DEPTH", "deep", "expected an integer from 0 to 256"),
         ("HANDLETRACE_STACK_DEPTH", "999", "expected an integer from 0 to 256"),
-        ("HANDLETRACE_STACK_SAMPLE", "-1", "expected 1 (every handle), N > 1 (one in N) or 0"),
+        ("HANDLETRACE_STACK_SAMPLE", "-1", SAMPLE_ACCEPTED),
         ("HANDLETRACE_KINDS", "recognizer;bag", "expected comma-separated kind names"),
         ("HANDLETRACE_REPORT", " ", "expected stderr, stdout, none, or a file path"),
         ("HANDLETRACE_REPORT_FORMAT", "xml", "expected text, json or html"),

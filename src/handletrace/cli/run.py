@@ -26,16 +26,19 @@ __all__ = ["RunCommand"]
 
 
 def _parse_kinds(value: str) -> List[str]:
-    from .._sdk.kinds import KNOWN_KINDS as known
+    from .._sdk.kinds import unknown_kinds_message
 
     names = [part.strip() for part in value.split(",") if part.strip()]
-    unknown = [n for n in names if n not in known]
-    if not names or unknown:
-        raise UsageError(
-            f"--kinds: unknown handle kind {', '.join(map(repr, unknown)) or repr(value)}; "
-            f"known kinds: {', '.join(sorted(known))}"
-        )
+    if not names:
+        raise UsageError(f"--kinds: no handle kind given in {value!r}")
+    problem = unknown_kinds_message(names)
+    if problem is not None:
+        raise UsageError(f"--kinds: {problem}")
     return names
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 class _Program:
@@ -188,6 +191,10 @@ def _wait_for_threads(exclude: Sequence[Optional[threading.Thread]]) -> None:
             pass
 
 
+USAGE = """handletrace run [options] script.py [args...]
+       handletrace run [options] -m module [args...]"""
+
+
 class RunCommand:
     """Run a Python program with native-handle tracking from its first line, then report.
 
@@ -200,6 +207,9 @@ class RunCommand:
     the program's atexit handlers run. It then runs gc.collect() once and notes which of
     those handles were cyclic garbage and which are still reachable.
 
+    The HANDLETRACE_* environment variables apply (stack depth, sampling, kinds, report,
+    report format, stale-after, metrics); an option given here wins over its variable.
+
     Exit code: the program's own (an uncaught exception prints its traceback and gives 1,
     KeyboardInterrupt 130). With --fail-on-leak: 3 if handles were alive at the report and
     the program exited 0.
@@ -208,6 +218,7 @@ class RunCommand:
     name = "run"
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.usage = USAGE  # the two forms, not every option (--help lists those)
         parser.add_argument(
             "-m",
             dest="module_mode",
@@ -217,8 +228,9 @@ class RunCommand:
         parser.add_argument(
             "--report",
             metavar="DEST",
-            default="stderr",
-            help="where the report goes: stderr (default), stdout, none, or a file path",
+            default=None,
+            help="where the report goes: stderr, stdout, none, or a file path (default: "
+            "HANDLETRACE_REPORT, else stderr)",
         )
         parser.add_argument(
             "--format",
@@ -250,54 +262,55 @@ class RunCommand:
             metavar="N",
             type=int,
             default=None,
-            help="frames kept per creation stack (0-256, default 16)",
+            help="frames kept per creation stack (0-256; default HANDLETRACE_STACK_DEPTH, else 16)",
         )
         parser.add_argument(
             "--stack-sample",
             metavar="N",
             type=int,
             default=None,
-            help="capture a creation stack for every handle (1, default), one in N, or none (0)",
+            help="capture a creation stack for every handle (1), one in N, or none (0) "
+            "(default HANDLETRACE_STACK_SAMPLE, else 1)",
         )
         parser.add_argument(
             "--kinds",
             metavar="KINDS",
             default=None,
-            help="only track these comma-separated handle kinds (e.g. recognizer,property_bag)",
+            help="only track these comma-separated handle kinds, e.g. recognizer,property_bag "
+            "(default HANDLETRACE_KINDS, else all)",
         )
-        parser.add_argument("target", metavar="script.py | module", help="the program to run")
+        parser.add_argument(
+            "target", metavar="script.py | module", nargs="?", help="the program to run"
+        )
         parser.add_argument(
             "args", nargs=argparse.REMAINDER, help="arguments passed on to the program"
         )
 
     def run(self, args: argparse.Namespace) -> int:
         from .. import _api
-        from .._core.state import TRACKER
+        from .._env import enable_metrics, read_settings
         from .._frontend import collect_and_split, trim_frames
-        from .._instrument.install import install, is_installed
+        from .._instrument.install import install, is_installed, uninstall
 
-        fmt = args.format or format_for_path(
-            args.report if args.report not in ("stderr", "stdout", "none", "-") else None,
-            (*REPORT_FORMATS, "svg"),
-        )
-        if fmt == "svg":
-            raise UsageError("--report cannot be an .svg file; use .json, .html or a text file")
+        if args.target is None:
+            sys.stderr.write(f"usage: {USAGE}\n")
+            what = "module" if args.module_mode else "program"
+            raise UsageError(f"no {what} to run (handletrace run --help lists the options)")
+        env = read_settings()
+        destination, fmt = self._report_destination(args, env)
         if not 0.001 <= args.interval / 1000.0 <= 3600:
             raise UsageError(f"--interval must be from 1 to 3600000 ms; got {args.interval:g}")
         kinds = _parse_kinds(args.kinds) if args.kinds is not None else None
         program = _Program(args.target, args.module_mode, args.args)
+        self._take_over_env_activation()
         was_installed = is_installed()
         gc_was_enabled = gc.isenabled()
         try:
+            # The options left out (None) come from the environment, in install().
             install(stack_depth=args.stack_depth, stack_sample=args.stack_sample, kinds=kinds)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        hook = TRACKER.at_exit
-        if hook is not None:  # HANDLETRACE=1 activation: this report replaces its at-exit one
-            import atexit
-
-            atexit.unregister(hook)
-            TRACKER.at_exit = None
+        metrics_started = env.metrics == "otel" and enable_metrics()
         sampler = None
         if args.timeline is not None:
             from .._report.timeline import Sampler
@@ -311,7 +324,9 @@ class RunCommand:
             timeline = sampler.stop() if sampler is not None else None
             self._flush()
             snap = _api.snapshot()
-            report = trim_frames(_api.build_report(snap), _machinery_dirs())
+            report = trim_frames(
+                _api.build_report(snap, stale_after=env.stale_after), _machinery_dirs()
+            )
             seqs = [record.seq for record in snap.records]
             del snap
             if seqs:
@@ -319,8 +334,8 @@ class RunCommand:
 
                 collected = collect_and_split(seqs)
                 report = replace(report, notes=(*report.notes, *collected.notes()))
-            if args.report.lower() != "none":
-                write_report(report, args.report, fmt)
+            if destination != "none":
+                write_report(report, destination, fmt)
             if timeline is not None:
                 self._write_timeline(timeline, args.timeline)
         finally:
@@ -329,13 +344,74 @@ class RunCommand:
             program.restore()
             if gc_was_enabled:  # the program may have turned it off (matters in-process only)
                 gc.enable()
-            if not was_installed:
-                from .._instrument.install import uninstall
+            if metrics_started:
+                from ..metrics import disable
 
+                disable()
+            if not was_installed:
                 uninstall()
-        if args.fail_on_leak and code == 0 and report.live:
-            return EXIT_LEAKS
-        return code
+        leaked = args.fail_on_leak and code == 0 and report.live > 0
+        self._say_where(report, destination, leaked)
+        return EXIT_LEAKS if leaked else code
+
+    @staticmethod
+    def _report_destination(args: argparse.Namespace, env: Any) -> Tuple[str, str]:
+        """(destination, format): --report and --format win over HANDLETRACE_REPORT and
+        HANDLETRACE_REPORT_FORMAT. The pair goes together: with --report, the format comes
+        from --format or the file's extension, never from the environment."""
+        if args.report is not None:
+            destination = args.report
+            env_format = None
+        else:
+            destination, env_format = env.report, env.report_format
+        if destination.lower() in ("stderr", "stdout", "none"):
+            destination = destination.lower()
+        elif destination == "-":
+            destination = "stdout"
+        fmt = args.format or env_format
+        if fmt is None:
+            path = destination if destination not in ("stderr", "stdout", "none") else None
+            fmt = format_for_path(path, (*REPORT_FORMATS, "svg"))
+        if fmt == "svg":
+            raise UsageError("--report cannot be an .svg file; use .json, .html or a text file")
+        return destination, fmt
+
+    @staticmethod
+    def _take_over_env_activation() -> None:
+        """Under HANDLETRACE=1 tracking started with the interpreter: this run's report
+        replaces the at-exit one, and its options replace the ones in force."""
+        from .._core.state import TRACKER
+        from .._instrument.install import uninstall
+
+        hook = TRACKER.at_exit
+        if hook is None:
+            return
+        import atexit
+
+        atexit.unregister(hook)
+        TRACKER.at_exit = None
+        uninstall()
+
+    @staticmethod
+    def _say_where(report: Any, destination: str, leaked: bool) -> None:
+        """One line on stderr when the report is not there itself: where it went (a file),
+        and why the exit code is 3 (--fail-on-leak) when it went to stdout or nowhere."""
+        to_file = destination not in ("stderr", "stdout", "none")
+        if not to_file and not (leaked and destination != "stderr"):
+            return
+        if report.live:
+            groups = len(report.groups)
+            found = f"{_plural(report.live, 'live handle')} in {_plural(groups, 'group')}"
+        else:
+            found = "no live handles"
+        if destination == "stdout":
+            where = "report on stdout"
+        elif destination == "none":
+            where = "no report written (--report none)"
+        else:
+            where = f"report written to {destination}"
+        exit_note = f"; exit {EXIT_LEAKS} (--fail-on-leak)" if leaked else ""
+        sys.stderr.write(f"handletrace: {found}; {where}{exit_note}\n")
 
     @staticmethod
     def _flush() -> None:
@@ -347,6 +423,7 @@ class RunCommand:
 
     @staticmethod
     def _write_timeline(timeline: Any, destination: str) -> None:
+        """Write the timeline; a file gets one line on stderr saying where (as the demo)."""
         from .._report.terminal import Style
         from .._report.timeline import format_for_path, render_timeline
 
@@ -354,9 +431,11 @@ class RunCommand:
             stream = sys.stderr if destination == "stderr" else sys.stdout
             render_timeline(timeline, stream, "text", style=Style.for_stream(stream))
             return
+        fmt = format_for_path(destination)
         stream, close = open_output(destination)
         try:
-            render_timeline(timeline, stream, format_for_path(destination))
+            render_timeline(timeline, stream, fmt)
         finally:
             if close:
                 stream.close()
+        sys.stderr.write(f"handletrace: timeline ({fmt}) written to {destination}\n")
