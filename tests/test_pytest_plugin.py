@@ -481,7 +481,12 @@ def test_marker_with_unknown_kind_is_a_usage_error(pytester: pytest.Pytester) ->
     )
     result = run(pytester)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*unknown handle kind 'recogniser'; known kinds: *"])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: handletrace: invalid @pytest.mark.handletrace(...) on test_suite.py::test_typo:"
+            " unknown handle kind 'recogniser' (did you mean 'recognizer'?); known kinds: *"
+        ]
+    )
 
 
 def test_marker_help_is_registered_even_when_inert(pytester: pytest.Pytester) -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "activate",
     "activate_from_env",
     "enable_metrics",
+    "parse_seconds",
     "read_settings",
     "settings_from_env",
     "warn_once",
@@ -68,6 +69,11 @@ ENV_METRICS = "HANDLETRACE_METRICS"
 #: The formats of the at-exit report.
 REPORT_FORMATS = ("text", "json", "html")
 
+#: What each variable accepts, for messages (the pytest plugin's too).
+ACCEPTED_REPORT = "stderr, stdout, none, or a file path"
+ACCEPTED_REPORT_FORMAT = "text, json or html"
+ACCEPTED_STALE_AFTER = "a number of seconds greater than 0, such as 300 or 2.5"
+
 
 @dataclass(frozen=True)
 class EnvSettings:
@@ -83,7 +89,7 @@ class EnvSettings:
     stale_after: Optional[float] = None
 
 
-def _parse_seconds(value: str) -> Optional[float]:
+def parse_seconds(value: str) -> Optional[float]:
     """A finite number of seconds greater than 0, or None."""
     try:
         seconds = float(value.strip())
@@ -117,7 +123,7 @@ def settings_from_env(
     raw = env.get(ENV_REPORT)
     if raw is not None:
         if raw.strip() == "":
-            bad(ENV_REPORT, raw, "stderr, stdout, none, or a file path")
+            bad(ENV_REPORT, raw, ACCEPTED_REPORT)
         else:
             report = raw.strip()
 
@@ -127,7 +133,7 @@ def settings_from_env(
         if raw.strip().lower() in REPORT_FORMATS:
             fmt = raw.strip().lower()
         else:
-            bad(ENV_REPORT_FORMAT, raw, "text, json or html")
+            bad(ENV_REPORT_FORMAT, raw, ACCEPTED_REPORT_FORMAT)
 
     metrics = "none"
     raw = env.get(ENV_METRICS)
@@ -140,9 +146,9 @@ def settings_from_env(
     stale_after: Optional[float] = None
     raw = env.get(ENV_STALE_AFTER)
     if raw is not None:
-        seconds = _parse_seconds(raw)
+        seconds = parse_seconds(raw)
         if seconds is None:
-            bad(ENV_STALE_AFTER, raw, "a number of seconds greater than 0, such as 300 or 2.5")
+            bad(ENV_STALE_AFTER, raw, ACCEPTED_STALE_AFTER)
         else:
             stale_after = seconds
 
