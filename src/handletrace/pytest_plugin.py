@@ -805,7 +805,8 @@ def handletrace_handles(request: pytest.FixtureRequest) -> CreatedHandles:
     manager = request.config.stash.get(MANAGER_KEY, None)
     window = manager.current if manager is not None else None
     if window is None:
-        # Another plugin ran the test protocol: count from now on.
+        # No window opened around the protocol (the fixture was requested with
+        # request.getfixturevalue(), so it was not in item.fixturenames): count from now on.
         if manager is not None:
             manager.ensure_installed()
         window = _Window(TRACKER.registry.last_seq(), request.node.nodeid)

@@ -198,9 +198,6 @@ USAGE = """handletrace run [options] script.py [args...]
 class RunCommand:
     """Run a Python program with native-handle tracking from its first line, then report.
 
-    handletrace run [options] script.py [args...]
-    handletrace run [options] -m module [args...]
-
     The program runs in this interpreter as python would run it (sys.argv, sys.path[0],
     __main__). When its code returns or raises SystemExit, handletrace waits for its
     non-daemon threads and writes the report of the native handles still alive, before
@@ -218,7 +215,8 @@ class RunCommand:
     name = "run"
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
-        parser.usage = USAGE  # the two forms, not every option (--help lists those)
+        # The two forms as the usage line (above this docstring in --help), not every option.
+        parser.usage = USAGE
         parser.add_argument(
             "-m",
             dest="module_mode",
