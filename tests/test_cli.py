@@ -30,9 +30,9 @@ def script(tmp_path: Path, source: str, name: str = "prog.py") -> str:
 
 
 def run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+    """``python -m handletrace ARGS``; the HANDLETRACE* variables come only from env_extra."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HANDLETRACE")}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("HANDLETRACE", None)
     env.update(env_extra or {})
     return subprocess.run(
         [sys.executable, "-m", "handletrace", *args],
@@ -41,6 +41,15 @@ def run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedPr
         env=env,
         timeout=120,
     )
+
+
+@pytest.fixture(autouse=True)
+def _no_handletrace_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`handletrace run` applies the HANDLETRACE_* variables: in-process runs see none."""
+    kept = ("HANDLETRACE_EXPECT_EXTENSION", "HANDLETRACE_NO_EXTENSIONS")
+    for name in list(os.environ):
+        if name.startswith("HANDLETRACE") and name not in kept:
+            monkeypatch.delenv(name)
 
 
 # -- run: the report ---------------------------------------------------------------------------
@@ -278,14 +287,17 @@ def test_run_unknown_module_is_one_error_line(capsys: pytest.CaptureFixture[str]
     assert capsys.readouterr().err == "handletrace run: error: No module named no_such_module_xyz\n"
 
 
-def test_run_unknown_kind_names_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
-    """--kinds with a misspelt kind is refused with the list of kinds."""
+def test_run_unknown_kind_names_the_closest_and_the_known_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--kinds with a misspelt kind is refused in one line: the closest kind, then the list."""
     assert main(["run", "--kinds", "recogniser", FIXED]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert err.startswith(
-        "handletrace run: error: --kinds: unknown handle kind 'recogniser'; known"
-    )
-    assert err.count("\n") == 1
+        "handletrace run: error: --kinds: unknown handle kind 'recogniser' (did you mean "
+        "'recognizer'?); known kinds: audio_config, "
+    ), err
+    assert err.count("\n") == 1, err
 
 
 def test_run_invalid_stack_depth_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -296,10 +308,35 @@ def test_run_invalid_stack_depth_is_a_usage_error(capsys: pytest.CaptureFixture[
     )
 
 
-def test_run_without_a_program_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    """`handletrace run` alone prints argparse's usage error: exit 2."""
+def test_run_without_a_program_prints_the_two_forms_and_exits_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`handletrace run` alone: the two ways to call it and one error line, exit 2."""
     assert main(["run"]) == EXIT_USAGE
-    assert "the following arguments are required: script.py | module" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "usage: handletrace run [options] script.py [args...]\n"
+        "       handletrace run [options] -m module [args...]\n"
+        "handletrace run: error: no program to run (handletrace run --help lists the options)\n"
+    )
+
+
+def test_run_dash_m_without_a_module_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """`handletrace run -m` alone says the module is missing: exit 2."""
+    assert main(["run", "-m"]) == EXIT_USAGE
+    assert capsys.readouterr().err.endswith(
+        "handletrace run: error: no module to run (handletrace run --help lists the options)\n"
+    )
+
+
+def test_run_bad_option_value_shows_the_short_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    """An option argparse refuses: the two forms (not every option) and argparse's line."""
+    assert main(["run", "--interval", "soon", FIXED]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "usage: handletrace run [options] script.py [args...]",
+        "       handletrace run [options] -m module [args...]",
+        "handletrace run: error: argument --interval: invalid float value: 'soon'",
+    ], err
 
 
 def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -544,6 +581,174 @@ def test_subprocess_run_propagates_a_signal_like_exit_code(tmp_path: Path) -> No
     """The program's exit status reaches the shell unchanged."""
     result = run_cli("run", "--report", "none", script(tmp_path, "raise SystemExit(42)\n"))
     assert result.returncode == 42
+
+
+# -- run: saying where things went -------------------------------------------------------------
+
+
+def test_run_fail_on_leak_with_a_report_file_says_why_it_exits_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--fail-on-leak --report out.json: exit 3 and one stderr line with the count and file."""
+    out = tmp_path / "out.json"
+    assert main(["run", "--fail-on-leak", "--report", str(out), LEAKY, "2", "0"]) == EXIT_LEAKS
+    err = capsys.readouterr().err
+    assert err == (
+        f"handletrace: 4 live handles in 1 group; report written to {out}; "
+        "exit 3 (--fail-on-leak)\n"
+    ), err
+    assert Report.from_dict(json.loads(out.read_text())).live == 4
+
+
+def test_run_report_file_says_where_it_was_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--report out.json without --fail-on-leak: exit 0 and one line saying where it went."""
+    out = tmp_path / "out.json"
+    assert main(["run", "--report", str(out), FIXED, "1", "0"]) == 0
+    assert capsys.readouterr().err == (
+        f"handletrace: no live handles; report written to {out}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("destination", "where"),
+    [("none", "no report written (--report none)"), ("stdout", "report on stdout")],
+)
+def test_run_fail_on_leak_without_a_report_on_stderr_says_why_it_exits_3(
+    capsys: pytest.CaptureFixture[str], destination: str, where: str
+) -> None:
+    """--fail-on-leak with the report on stdout or nowhere: stderr still says why exit 3."""
+    assert main(["run", "--fail-on-leak", "--report", destination, LEAKY, "1", "0"]) == EXIT_LEAKS
+    assert capsys.readouterr().err == (
+        f"handletrace: 2 live handles in 1 group; {where}; exit 3 (--fail-on-leak)\n"
+    )
+
+
+def test_run_report_on_stderr_adds_no_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """The report on stderr (the default) says it all: no extra line after it."""
+    assert main(["run", "--fail-on-leak", LEAKY, "1", "0"]) == EXIT_LEAKS
+    err = capsys.readouterr().err
+    assert err.startswith("handletrace: 2 live native handles in 1 group"), err
+    assert "report written" not in err and "(--fail-on-leak)" not in err
+
+
+def test_run_timeline_file_says_where_it_was_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--timeline t.svg prints where it wrote the chart, as the demo does."""
+    out = tmp_path / "t.svg"
+    assert main(["run", "--report", "none", "--timeline", str(out), FIXED, "1", "0"]) == 0
+    assert capsys.readouterr().err == f"handletrace: timeline (svg) written to {out}\n"
+    assert out.read_text().startswith("<svg")
+
+
+# -- run: the environment --------------------------------------------------------------------
+
+
+def _report_file(tmp_path: Path) -> Report:
+    return Report.from_dict(json.loads((tmp_path / "r.json").read_text()))
+
+
+def test_subprocess_run_applies_the_stack_depth_from_the_environment(tmp_path: Path) -> None:
+    """HANDLETRACE_STACK_DEPTH=1 handletrace run: one frame per creation stack."""
+    result = run_cli(
+        "run", "--report", str(tmp_path / "r.json"), LEAKY, "1", "0",
+        env_extra={"HANDLETRACE_STACK_DEPTH": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    frames = [len(group.traceback) for group in _report_file(tmp_path).groups]
+    assert frames == [1], (frames, result.stderr)
+
+
+def test_subprocess_run_stack_depth_option_wins_over_the_environment(tmp_path: Path) -> None:
+    """--stack-depth 2 wins over HANDLETRACE_STACK_DEPTH=1."""
+    result = run_cli(
+        "run", "--stack-depth", "2", "--report", str(tmp_path / "r.json"), LEAKY, "1", "0",
+        env_extra={"HANDLETRACE_STACK_DEPTH": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [len(g.traceback) for g in _report_file(tmp_path).groups] == [2]
+
+
+def test_subprocess_run_writes_the_report_the_environment_names(tmp_path: Path) -> None:
+    """HANDLETRACE_REPORT=r.json handletrace run: the JSON report is written there."""
+    out = tmp_path / "r.json"
+    result = run_cli("run", LEAKY, "2", "0", env_extra={"HANDLETRACE_REPORT": str(out)})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == f"handletrace: 4 live handles in 1 group; report written to {out}\n"
+    assert _report_file(tmp_path).live == 4
+
+
+def test_subprocess_run_report_option_wins_over_the_environment(tmp_path: Path) -> None:
+    """--report stdout wins over HANDLETRACE_REPORT (and its HANDLETRACE_REPORT_FORMAT)."""
+    out = tmp_path / "r.json"
+    result = run_cli(
+        "run", "--report", "stdout", FIXED, "1", "0",
+        env_extra={"HANDLETRACE_REPORT": str(out), "HANDLETRACE_REPORT_FORMAT": "html"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith(
+        "handletrace: no live native handles (created 8, released 8 (del 8))\n"
+    ), result.stdout
+    assert not out.exists()
+
+
+def test_subprocess_run_applies_kinds_and_stale_after_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    """HANDLETRACE_KINDS and HANDLETRACE_STALE_AFTER shape what handletrace run reports."""
+    path = script(
+        tmp_path,
+        """
+        import time
+        import azure.cognitiveservices.speech as speechsdk
+        CONFIG = speechsdk.SpeechConfig(subscription="dummy", region="westus")
+        time.sleep(0.05)
+        """,
+    )
+    result = run_cli(
+        "run", path,
+        env_extra={"HANDLETRACE_KINDS": "speech_config", "HANDLETRACE_STALE_AFTER": "0.01"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("handletrace: 1 live native handle in 1 group"), result.stderr
+    assert "1 stale (still referenced, and older than" in result.stderr
+
+
+def test_subprocess_run_enables_metrics_from_the_environment(tmp_path: Path) -> None:
+    """HANDLETRACE_METRICS=otel handletrace run: the program runs with metrics enabled."""
+    path = script(tmp_path, "import handletrace.metrics\nprint(handletrace.metrics.is_enabled())\n")
+    result = run_cli("run", "--report", "none", path, env_extra={"HANDLETRACE_METRICS": "otel"})
+    assert (result.returncode, result.stdout) == (0, "True\n"), result.stderr
+
+
+def test_subprocess_run_bad_environment_value_warns_once_and_runs(tmp_path: Path) -> None:
+    """A bad HANDLETRACE_STACK_DEPTH: one warning naming it, the default used, exit 0."""
+    result = run_cli(
+        "run", "--report", str(tmp_path / "r.json"), LEAKY, "1", "0",
+        env_extra={"HANDLETRACE_STACK_DEPTH": "257"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("HandleTraceWarning") == 1, result.stderr
+    assert (
+        "handletrace: ignoring HANDLETRACE_STACK_DEPTH='257': expected an integer from 0 to 256; "
+        "using the default" in result.stderr
+    )
+    assert _report_file(tmp_path).live == 2
+
+
+def test_subprocess_run_under_handletrace_1_keeps_its_own_options_and_report(
+    tmp_path: Path,
+) -> None:
+    """HANDLETRACE=1 handletrace run --stack-depth 2: run's options and report, no second one."""
+    result = run_cli(
+        "run", "--stack-depth", "2", "--report", str(tmp_path / "r.json"), LEAKY, "1", "0",
+        env_extra={"HANDLETRACE": "1", "HANDLETRACE_STACK_DEPTH": "5"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [len(g.traceback) for g in _report_file(tmp_path).groups] == [2]
+    assert "live native handles" not in result.stderr, result.stderr  # no at-exit report
 
 
 # -- demo --------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import importlib.metadata
+import json
 import os
 import textwrap
 
@@ -481,7 +482,12 @@ def test_marker_with_unknown_kind_is_a_usage_error(pytester: pytest.Pytester) ->
     )
     result = run(pytester)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*unknown handle kind 'recogniser'; known kinds: *"])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: handletrace: invalid @pytest.mark.handletrace(...) on test_suite.py::test_typo:"
+            " unknown handle kind 'recogniser' (did you mean 'recognizer'?); known kinds: *"
+        ]
+    )
 
 
 def test_marker_help_is_registered_even_when_inert(pytester: pytest.Pytester) -> None:
@@ -708,3 +714,247 @@ def test_failure_section_shows_the_diagnosed_cycle(pytester: pytest.Pytester) ->
             "*fix: *disconnect_all()*",
         ]
     )
+
+
+# -- the shared HANDLETRACE_* settings ---------------------------------------------------------
+
+
+def test_misspelt_allow_option_is_refused_naming_the_closest_kind(
+    pytester: pytest.Pytester,
+) -> None:
+    """--handletrace-allow=recogniser stops the run with the one unknown-kind wording."""
+    make_suite(pytester, "def test_x():\n    pass\n")
+    result = run(pytester, "--handletrace", "--handletrace-allow=recogniser")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: handletrace: invalid value 'recogniser' from command line option "
+            "--handletrace-allow: unknown handle kind 'recogniser' (did you mean "
+            "'recognizer'?); known kinds: audio_config, *"
+        ]
+    )
+
+
+def test_kinds_option_tracks_only_those_kinds(pytester: pytest.Pytester) -> None:
+    """--handletrace-kinds=recognizer: the transcriber's property bag is not tracked."""
+    make_suite(pytester, "def test_keeps():\n    KEEP.append(transcriber())\n")
+    result = run(pytester, "--handletrace", "--handletrace-kinds=recognizer")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*1 native handle created by this test is still alive*"])
+
+
+def test_kinds_from_the_environment_win_over_the_ini_file(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HANDLETRACE_KINDS=property_bag wins over handletrace_kinds = recognizer in the ini."""
+    pytester.makeini("[pytest]\nhandletrace_kinds = recognizer\n")
+    monkeypatch.setenv("HANDLETRACE_KINDS", "property_bag")
+    make_suite(pytester, "def test_keeps():\n    KEEP.append(transcriber())\n")
+    result = run(pytester, "--handletrace", "-rf")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*1 x property_bag*"])
+    assert "x recognizer" not in result.stdout.str()
+
+
+def test_misspelt_kinds_in_the_environment_stop_the_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HANDLETRACE_KINDS=recogniser is refused (naming the variable), not an all-clear."""
+    monkeypatch.setenv("HANDLETRACE_KINDS", "recogniser")
+    make_suite(pytester, "def test_x():\n    pass\n")
+    result = run(pytester, "--handletrace")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: handletrace: invalid value 'recogniser' from environment variable "
+            "HANDLETRACE_KINDS: unknown handle kind 'recogniser' (did you mean 'recognizer'?)*"
+        ]
+    )
+
+
+def test_stack_sample_from_the_environment_applies(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HANDLETRACE_STACK_SAMPLE=0: the failure section has no creation stack."""
+    monkeypatch.setenv("HANDLETRACE_STACK_SAMPLE", "0")
+    make_suite(pytester, "def test_keeps():\n    KEEP.append(transcriber())\n")
+    result = run(pytester, "--handletrace")
+    result.assert_outcomes(failed=1)
+    section = result.stdout.str().split("- handletrace -")[1]
+    assert "no creation stack captured" in section, section
+    assert "Traceback (most recent call last)" not in section, section
+
+
+def test_stack_depth_from_the_environment_applies(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HANDLETRACE_STACK_DEPTH=1: one frame per creation stack in the failure section."""
+    monkeypatch.setenv("HANDLETRACE_STACK_DEPTH", "1")
+    make_suite(pytester, "def test_keeps():\n    KEEP.append(transcriber())\n")
+    result = run(pytester, "--handletrace")
+    section = result.stdout.str().split("- handletrace -")[1]
+    assert section.count('File "') == 1, section
+
+
+def test_session_report_from_the_environment_lists_what_no_test_is_blamed_for(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HANDLETRACE_REPORT=x.json: the handles a session fixture left alive are written there."""
+    out = pytester.path / "session.json"
+    monkeypatch.setenv("HANDLETRACE_REPORT", str(out))
+    make_suite(
+        pytester,
+        """
+        @pytest.fixture(scope="session")
+        def shared():
+            KEEP.append(transcriber())
+
+        def test_uses_shared(shared):
+            pass
+        """,
+    )
+    run(pytester, "--handletrace").assert_outcomes(passed=1)
+    data = json.loads(out.read_text())
+    assert (data["schema"], data["summary"]["live"]) == ("handletrace.report", 2), data["summary"]
+
+
+def test_report_option_wins_over_the_environment(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--handletrace-report=x.html wins over HANDLETRACE_REPORT; its extension picks HTML."""
+    monkeypatch.setenv("HANDLETRACE_REPORT", str(pytester.path / "env.json"))
+    make_suite(pytester, "def test_keeps():\n    KEEP.append(transcriber())\n")
+    run(pytester, "--handletrace", "--handletrace-report=cli.html")
+    assert (pytester.path / "cli.html").read_text().startswith("<!DOCTYPE html>")
+    assert not (pytester.path / "env.json").exists()
+
+
+def test_no_session_report_when_nothing_was_tracked(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inert (no --handletrace, no marker, no fixture), the plugin writes no report."""
+    monkeypatch.setenv("HANDLETRACE_REPORT", str(pytester.path / "x.json"))
+    make_suite(pytester, "def test_x():\n    pass\n")
+    run(pytester).assert_outcomes(passed=1)
+    assert not (pytester.path / "x.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "variable", "value", "expected"),
+    [
+        ("stack_depth", "HANDLETRACE_STACK_DEPTH", "256", 256),
+        ("stack_depth", "HANDLETRACE_STACK_DEPTH", " 3 ", 3),
+        ("stack_depth", "HANDLETRACE_STACK_DEPTH", "0", 0),
+        ("stack_sample", "HANDLETRACE_STACK_SAMPLE", "2147483647", 2147483647),
+        ("stack_sample", "HANDLETRACE_STACK_SAMPLE", "0", 0),
+        ("kinds", "HANDLETRACE_KINDS", "all", None),
+        ("kinds", "HANDLETRACE_KINDS", "recognizer", frozenset({"recognizer"})),
+        ("enabled", "HANDLETRACE_PYTEST", " ON ", True),
+        ("allow", "HANDLETRACE_PYTEST_ALLOW", "speech_config", frozenset({"speech_config"})),
+        ("report", "HANDLETRACE_REPORT", " STDOUT ", "stdout"),
+        ("report_format", "HANDLETRACE_REPORT_FORMAT", "Html", "html"),
+        ("stale_after", "HANDLETRACE_STALE_AFTER", "0.5", 0.5),
+    ],
+)
+def test_environment_boundary_values_the_plugin_accepts(
+    field: str, variable: str, value: str, expected: object
+) -> None:
+    """The edges of what each variable accepts are taken as given."""
+    assert getattr(resolve_settings({}, {}, {variable: value}), field) == expected
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("HANDLETRACE_STACK_DEPTH", "257"),
+        ("HANDLETRACE_STACK_DEPTH", "-1"),
+        ("HANDLETRACE_STACK_DEPTH", "1.5"),
+        ("HANDLETRACE_STACK_DEPTH", "+3"),
+        ("HANDLETRACE_STACK_SAMPLE", "2147483648"),
+        ("HANDLETRACE_STACK_SAMPLE", "-1"),
+        ("HANDLETRACE_KINDS", "recogniser"),
+        ("HANDLETRACE_PYTEST", "2"),
+        ("HANDLETRACE_PYTEST_ALLOW", "recogniser"),
+        ("HANDLETRACE_REPORT", " "),
+        ("HANDLETRACE_REPORT_FORMAT", "svg"),
+        ("HANDLETRACE_STALE_AFTER", "0"),
+    ],
+)
+def test_environment_boundary_values_the_plugin_refuses(variable: str, value: str) -> None:
+    """Just past each edge: one line naming the value and the variable."""
+    with pytest.raises(SettingsError) as info:
+        resolve_settings({}, {}, {variable: value})
+    lines = str(info.value).splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"handletrace: invalid value {value!r} from environment variable {variable}: "
+    ), lines
+
+
+# -- the hookwrappers ------------------------------------------------------------------------
+
+OTHER_PROTOCOL = '''
+import pytest
+from _pytest.runner import runtestprotocol
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Another plugin running the protocol itself (as pytest-rerunfailures does)."""
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    runtestprotocol(item, nextitem=nextitem)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+'''
+
+
+def test_fixture_counts_from_the_start_of_setup_whoever_runs_the_protocol(
+    pytester: pytest.Pytester,
+) -> None:
+    """With another plugin running the protocol, handletrace_handles still counts the
+    handles made by the test's function-scoped fixtures set up before it."""
+    pytester.makeconftest(OTHER_PROTOCOL)
+    make_suite(
+        pytester,
+        """
+        @pytest.fixture
+        def made():
+            return transcriber()
+
+        def test_counts(made, handletrace_handles):
+            assert handletrace_handles.count() == 2
+        """,
+    )
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_gc_is_off_in_a_checked_test_whoever_runs_the_protocol(pytester: pytest.Pytester) -> None:
+    """Automatic GC is off during a checked test even when another plugin runs its protocol."""
+    pytester.makeconftest(OTHER_PROTOCOL)
+    make_suite(pytester, "def test_checked():\n    assert not gc.isenabled()\n")
+    run(pytester, "--handletrace").assert_outcomes(passed=1)
+
+
+def test_fixture_only_test_runs_under_pytests_own_protocol(pytester: pytest.Pytester) -> None:
+    """A test using only the fixture is not run by the plugin: its reports are logged as
+    each phase ends (the call's before the teardown runs), as pytest does."""
+    pytester.makeconftest(
+        '''
+        import pytest
+        ORDER = []
+
+        def pytest_runtest_logreport(report):
+            ORDER.append("log " + report.when)
+
+        @pytest.fixture
+        def recorded():
+            yield
+            ORDER.append("teardown")
+
+        def pytest_sessionfinish(session):
+            print("order:", ORDER)
+        '''
+    )
+    make_suite(pytester, "def test_looks(recorded, handletrace_handles):\n    pass\n")
+    result = run(pytester, "-s")
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    assert "order: ['log setup', 'log call', 'teardown', 'log teardown']" in out, out

@@ -85,6 +85,31 @@ def test_env_variables_are_validated_independently(environ: Dict[str, str]) -> N
     assert sorted(problems) == sorted(expected)
 
 
+def _whole_number_up_to(value: str, high: int) -> bool:
+    text = value.strip()
+    return text.isascii() and text.isdigit() and int(text) <= high
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=env_value)
+def test_stack_depth_is_accepted_exactly_when_it_is_a_whole_number_up_to_256(value: str) -> None:
+    """HANDLETRACE_STACK_DEPTH: ASCII digits from 0 to 256 (blanks around) and nothing else."""
+    result, problems = settings_from_env({_env.ENV_STACK_DEPTH: value})
+    accepted = _whole_number_up_to(value, 256)
+    assert (problems == []) == accepted, (value, problems)
+    assert result.stack_depth == (int(value) if accepted else DEFAULTS.stack_depth)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.one_of(env_value, st.integers(-3, 2**40).map(str)))
+def test_stack_sample_is_accepted_exactly_when_the_hooks_can_hold_it(value: str) -> None:
+    """HANDLETRACE_STACK_SAMPLE: ASCII digits from 0 to 2**31 - 1 and nothing else."""
+    result, problems = settings_from_env({_env.ENV_STACK_SAMPLE: value})
+    accepted = _whole_number_up_to(value, 2**31 - 1)
+    assert (problems == []) == accepted, (value, problems)
+    assert result.stack_sample == (int(value) if accepted else DEFAULTS.stack_sample)
+
+
 def test_bad_env_values_at_startup_warn_once_each_and_the_program_runs(tmp_path: Path) -> None:
     """HANDLETRACE=1 with every other variable bad: one warning each, exit 0, report printed."""
     script = tmp_path / "program.py"

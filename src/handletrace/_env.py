@@ -1,8 +1,13 @@
-"""Activation from the environment (``HANDLETRACE=1``) and the at-exit report.
+"""The ``HANDLETRACE_*`` environment variables: activation (``HANDLETRACE=1``), the
+at-exit report, and the settings every front end reads.
 
-Every variable is declared here with what it accepts. An invalid value produces one
-:class:`HandleTraceWarning` naming the variable, the value and what is accepted; the default
-is used and the program runs on.
+Every variable is declared here with what it accepts (the three that ``install()`` reads
+itself, in ``_instrument/environ.py``). The settings apply wherever tracking starts:
+``HANDLETRACE=1``, ``handletrace run`` (its options win) and the pytest plugin (its command
+line wins); ``install()`` takes stack depth, sampling and kinds from them for the arguments
+it is not given. An invalid value produces one :class:`HandleTraceWarning` naming the
+variable, the value and what is accepted (once per process); the default is used and the
+program runs on.
 """
 
 from __future__ import annotations
@@ -15,14 +20,16 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable, FrozenSet, List, Mapping, Optional, Tuple
 
-from ._core.config import (
-    DEFAULT_STACK_DEPTH,
-    MAX_STACK_DEPTH,
-    SWITCH_WORDS,
-    format_for_path,
-    parse_switch,
-)
+from ._core.config import DEFAULT_STACK_DEPTH, SWITCH_WORDS, format_for_path, parse_switch
 from ._core.state import TRACKER
+from ._instrument.environ import (
+    ENV_KINDS,
+    ENV_STACK_DEPTH,
+    ENV_STACK_SAMPLE,
+    ignoring,
+    tracking_from_env,
+    warn_once,
+)
 from ._instrument.install import install
 from .errors import HandleTraceWarning
 
@@ -38,17 +45,15 @@ __all__ = [
     "EnvSettings",
     "activate",
     "activate_from_env",
+    "enable_metrics",
+    "parse_seconds",
+    "read_settings",
     "settings_from_env",
+    "warn_once",
 ]
 
 #: ``1``/``true``/``yes``/``on`` to track from interpreter start; ``0``/``false``/``no``/``off``.
 ENV_ENABLE = "HANDLETRACE"
-#: Frames kept per creation stack: an integer from 0 to 256 (default 16).
-ENV_STACK_DEPTH = "HANDLETRACE_STACK_DEPTH"
-#: Stack sampling: 1 = every handle (default), N = one handle in N, 0 = no stacks.
-ENV_STACK_SAMPLE = "HANDLETRACE_STACK_SAMPLE"
-#: Comma-separated handle kinds to track (e.g. ``recognizer,property_bag``), or ``all``.
-ENV_KINDS = "HANDLETRACE_KINDS"
 #: Where the at-exit report goes: ``stderr`` (default), ``stdout``, ``none``, or a file path.
 ENV_REPORT = "HANDLETRACE_REPORT"
 #: ``text``, ``json`` or ``html``; default ``json`` when the report path ends in ``.json``,
@@ -63,6 +68,11 @@ ENV_METRICS = "HANDLETRACE_METRICS"
 
 #: The formats of the at-exit report.
 REPORT_FORMATS = ("text", "json", "html")
+
+#: What each variable accepts, for messages (the pytest plugin's too).
+ACCEPTED_REPORT = "stderr, stdout, none, or a file path"
+ACCEPTED_REPORT_FORMAT = "text, json or html"
+ACCEPTED_STALE_AFTER = "a number of seconds greater than 0, such as 300 or 2.5"
 
 
 @dataclass(frozen=True)
@@ -79,7 +89,7 @@ class EnvSettings:
     stale_after: Optional[float] = None
 
 
-def _parse_seconds(value: str) -> Optional[float]:
+def parse_seconds(value: str) -> Optional[float]:
     """A finite number of seconds greater than 0, or None."""
     try:
         seconds = float(value.strip())
@@ -90,27 +100,18 @@ def _parse_seconds(value: str) -> Optional[float]:
     return seconds
 
 
-def _parse_int(value: str, low: int, high: Optional[int]) -> Optional[int]:
-    try:
-        number = int(value.strip())
-    except ValueError:
-        return None
-    if number < low or (high is not None and number > high):
-        return None
-    return number
-
-
 def settings_from_env(
     environ: Optional[Mapping[str, str]] = None,
 ) -> Tuple[EnvSettings, List[str]]:
     """Read and validate the variables; returns the settings and one message per bad value."""
     env = os.environ if environ is None else environ
-    problems: List[str] = []
+    tracking, problems = tracking_from_env(env)
 
     def bad(name: str, value: str, accepted: str) -> None:
-        problems.append(
-            f"handletrace: ignoring {name}={value!r}: expected {accepted}; using the default"
-        )
+        problems.append(ignoring(name, value, f"expected {accepted}"))
+
+    depth = tracking.stack_depth if tracking.stack_depth is not None else DEFAULT_STACK_DEPTH
+    sample = tracking.stack_sample if tracking.stack_sample is not None else 1
 
     flag = env.get(ENV_ENABLE, "")
     switch = parse_switch(flag, empty=False)
@@ -118,40 +119,11 @@ def settings_from_env(
     if switch is None:
         bad(ENV_ENABLE, flag, SWITCH_WORDS)
 
-    depth = DEFAULT_STACK_DEPTH
-    raw: Optional[str] = env.get(ENV_STACK_DEPTH)
-    if raw is not None:
-        parsed = _parse_int(raw, 0, MAX_STACK_DEPTH)
-        if parsed is None:
-            bad(ENV_STACK_DEPTH, raw, f"an integer from 0 to {MAX_STACK_DEPTH}")
-        else:
-            depth = parsed
-
-    sample = 1
-    raw = env.get(ENV_STACK_SAMPLE)
-    if raw is not None:
-        parsed = _parse_int(raw, 0, None)
-        if parsed is None:
-            bad(ENV_STACK_SAMPLE, raw, "1 (every handle), N > 1 (one in N) or 0 (no stacks)")
-        else:
-            sample = parsed
-
-    kinds: Optional[FrozenSet[str]] = None
-    raw = env.get(ENV_KINDS)
-    if raw is not None and raw.strip().lower() not in ("", "all"):
-        names = [part.strip() for part in raw.split(",")]
-        if all(name.replace("_", "").isalnum() for name in names):
-            kinds = frozenset(names)
-        else:
-            bad(
-                ENV_KINDS, raw, "comma-separated kind names such as recognizer,property_bag, or all"
-            )
-
     report = "stderr"
     raw = env.get(ENV_REPORT)
     if raw is not None:
         if raw.strip() == "":
-            bad(ENV_REPORT, raw, "stderr, stdout, none, or a file path")
+            bad(ENV_REPORT, raw, ACCEPTED_REPORT)
         else:
             report = raw.strip()
 
@@ -161,7 +133,7 @@ def settings_from_env(
         if raw.strip().lower() in REPORT_FORMATS:
             fmt = raw.strip().lower()
         else:
-            bad(ENV_REPORT_FORMAT, raw, "text, json or html")
+            bad(ENV_REPORT_FORMAT, raw, ACCEPTED_REPORT_FORMAT)
 
     metrics = "none"
     raw = env.get(ENV_METRICS)
@@ -174,14 +146,14 @@ def settings_from_env(
     stale_after: Optional[float] = None
     raw = env.get(ENV_STALE_AFTER)
     if raw is not None:
-        seconds = _parse_seconds(raw)
+        seconds = parse_seconds(raw)
         if seconds is None:
-            bad(ENV_STALE_AFTER, raw, "a number of seconds greater than 0, such as 300 or 2.5")
+            bad(ENV_STALE_AFTER, raw, ACCEPTED_STALE_AFTER)
         else:
             stale_after = seconds
 
-    settings = EnvSettings(enabled, depth, sample, kinds, report, fmt, metrics, stale_after)
-    return settings, problems
+    kinds = tracking.kinds
+    return EnvSettings(enabled, depth, sample, kinds, report, fmt, metrics, stale_after), problems
 
 
 def write_report(
@@ -234,29 +206,38 @@ def activate(settings: EnvSettings, *, report_at_exit: bool = True) -> bool:
         TRACKER.at_exit = hook
         atexit.register(hook)
     if settings.metrics == "otel":
-        _enable_metrics()
+        enable_metrics()
     return installed
 
 
-def _enable_metrics() -> None:
+def enable_metrics() -> bool:
     """``HANDLETRACE_METRICS=otel``: metrics on the global meter provider (a proxy until the
-    application or ``opentelemetry-instrument`` sets one); a missing OpenTelemetry warns."""
+    application or ``opentelemetry-instrument`` sets one); a missing OpenTelemetry warns.
+    ``True`` if this call enabled them."""
     try:
         from .metrics import enable
 
-        enable()
+        return enable()
     except Exception as exc:  # tracking is on: a metrics failure must not look like it is not
         reason = str(exc) if isinstance(exc, ImportError) else f"{type(exc).__name__}: {exc}"
         warnings.warn(
             f"handletrace: {ENV_METRICS}=otel ignored: {reason}", HandleTraceWarning, stacklevel=3
         )
+        return False
+
+
+def read_settings(environ: Optional[Mapping[str, str]] = None) -> EnvSettings:
+    """The validated settings for a front end that starts tracking (``handletrace run``):
+    each invalid value warned once (``HandleTraceWarning``), its default used."""
+    settings, problems = settings_from_env(environ)
+    warn_once(problems, stacklevel=3)
+    return settings
 
 
 def activate_from_env(environ: Optional[Mapping[str, str]] = None) -> bool:
     """Activate tracking if ``HANDLETRACE`` asks for it; warn once per invalid value."""
     settings, problems = settings_from_env(environ)
-    for message in problems:
-        warnings.warn(message, HandleTraceWarning, stacklevel=2)
+    warn_once(problems)
     if not settings.enabled:
         return False
     return activate(settings)

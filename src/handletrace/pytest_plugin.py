@@ -18,19 +18,38 @@ end of its teardown, except during the setup of fixtures of a wider scope (class
 package, session), which belong to no test. A handle created by one test and released in the
 next is blamed on the first (it was alive when the first ended).
 
+How (hookwrappers, and the one part that is not): a ``pytest_runtest_protocol`` hookwrapper
+opens the test's attribution window and switches GC off around whatever runs the protocol;
+a ``pytest_fixture_setup`` hookwrapper cuts the wider-scoped fixtures' setup out of it. The
+verdict is known only after the teardown, yet a leak must fail the *call* (``FAILED``/
+``LEAKED``, counted once as a failed test), and pytest logs the call's report (progress
+letter, counts, ``--lf``, ``-x``, junitxml) before the teardown runs. No hookwrapper can
+change a report already logged or delay its logging, so for a checked test
+:class:`CheckedProtocol` runs pytest's protocol unlogged (``runtestprotocol(log=False)``,
+as pytest-rerunfailures does), applies the verdict and then logs the reports.
+
 Configuration, highest precedence first (house rule 10): marker arguments, command line,
 environment, ini file (``pytest.ini``, ``pyproject.toml`` ``[tool.pytest.ini_options]``,
 ``tox.ini``, ``setup.cfg``), default. An invalid value stops the run with a message naming
 the value and where it came from.
 
-=================================  ===============================  ==========================
-command line                       environment                      ini
-=================================  ===============================  ==========================
-``--handletrace``,                 ``HANDLETRACE_PYTEST=1|0``       ``handletrace = true``
+==================================  ================================  ==========================
+command line                        environment                       ini
+==================================  ================================  ==========================
+``--handletrace``,                  ``HANDLETRACE_PYTEST=1|0``        ``handletrace = true``
 ``--no-handletrace``
-``--handletrace-allow=KINDS``      ``HANDLETRACE_PYTEST_ALLOW``     ``handletrace_allow``
-``--handletrace-stack-depth=N``    ``HANDLETRACE_STACK_DEPTH``      ``handletrace_stack_depth``
-=================================  ===============================  ==========================
+``--handletrace-allow=KINDS``       ``HANDLETRACE_PYTEST_ALLOW``      ``handletrace_allow``
+``--handletrace-stack-depth=N``     ``HANDLETRACE_STACK_DEPTH``       ``handletrace_stack_depth``
+``--handletrace-stack-sample=N``    ``HANDLETRACE_STACK_SAMPLE``      ``handletrace_stack_sample``
+``--handletrace-kinds=KINDS``       ``HANDLETRACE_KINDS``             ``handletrace_kinds``
+``--handletrace-report=DEST``       ``HANDLETRACE_REPORT``            ``handletrace_report``
+                                    ``HANDLETRACE_REPORT_FORMAT``
+                                    ``HANDLETRACE_STALE_AFTER``
+==================================  ================================  ==========================
+
+The report (``DEST``: a file path, ``stdout``, ``stderr`` or ``none``) is the report of the
+handles still alive when the session ends, written when the plugin tracked handles: it
+covers what no test is blamed for (wider-scoped fixtures, module globals).
 """
 
 from __future__ import annotations
@@ -38,16 +57,42 @@ from __future__ import annotations
 import gc
 import inspect
 import os
+import sys
 from dataclasses import dataclass, replace
 from typing import IO, Any, Dict, FrozenSet, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import pytest
 
-from ._core.config import DEFAULT_STACK_DEPTH, MAX_STACK_DEPTH, SWITCH_WORDS, parse_switch
+from ._core.config import (
+    DEFAULT_STACK_DEPTH,
+    MAX_STACK_DEPTH,
+    SWITCH_WORDS,
+    format_for_path,
+    parse_switch,
+)
 from ._core.registry import HandleRecord, Stats
 from ._core.snapshot import Snapshot
 from ._core.state import TRACKER
-from ._sdk.kinds import KNOWN_KINDS
+from ._env import (
+    ACCEPTED_REPORT,
+    ACCEPTED_REPORT_FORMAT,
+    ACCEPTED_STALE_AFTER,
+    ENV_REPORT,
+    ENV_REPORT_FORMAT,
+    ENV_STALE_AFTER,
+    REPORT_FORMATS,
+    parse_seconds,
+)
+from ._instrument.environ import (
+    ACCEPTED_STACK_DEPTH,
+    ACCEPTED_STACK_SAMPLE,
+    ENV_KINDS,
+    ENV_STACK_DEPTH,
+    ENV_STACK_SAMPLE,
+    MAX_STACK_SAMPLE,
+    parse_count,
+)
+from ._sdk.kinds import unknown_kinds_message
 from ._sdk.records import live_records
 
 __all__ = [
@@ -55,6 +100,7 @@ __all__ = [
     "ENV_PYTEST_ALLOW",
     "FIXTURE",
     "MARKER",
+    "CheckedProtocol",
     "CreatedHandles",
     "MarkerOptions",
     "Settings",
@@ -72,8 +118,9 @@ LEAK_PREFIX = "handletrace: "
 ENV_PYTEST = "HANDLETRACE_PYTEST"
 #: Comma-separated handle kinds that may outlive a test (e.g. ``speech_config``).
 ENV_PYTEST_ALLOW = "HANDLETRACE_PYTEST_ALLOW"
-#: Shared with ``HANDLETRACE=1`` activation: frames kept per creation stack.
-ENV_STACK_DEPTH = "HANDLETRACE_STACK_DEPTH"
+# Shared with every front end (_env, _instrument/environ): HANDLETRACE_STACK_DEPTH,
+# HANDLETRACE_STACK_SAMPLE, HANDLETRACE_KINDS, HANDLETRACE_REPORT, HANDLETRACE_REPORT_FORMAT,
+# HANDLETRACE_STALE_AFTER.
 
 _WIDER_SCOPES = frozenset({"class", "module", "package", "session"})
 
@@ -95,6 +142,11 @@ class Settings:
     enabled: bool = False
     allow: FrozenSet[str] = frozenset()
     stack_depth: int = DEFAULT_STACK_DEPTH
+    stack_sample: int = 1
+    kinds: Optional[FrozenSet[str]] = None  #: kinds tracked; ``None``: every kind
+    report: Optional[str] = None  #: where the session report goes; ``None``: nowhere
+    report_format: Optional[str] = None  #: ``None``: from the report path's extension
+    stale_after: Optional[float] = None
 
 
 def _parse_bool(value: Any) -> bool:
@@ -106,31 +158,65 @@ def _parse_bool(value: Any) -> bool:
     return switch
 
 
-def _parse_kinds(value: Any) -> FrozenSet[str]:
+def _kind_names(value: Any) -> FrozenSet[str]:
     items = [value] if isinstance(value, str) else list(value)
     names = {part.strip() for item in items for part in str(item).replace(",", " ").split()}
     names.discard("")
-    unknown = sorted(names - KNOWN_KINDS)
-    if unknown:
-        raise ValueError(
-            f"unknown handle kind {', '.join(repr(u) for u in unknown)}; known kinds: "
-            + ", ".join(sorted(KNOWN_KINDS))
-        )
     return frozenset(names)
 
 
+def _parse_kinds(value: Any) -> FrozenSet[str]:
+    names = _kind_names(value)
+    problem = unknown_kinds_message(names)
+    if problem is not None:
+        raise ValueError(problem)
+    return names
+
+
+def _parse_tracked_kinds(value: Any) -> Optional[FrozenSet[str]]:
+    names = _kind_names(value)
+    if {name.lower() for name in names} == {"all"}:
+        return None
+    return _parse_kinds(names)
+
+
 def _parse_depth(value: Any) -> int:
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        number = -1
-    if not 0 <= number <= MAX_STACK_DEPTH:
-        raise ValueError(f"expected an integer from 0 to {MAX_STACK_DEPTH}")
+    number = parse_count(str(value), MAX_STACK_DEPTH)
+    if number is None:
+        raise ValueError(f"expected {ACCEPTED_STACK_DEPTH}")
     return number
 
 
+def _parse_sample(value: Any) -> int:
+    number = parse_count(str(value), MAX_STACK_SAMPLE)
+    if number is None:
+        raise ValueError(f"expected {ACCEPTED_STACK_SAMPLE}")
+    return number
+
+
+def _parse_report(value: Any) -> str:
+    text = str(value).strip()
+    if not text:
+        raise ValueError(f"expected {ACCEPTED_REPORT}")
+    return text.lower() if text.lower() in ("stderr", "stdout", "none") else text
+
+
+def _parse_format(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in REPORT_FORMATS:
+        raise ValueError(f"expected {ACCEPTED_REPORT_FORMAT}")
+    return text
+
+
+def _parse_stale(value: Any) -> float:
+    seconds = parse_seconds(str(value))
+    if seconds is None:
+        raise ValueError(f"expected {ACCEPTED_STALE_AFTER}")
+    return seconds
+
+
 _SETTINGS = (
-    # field, parser, command-line option, environment variable, ini name
+    # field, parser, command-line option, environment variable, ini name (None: none)
     ("enabled", _parse_bool, "--handletrace", ENV_PYTEST, "handletrace"),
     ("allow", _parse_kinds, "--handletrace-allow", ENV_PYTEST_ALLOW, "handletrace_allow"),
     (
@@ -140,7 +226,21 @@ _SETTINGS = (
         ENV_STACK_DEPTH,
         "handletrace_stack_depth",
     ),
+    (
+        "stack_sample",
+        _parse_sample,
+        "--handletrace-stack-sample",
+        ENV_STACK_SAMPLE,
+        "handletrace_stack_sample",
+    ),
+    ("kinds", _parse_tracked_kinds, "--handletrace-kinds", ENV_KINDS, "handletrace_kinds"),
+    ("report", _parse_report, "--handletrace-report", ENV_REPORT, "handletrace_report"),
+    ("report_format", _parse_format, None, ENV_REPORT_FORMAT, None),
+    ("stale_after", _parse_stale, None, ENV_STALE_AFTER, None),
 )
+#: Field -> the ini name of the settings with a command-line option and an ini name (the
+#: ini name is also the option's ``dest``: ``--handletrace-allow`` -> ``handletrace_allow``).
+OPTION_NAMES = {field: ini for field, _, option, _, ini in _SETTINGS if option and ini}
 
 
 def resolve_settings(
@@ -161,9 +261,9 @@ def resolve_settings(
     problems: List[str] = []
     for name, parse, option, variable, ini_name in _SETTINGS:
         sources = (
-            (cli.get(name), f"command line option {option}"),
+            (cli.get(name) if option else None, f"command line option {option}"),
             (env.get(variable), f"environment variable {variable}"),
-            (ini.get(name), f"ini option {ini_name} in {ini_file}"),
+            (ini.get(name) if ini_name else None, f"ini option {ini_name} in {ini_file}"),
         )
         for raw, where in sources:
             if raw is None or (isinstance(raw, (str, list)) and not raw and name != "allow"):
@@ -404,6 +504,8 @@ class Manager:
         self.installed_by_us = False
         self.unsupported = False
         self.current: Optional[_Window] = None
+        #: The options the running test is checked with (``None``: it is not checked).
+        self.current_options: Optional[MarkerOptions] = None
         self.checked = 0
         self.leaks: List[Tuple[str, int, int]] = []  # (nodeid, handles, cyclic): text only
 
@@ -415,7 +517,13 @@ class Manager:
             return False
         from ._instrument.install import install
 
-        if install(stack_depth=self.settings.stack_depth):
+        settings = self.settings
+        # kinds=None: every kind (the environment's HANDLETRACE_KINDS was resolved above).
+        if install(
+            stack_depth=settings.stack_depth,
+            stack_sample=settings.stack_sample,
+            kinds=settings.kinds,
+        ):
             self.installed_by_us = True
             return True
         self.unsupported = True
@@ -429,6 +537,28 @@ class Manager:
         return options if options.enabled else None
 
     # -- hooks ---------------------------------------------------------------------------
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: Optional[pytest.Item]) -> Any:
+        """Around the protocol of a checked test, or of one using the fixture (whoever runs
+        it): the attribution window, and automatic GC off for a checked test."""
+        options = self.options_for(item)
+        watched = options is not None or FIXTURE in getattr(item, "fixturenames", ())
+        if not watched or not self.ensure_installed():
+            yield
+            return
+        self.current = _Window(TRACKER.registry.last_seq(), item.nodeid)
+        self.current_options = options
+        gc_was_enabled = gc.isenabled()
+        if options is not None:
+            gc.disable()
+        try:
+            yield
+        finally:
+            # Pop rather than get: the window (integers only) goes with the test.
+            self.current = self.current_options = None
+            if gc_was_enabled:
+                gc.enable()
+
     @pytest.hookimpl(hookwrapper=True)
     def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Iterator[None]:
         window = self.current
@@ -455,47 +585,17 @@ class Manager:
                     f"handletrace: invalid @pytest.mark.{MARKER}(...) on {item.nodeid}: {exc}"
                 ) from None
 
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: Optional[pytest.Item]) -> Any:
-        options = self.options_for(item)
-        if options is None and FIXTURE not in getattr(item, "fixturenames", ()):
-            return None
-        if not self.ensure_installed():
-            return None
-        from _pytest.runner import runtestprotocol
-
-        ihook = item.ihook
-        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-        window = self.current = _Window(TRACKER.registry.last_seq(), item.nodeid)
-        gc_was_enabled = gc.isenabled()
-        verdict = None
-        try:
-            if options is not None:
-                gc.disable()
-            reports = runtestprotocol(item, nextitem=nextitem, log=False)
-            if options is not None:
-                self.checked += 1
-                verdict = self._verdict(window, options, reports)
-        finally:
-            self.current = None  # pop rather than get: the window goes with the test
-            if gc_was_enabled:
-                gc.enable()
-        if verdict is not None:
-            self._apply(verdict, item, reports)
-        for report in reports:
-            ihook.pytest_runtest_logreport(report=report)
-        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
-        return True
-
-    def _verdict(
+    def verdict(
         self, window: _Window, options: MarkerOptions, reports: List[pytest.TestReport]
     ) -> Optional[Verdict]:
+        self.checked += 1
         call = next((r for r in reports if r.when == "call"), None)
         if call is None or call.skipped or hasattr(call, "wasxfail"):
             return None  # setup failed, skipped or xfail: nothing to judge
         allow = options.allow if options.allow is not None else self.settings.allow
         return _check(window, allow, options)
 
-    def _apply(self, verdict: Verdict, item: pytest.Item, reports: List[pytest.TestReport]) -> None:
+    def apply(self, verdict: Verdict, item: pytest.Item, reports: List[pytest.TestReport]) -> None:
         call = next(r for r in reports if r.when == "call")
         if verdict.failed:
             self.leaks.append((item.nodeid, verdict.leaked, verdict.cyclic))
@@ -541,11 +641,59 @@ class Manager:
             )
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.write_session_report()
         if self.installed_by_us:
             from ._instrument.install import uninstall
 
             uninstall()
             self.installed_by_us = False
+
+    def write_session_report(self) -> None:
+        """The report of the handles alive at the end of the session, where ``report`` says,
+        if handles were tracked (under ``HANDLETRACE=1`` its at-exit report does this)."""
+        destination = self.settings.report
+        if destination in (None, "none") or not TRACKER.installed or TRACKER.at_exit is not None:
+            return
+        from ._env import write_report
+
+        fmt = self.settings.report_format or format_for_path(destination, REPORT_FORMATS)
+        try:
+            write_report(destination, fmt, stale_after=self.settings.stale_after)
+        except OSError as exc:  # the tests ran: say so, without a traceback
+            sys.stderr.write(f"handletrace: could not write the report to {destination}: {exc}\n")
+
+
+class CheckedProtocol:
+    """Runs a checked test's protocol: the one part not done with hookwrappers.
+
+    The verdict is known after the teardown (function-scoped fixtures may release handles
+    there), but a leak fails the call, and pytest logs each phase's report as soon as it is
+    made: a hookwrapper could only fail the teardown report (``ERROR at teardown``, the
+    test counted as passed and errored). So the phases run unlogged, as in
+    pytest-rerunfailures, and their reports are logged once the verdict is applied. A
+    plugin that runs the protocol of the same test itself may not combine with this.
+    """
+
+    def __init__(self, manager: Manager) -> None:
+        self.manager = manager
+
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: Optional[pytest.Item]) -> Any:
+        manager = self.manager
+        window, options = manager.current, manager.current_options
+        if window is None or options is None or window.nodeid != item.nodeid:
+            return None  # not checked: pytest's own protocol runs it
+        from _pytest.runner import runtestprotocol
+
+        ihook = item.ihook
+        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        reports = runtestprotocol(item, nextitem=nextitem, log=False)
+        verdict = manager.verdict(window, options, reports)
+        if verdict is not None:
+            manager.apply(verdict, item, reports)
+        for report in reports:
+            ihook.pytest_runtest_logreport(report=report)
+        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        return True
 
 
 # -- module-level hooks ----------------------------------------------------------------------
@@ -582,6 +730,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"frames kept per creation stack (0-{MAX_STACK_DEPTH}, default "
         f"{DEFAULT_STACK_DEPTH}). Environment: {ENV_STACK_DEPTH}.",
     )
+    group.addoption(
+        "--handletrace-stack-sample",
+        metavar="N",
+        default=None,
+        help="capture a creation stack for every handle (1, default), one in N, or none (0). "
+        f"Environment: {ENV_STACK_SAMPLE}.",
+    )
+    group.addoption(
+        "--handletrace-kinds",
+        metavar="KINDS",
+        default=None,
+        help="only track these comma-separated handle kinds (default: all). "
+        f"Environment: {ENV_KINDS}.",
+    )
+    group.addoption(
+        "--handletrace-report",
+        metavar="DEST",
+        default=None,
+        help="write the report of the handles still alive when the session ends to DEST "
+        "(a .json/.html/text file, stdout or stderr). "
+        f"Environment: {ENV_REPORT} (format: {ENV_REPORT_FORMAT}).",
+    )
     parser.addini(
         "handletrace", "check every test for native handle leaks (true/false)", default=""
     )
@@ -589,6 +759,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "handletrace_allow", "handle kinds that may outlive a test", type="args", default=[]
     )
     parser.addini("handletrace_stack_depth", "frames kept per creation stack (0-256)", default="")
+    parser.addini(
+        "handletrace_stack_sample", "a creation stack for one handle in N (0: none)", default=""
+    )
+    parser.addini(
+        "handletrace_kinds", "handle kinds to track (default: all)", type="args", default=[]
+    )
+    parser.addini(
+        "handletrace_report", "where the report of the session's end goes", default=""
+    )
 
 
 def _ini_value(config: pytest.Config, name: str) -> Any:
@@ -604,16 +783,8 @@ def pytest_configure(config: pytest.Config) -> None:
     inifile = str(config.inipath) if config.inipath else "the ini file"
     try:
         settings = resolve_settings(
-            {
-                "enabled": config.getoption("handletrace"),
-                "allow": config.getoption("handletrace_allow"),
-                "stack_depth": config.getoption("handletrace_stack_depth"),
-            },
-            {
-                "enabled": _ini_value(config, "handletrace"),
-                "allow": _ini_value(config, "handletrace_allow"),
-                "stack_depth": _ini_value(config, "handletrace_stack_depth"),
-            },
+            {field: config.getoption(name) for field, name in OPTION_NAMES.items()},
+            {field: _ini_value(config, name) for field, name in OPTION_NAMES.items()},
             ini_file=inifile,
         )
     except SettingsError as exc:
@@ -621,6 +792,7 @@ def pytest_configure(config: pytest.Config) -> None:
     manager = Manager(config, settings)
     config.stash[MANAGER_KEY] = manager
     config.pluginmanager.register(manager, "handletrace-manager")
+    config.pluginmanager.register(CheckedProtocol(manager), "handletrace-protocol")
     if settings.enabled:
         manager.ensure_installed()
 
@@ -633,7 +805,8 @@ def handletrace_handles(request: pytest.FixtureRequest) -> CreatedHandles:
     manager = request.config.stash.get(MANAGER_KEY, None)
     window = manager.current if manager is not None else None
     if window is None:
-        # Another plugin ran the test protocol: count from now on.
+        # No window opened around the protocol (the fixture was requested with
+        # request.getfixturevalue(), so it was not in item.fixturenames): count from now on.
         if manager is not None:
             manager.ensure_installed()
         window = _Window(TRACKER.registry.last_seq(), request.node.nodeid)

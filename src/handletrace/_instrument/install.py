@@ -19,9 +19,12 @@ import wrapt
 from .._core import stacks
 from .._core.config import Config
 from .._core.state import TRACKER, Tracker
+from .._sdk.kinds import unknown_kinds_message
 from .._sdk.modules import SDK_MODULE, SPEECH_MODULE, sdk_problem, sdk_version
 from .._sdk.records import live_records, prune_dead_handles
 from ..errors import HandleTraceWarning
+from .environ import MAX_STACK_SAMPLE, tracking_from_env, warn_once
+from .environ import OPTIONS as ENV_OPTIONS
 from .patcher import Patcher
 
 __all__ = ["install", "is_installed", "prune_unobserved", "uninstall"]
@@ -87,14 +90,32 @@ def install(
     Works before or after ``azure.cognitiveservices.speech`` is imported (a post-import hook
     patches it on import). A second call while installed is a no-op; if it asks for other
     options, it warns and keeps the ones in force.
+
+    An option left out (``None``) comes from the environment, else its default:
+    ``HANDLETRACE_STACK_DEPTH`` (16), ``HANDLETRACE_STACK_SAMPLE`` (1), ``HANDLETRACE_KINDS``
+    (every kind); a bad value there warns once and the default is used. An invalid argument
+    raises ``ValueError``; for ``kinds``, one naming the unknown kinds, the closest known kind
+    to each and the known kinds (a misspelt kind would otherwise track nothing).
     """
     changes: Dict[str, Any] = {}
     if stack_depth is not None:
         changes["stack_depth"] = stack_depth
     if stack_sample is not None:
+        if isinstance(stack_sample, int) and stack_sample > MAX_STACK_SAMPLE:
+            # Config accepts it, but the C hooks could not hold it: every handle would be an
+            # instrumentation error, and the report an all-clear.
+            raise ValueError(
+                f"stack_sample must be 1 (every handle), N from 2 to {MAX_STACK_SAMPLE} (one "
+                f"handle in N) or 0 (none), got {stack_sample!r}"
+            )
         changes["stack_sample"] = stack_sample
     if kinds is not None:
-        changes["kinds"] = frozenset([kinds] if isinstance(kinds, str) else kinds)
+        names = frozenset([kinds] if isinstance(kinds, str) else kinds)
+        if all(isinstance(name, str) for name in names):  # else Config says what is wrong
+            problem = unknown_kinds_message(names)
+            if problem is not None:
+                raise ValueError(problem)
+        changes["kinds"] = names
     with _LOCK:
         return _install_locked(changes)
 
@@ -102,10 +123,8 @@ def install(
 def _install_locked(changes: Dict[str, Any]) -> bool:
     global _hook_registered
     tracker = TRACKER
-    # A fresh install starts from the defaults: options of an earlier install() do not linger.
-    base = tracker.config if tracker.installed else Config()
-    config = base.with_changes(**changes)  # validates; raises ValueError
     if tracker.installed:
+        config = tracker.config.with_changes(**changes)  # validates; raises ValueError
         if changes and config != tracker.config:
             warnings.warn(
                 "handletrace.install() called again with different options; it is already "
@@ -114,6 +133,15 @@ def _install_locked(changes: Dict[str, Any]) -> bool:
                 stacklevel=3,
             )
         return False
+    # A fresh install starts from the defaults (options of an earlier install() do not
+    # linger); the arguments win over the environment, which fills in the ones left out.
+    config = Config().with_changes(**changes)  # validates the arguments before any warning
+    missing = [option for option in ENV_OPTIONS if option not in changes]
+    if missing:
+        from_env, problems = tracking_from_env(options=missing)
+        warn_once(problems, stacklevel=3)
+        given = {option: getattr(from_env, option) for option in missing}
+        config = config.with_changes(**{k: v for k, v in given.items() if v is not None})
     tracker.config = config
     tracker.installed = True
     tracker.exposed_futures, tracker.exposed_after = prune_unobserved(tracker), None

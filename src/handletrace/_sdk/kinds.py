@@ -18,6 +18,7 @@ __all__ = [
     "closest_kind",
     "kind_of",
     "unknown_kinds",
+    "unknown_kinds_message",
 ]
 
 #: The ``_sdk_lib`` release functions the SDK passes to ``_Handle`` or calls directly.
@@ -149,3 +150,24 @@ def closest_kind(name: str) -> Optional[str]:
     """The known kind closest to a misspelled ``name``, if one is close."""
     matches = difflib.get_close_matches(name, sorted(KNOWN_KINDS), n=1, cutoff=0.6)
     return matches[0] if matches else None
+
+
+def unknown_kinds_message(names: Iterable[str]) -> Optional[str]:
+    """One line naming the ``names`` that are not kinds, the closest kind to each, and the
+    known kinds; ``None`` when every name is a kind.
+
+    The one wording for ``install(kinds=)``, ``HANDLETRACE_KINDS``, ``handletrace run
+    --kinds`` and the pytest plugin's ``allow``: a misspelt kind is refused everywhere, since
+    tracking or allowing a kind that does not exist would look like an all-clear."""
+    unknown = unknown_kinds(names)
+    if not unknown:
+        return None
+    described = []
+    for name in unknown:
+        closest = closest_kind(name)
+        described.append(f"{name!r} (did you mean {closest!r}?)" if closest else repr(name))
+    noun = "kind" if len(unknown) == 1 else "kinds"
+    return (
+        f"unknown handle {noun} {', '.join(described)}; "
+        f"known kinds: {', '.join(sorted(KNOWN_KINDS))}"
+    )
