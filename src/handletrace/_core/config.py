@@ -10,6 +10,7 @@ __all__ = [
     "Config",
     "DEFAULT_STACK_DEPTH",
     "MAX_STACK_DEPTH",
+    "MAX_STACK_SAMPLE",
     "SWITCH_WORDS",
     "format_for_path",
     "parse_switch",
@@ -17,6 +18,9 @@ __all__ = [
 
 DEFAULT_STACK_DEPTH = 16
 MAX_STACK_DEPTH = 256
+#: The largest sampling interval: the C hooks hold it in a C ``long`` (32 bits on Windows);
+#: a larger one would make every handle an instrumentation error instead of a record.
+MAX_STACK_SAMPLE = 2**31 - 1
 
 _ON = frozenset({"1", "true", "yes", "on"})
 _OFF = frozenset({"0", "false", "no", "off"})
@@ -69,10 +73,10 @@ class Config:
                 f"stack_depth must be an integer from 0 to {MAX_STACK_DEPTH}, "
                 f"got {self.stack_depth!r}"
             )
-        if not isinstance(self.stack_sample, int) or self.stack_sample < 0:
+        if not isinstance(self.stack_sample, int) or not 0 <= self.stack_sample <= MAX_STACK_SAMPLE:
             raise ValueError(
-                "stack_sample must be 1 (every handle), N > 1 (one handle in N) or 0 (none), "
-                f"got {self.stack_sample!r}"
+                f"stack_sample must be 1 (every handle), N from 2 to {MAX_STACK_SAMPLE} (one "
+                f"handle in N) or 0 (none), got {self.stack_sample!r}"
             )
         if self.kinds is not None:
             kinds = frozenset(self.kinds)

@@ -15,7 +15,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, Iterable, List, Mapping, Optional, Set, Tuple
 
-from .._core.config import MAX_STACK_DEPTH
+from .._core.config import MAX_STACK_DEPTH, MAX_STACK_SAMPLE
 from .._core.state import TRACKER
 from .._sdk.kinds import unknown_kinds_message
 from ..errors import HandleTraceWarning
@@ -39,10 +39,6 @@ ENV_STACK_DEPTH = "HANDLETRACE_STACK_DEPTH"
 ENV_STACK_SAMPLE = "HANDLETRACE_STACK_SAMPLE"
 #: Comma-separated handle kinds to track (e.g. ``recognizer,property_bag``), or ``all``.
 ENV_KINDS = "HANDLETRACE_KINDS"
-
-#: The largest sampling interval: the C hooks hold it in a C ``long`` (32 bits on Windows);
-#: a larger one would make every handle an instrumentation error instead of a record.
-MAX_STACK_SAMPLE = 2**31 - 1
 
 ACCEPTED_STACK_DEPTH = f"an integer from 0 to {MAX_STACK_DEPTH}"
 ACCEPTED_STACK_SAMPLE = (

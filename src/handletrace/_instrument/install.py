@@ -23,8 +23,8 @@ from .._sdk.kinds import unknown_kinds_message
 from .._sdk.modules import SDK_MODULE, SPEECH_MODULE, sdk_problem, sdk_version
 from .._sdk.records import live_records, prune_dead_handles
 from ..errors import HandleTraceWarning
-from .environ import MAX_STACK_SAMPLE, tracking_from_env, warn_once
 from .environ import OPTIONS as ENV_OPTIONS
+from .environ import tracking_from_env, warn_once
 from .patcher import Patcher
 
 __all__ = ["install", "is_installed", "prune_unobserved", "uninstall"]
@@ -101,13 +101,6 @@ def install(
     if stack_depth is not None:
         changes["stack_depth"] = stack_depth
     if stack_sample is not None:
-        if isinstance(stack_sample, int) and stack_sample > MAX_STACK_SAMPLE:
-            # Config accepts it, but the C hooks could not hold it: every handle would be an
-            # instrumentation error, and the report an all-clear.
-            raise ValueError(
-                f"stack_sample must be 1 (every handle), N from 2 to {MAX_STACK_SAMPLE} (one "
-                f"handle in N) or 0 (none), got {stack_sample!r}"
-            )
         changes["stack_sample"] = stack_sample
     if kinds is not None:
         names = frozenset([kinds] if isinstance(kinds, str) else kinds)
