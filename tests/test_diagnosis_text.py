@@ -5,6 +5,7 @@ results the SDK made on its callback threads."""
 from __future__ import annotations
 
 import gc
+import io
 import threading
 from typing import Any, Iterator, List, Optional
 
@@ -246,3 +247,25 @@ def test_handle_made_by_the_application_has_no_delivery(installed: None) -> None
     """Objects made by the application's own calls have a creation line, not a delivery."""
     HELD.append(sdk_objects.transcriber())
     assert diagnosis_of("recognizer", "ConversationTranscriber").delivery is None
+
+
+def test_text_and_json_report_say_where_a_kept_event_came_from(
+    installed: None, service: Any
+) -> None:
+    """A group with no application line reads "on an SDK callback thread, delivered to ..."
+    in the text report (not "no creation stack captured"), and JSON carries it."""
+    app = Transcription(service.host, "event")
+    app.run()
+    try:
+        snapshot = handletrace.snapshot().filter(kinds=["recognizer_event"])
+        out = io.StringIO()
+        data = handletrace.report(out, snapshot=snapshot)
+        (group,) = data.groups
+        assert group.delivered == DELIVERED, group
+        assert f"created on an SDK callback thread, {DELIVERED}" in out.getvalue(), out.getvalue()
+        assert data.to_dict()["groups"][0]["delivered"] == DELIVERED
+        assert handletrace.Report.from_dict(data.to_dict()).groups[0].delivered == DELIVERED
+    finally:
+        app.close()
+        del app
+        gc.collect()

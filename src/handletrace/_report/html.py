@@ -275,6 +275,8 @@ def _group_html(index: int, group: ReportGroup) -> str:
     where = (
         f"{escape(group.site.filename)}:{group.site.lineno} in <code>{escape(group.site.name)}</code>"
         if group.site
+        else f"on an SDK callback thread, {escape(group.delivered)}"
+        if group.delivered
         else "(no creation stack captured)"
     )
     ages = (

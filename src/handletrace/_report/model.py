@@ -209,6 +209,9 @@ class ReportGroup:
     cycle: Optional[RefPath] = field(default=None, metadata=_OPTIONAL)
     root_path: Optional[RefPath] = field(default=None, metadata=_OPTIONAL)
     subject: str = field(default="", metadata=_OPTIONAL)
+    #: For objects the SDK made on its callback thread (no application line): the signal
+    #: and callbacks they were delivered to (``Delivery.text``); "" otherwise.
+    delivered: str = field(default="", metadata=_OPTIONAL)
     signals: Tuple[SignalInfo, ...] = field(default=(), metadata=_OPTIONAL)
     access: Tuple[ReportAccess, ...] = field(default=(), metadata=_OPTIONAL)
     findings: Tuple[ReportFinding, ...] = field(default=(), metadata=_OPTIONAL)
@@ -382,6 +385,7 @@ def _diagnosis_fields(group: HandleGroup, diagnosis: Diagnosis) -> Dict[str, Any
         "cycle": next((h.cycle for h in handles if h.cycle is not None), None),
         "root_path": next((h.path for h in handles if h.path is not None), None),
         "subject": first.subject,
+        "delivered": next((h.delivery.text for h in handles if h.delivery is not None), ""),
         # A future's object has its own group: its signals are shown there.
         "signals": first.signals if group.records[0].source == "handle" else (),
         "access": _access_rows(first.access),

@@ -189,7 +189,11 @@ def _diagnosis_lines(group: ReportGroup) -> list[str]:
 
 def _group_lines(index: int, group: ReportGroup) -> list[str]:
     where = (
-        f"at {group.site} in {group.site.name}" if group.site else "(no creation stack captured)"
+        f"at {group.site} in {group.site.name}"
+        if group.site
+        else f"on an SDK callback thread, {group.delivered}"
+        if group.delivered
+        else "(no creation stack captured)"
     )
     ages = (
         age_text(group.age_min)
