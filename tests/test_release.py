@@ -686,9 +686,14 @@ def test_release_all_rejects_a_negative_age(installed: None) -> None:
 # -- adispose() ------------------------------------------------------------------------
 
 
-async def _tick(counter: List[int], stop: asyncio.Event) -> None:
+async def _tick(
+    counter: List[int], stop: asyncio.Event, reached: Optional[asyncio.Event] = None
+) -> None:
+    """Count ticks until ``stop``; set ``reached`` after 10 (the loop ran 10 times)."""
     while not stop.is_set():
         counter[0] += 1
+        if reached is not None and counter[0] >= 10:
+            reached.set()
         await asyncio.sleep(0.01)
 
 
@@ -700,10 +705,10 @@ def test_adispose_keeps_the_event_loop_running(
 
     async def scenario() -> Tuple[int, bool, DisposeResult]:
         ticks = [0]
-        stop = asyncio.Event()
-        ticker = asyncio.ensure_future(_tick(ticks, stop))
+        stop, reached = asyncio.Event(), asyncio.Event()
         disposal = asyncio.ensure_future(handletrace.adispose(recognizer))
-        await asyncio.sleep(0.5)
+        ticker = asyncio.ensure_future(_tick(ticks, stop, reached))
+        await asyncio.wait_for(reached.wait(), timeout=60)  # the loop ran 10 ticks meanwhile
         ticks_while_blocked, blocked = ticks[0], not disposal.done()
         stream.unblock.set()
         result = await disposal
@@ -712,8 +717,8 @@ def test_adispose_keeps_the_event_loop_running(
         return ticks_while_blocked, blocked, result
 
     ticks_while_blocked, blocked, result = asyncio.run(scenario())
-    assert blocked  # the teardown really was slow
-    assert ticks_while_blocked >= 10
+    # The teardown was still blocked in native code after the loop had ticked 10 times.
+    assert blocked, (ticks_while_blocked, result)
     assert result.released == ("recognizer", "property_bag")
 
 

@@ -229,10 +229,12 @@ def test_sampler_thread_samples_on_its_own_and_stops() -> None:
     assert thread is not None and thread.daemon and thread.name == "handletrace-timeline"
     import time
 
-    time.sleep(0.1)
+    deadline = time.monotonic() + 30
+    while len(sampler.snapshot().samples) < 5 and time.monotonic() < deadline:
+        time.sleep(0.005)  # the thread, not this test, takes the samples
     timeline = sampler.stop()
     assert not thread.is_alive()
-    assert len(timeline.samples) >= 5
+    assert len(timeline.samples) >= 5, timeline.samples
     assert sampler.stop() is timeline
 
 
