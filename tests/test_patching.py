@@ -9,7 +9,7 @@ import warnings
 from typing import Any, Callable, Dict
 
 import pytest
-from azure.cognitiveservices.speech import SpeechRecognizer, interop, speech
+from azure.cognitiveservices.speech import PropertyId, SpeechRecognizer, interop, speech
 
 import handletrace
 from handletrace._sdk.kinds import PATCHED_METHODS, RELEASE_FUNCTIONS, kind_of
@@ -251,7 +251,9 @@ def test_instrumentation_error_is_counted_not_raised(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         recognizer = SpeechRecognizer(speech_config=config, audio_config=audio_config)
-    assert recognizer.properties is not None
+    # The recognizer works: its native property bag answers.
+    region = recognizer.properties.get_property(PropertyId.SpeechServiceConnection_Region)
+    assert region == "westus", region
     stats = handletrace.stats()
     assert stats.instrumentation_errors == 2  # recognizer and its property bag
     assert stats.created == created_before
