@@ -75,8 +75,8 @@ class Config:
             )
         if not isinstance(self.stack_sample, int) or not 0 <= self.stack_sample <= MAX_STACK_SAMPLE:
             raise ValueError(
-                f"stack_sample must be 1 (every handle), N from 2 to {MAX_STACK_SAMPLE} (one "
-                f"handle in N) or 0 (none), got {self.stack_sample!r}"
+                f"stack_sample must be 1 (every handle), N > 1 (one handle in N, at most "
+                f"{MAX_STACK_SAMPLE}) or 0 (none), got {self.stack_sample!r}"
             )
         if self.kinds is not None:
             kinds = frozenset(self.kinds)
