@@ -25,6 +25,8 @@ Example::
 from ._audio import PushAudio, pcm_from_wav, push_stream_audio_config, silence_wav, tone_wav
 from ._records import REDACTED, ConnectionRecord, TurnRecord
 from ._script import (
+    CLOSE_MOMENTS,
+    DEFAULT_END_SILENCE,
     DEFAULT_SCRIPT,
     TICKS_PER_SECOND,
     CloseError,
@@ -32,11 +34,16 @@ from ._script import (
     HandshakeError,
     Phrase,
     Script,
+    ServerClose,
     StatusError,
+    Synthesis,
+    Teardown,
 )
 from ._service import SpeechService
 
 __all__ = [
+    "CLOSE_MOMENTS",
+    "DEFAULT_END_SILENCE",
     "DEFAULT_SCRIPT",
     "REDACTED",
     "TICKS_PER_SECOND",
@@ -47,8 +54,11 @@ __all__ = [
     "Phrase",
     "PushAudio",
     "Script",
+    "ServerClose",
     "SpeechService",
     "StatusError",
+    "Synthesis",
+    "Teardown",
     "TurnRecord",
     "pcm_from_wav",
     "push_stream_audio_config",
