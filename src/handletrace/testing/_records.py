@@ -74,10 +74,11 @@ class ConnectionRecord:
     peer dropped the TCP connection without a close frame).
 
     ``timeline`` lists what happened to the connection, oldest first, as ``(event,
-    time.monotonic())`` pairs; events are ``"opened"``, ``"server.close"`` (the service began
-    closing: a ``CloseError``, a ``ServerClose``, ``close_connections()`` or ``stop()``),
-    ``"close.received"`` (the SDK's close frame arrived), ``"close.answered"`` (it was passed
-    on and answered, after any ``Teardown`` hold) and ``"closed"``.
+    time.monotonic())`` pairs; events are ``"opened"``, ``"audio.end"`` (the SDK ended a
+    turn's audio), ``"turn.end"`` (the service sent one), ``"server.close"`` (the service
+    began closing: a ``CloseError``, a ``ServerClose``, ``close_connections()`` or
+    ``stop()``), ``"close.received"`` (the SDK's close frame arrived), ``"close.answered"``
+    (it was passed on and answered, after any ``Teardown`` hold) and ``"closed"``.
     """
 
     path: str

@@ -578,6 +578,8 @@ class SpeechService:
         )
         body = parsed.body
         if not body:
+            if not turn.audio_ended.is_set():
+                self._event(state, "audio.end")
             turn.audio_ended.set()
             turn.progress.set()
             return
@@ -752,6 +754,8 @@ class SpeechService:
             await self._close(connection, state, reply.close_code, reply.close_reason)
             raise _Stop
         await connection.send(format_message(reply.path, turn.request_id, reply.body))
+        if reply.path == "turn.end":
+            self._event(state, "turn.end")
         moment = {"speech.phrase": "result", "turn.end": "turn.end"}.get(reply.path)
         if moment is not None and self._at_moment(connection, state, moment):
             raise _Stop
