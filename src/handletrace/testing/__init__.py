@@ -2,9 +2,11 @@
 
 ``SpeechService`` is a websocket server on ``127.0.0.1`` that the real
 ``azure-cognitiveservices-speech`` SDK connects to instead of Azure: it answers every
-recognition turn as its ``Script`` says (phrases, hypotheses, speaker ids, error replies,
-delays) and records what it saw, secrets redacted. Importing this package starts nothing and
-imports neither the SDK nor ``websockets``; they are imported when first needed.
+recognition turn while its audio streams in, and every synthesis request, as its ``Script``
+says (phrases, hypotheses, speaker ids, synthesized audio, error replies, delays, slow or
+abrupt teardowns) and records what it saw, secrets redacted. Importing this package starts
+nothing and imports neither the SDK nor ``websockets``; they are imported when first needed.
+See ``docs/speech-service.md``.
 
 Example::
 
