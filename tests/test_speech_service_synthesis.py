@@ -194,7 +194,7 @@ def test_twenty_requests_on_one_synthesizer(service: SpeechService) -> None:
     assert [(turn.mode, turn.text) for turn in connection.turns] == [
         ("synthesis", text) for text in texts
     ]
-    assert len(log.named("synthesis_completed")) == 20
+    assert len(log.named("synthesis_completed")) == 20, log.events
 
 
 def test_synthesis_records_the_endpoint_and_redacts_the_key(service: SpeechService) -> None:
@@ -240,7 +240,8 @@ def test_start_delay_delays_the_first_audio(service: SpeechService) -> None:
     service.script = Script(start_delay=0.3)
     started = time.perf_counter()
     synthesize(service, ["one"])
-    assert time.perf_counter() - started >= 0.3
+    elapsed = time.perf_counter() - started
+    assert elapsed >= 0.3, f"took {elapsed:.3f} s"
 
 
 def test_message_delay_paces_every_message(service: SpeechService) -> None:
@@ -249,7 +250,8 @@ def test_message_delay_paces_every_message(service: SpeechService) -> None:
     service.script = Script(message_delay=0.06, synthesis=Synthesis(word_seconds=0.2))
     started = time.perf_counter()
     synthesize(service, ["one"])
-    assert time.perf_counter() - started >= 4 * 0.06
+    elapsed = time.perf_counter() - started
+    assert elapsed >= 4 * 0.06, f"took {elapsed:.3f} s"
 
 
 # -- leaks: native threads of synthesizers -----------------------------------------------
@@ -281,7 +283,7 @@ def test_leaked_synthesizers_keep_their_native_threads(service: SpeechService, n
     """Five synthesizers left in reference cycles keep their native threads and websockets
     until a collection; five disposed properly leave none behind."""
     speak_once(service, leak=False)  # the SDK's shared threads start once
-    assert wait_until(lambda: service.active_connections == 0)
+    assert wait_until(lambda: service.active_connections == 0), service.connections
     baseline = native_threads()
     for _ in range(5):
         speak_once(service, leak=False)
