@@ -8,6 +8,7 @@ durations are printed (``pytest -s``) for the record.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Any, Callable, Dict, List, Tuple
@@ -82,7 +83,14 @@ def running_recognizer(
 
 def release(holder: List[Any]) -> float:
     """Drop the SDK object that ``holder`` holds as its only reference; returns when the
-    release returned (``time.monotonic()``) and prints how long it took."""
+    release returned (``time.monotonic()``) and prints how long it took.
+
+    An SDK callback thread that has just run a handler may still hold the object for a
+    moment (the last release would then happen there, not here): wait until ``holder`` is
+    the only reference left.
+    """
+    alone = wait_until(lambda: sys.getrefcount(holder[0]) == 2)  # the holder, the argument
+    assert alone, f"{sys.getrefcount(holder[0]) - 2} other references to {holder[0]!r}"
     started = time.monotonic()
     holder.clear()
     returned = time.monotonic()
@@ -104,72 +112,78 @@ def drop_after_session(service: SpeechService) -> float:
 
 
 # -- the close handshake -----------------------------------------------------------------
+#
+# Whether the release call itself waits for the close answer depends on which thread drops
+# the SDK's last native reference: right after a session an SDK thread still holds the
+# object now and then (SDK 1.53: 9 of 20 synthesizer releases right after get() returned at
+# once, the teardown ran on the SDK's thread), so these tests state what the SDK does on the
+# wire (when it closes its side of the TCP connection) and print the release's duration.
 
 
-def test_the_release_waits_for_the_close_answer(service: SpeechService) -> None:
-    """By default the service answers the SDK's close at once, and the release returns
-    after that answer."""
-    returned = drop_after_session(service)
+def test_the_sdk_waits_for_the_close_answer(service: SpeechService) -> None:
+    """By default the service answers the SDK's close at once and the SDK closes TCP after."""
+    drop_after_session(service)
     record = closed_record(service)
-    assert events(record)[-3:] == ["close.received", "close.answered", "closed"]
-    answered = record.time_of("close.answered")
-    assert answered is not None and answered <= returned, record.timeline
+    assert (events(record)[-4:], record.close_code) == (
+        ["close.received", "close.answered", "peer.eof", "closed"],
+        1000,
+    ), record.timeline
 
 
-def test_a_close_delay_holds_the_release_until_the_late_answer(service: SpeechService) -> None:
-    """close_delay=0.3: the service answers the close 0.3 s late and the release returns only
-    after the answer."""
+def test_the_sdk_waits_for_a_late_close_answer(service: SpeechService) -> None:
+    """close_delay=0.3: the service answers 0.3 s late and the SDK still waits for it."""
     service.script = Script(phrases=service.script.phrases, teardown=Teardown(close_delay=0.3))
-    returned = drop_after_session(service)
+    drop_after_session(service)
     record = closed_record(service)
     received, answered = record.time_of("close.received"), record.time_of("close.answered")
-    assert received is not None and answered is not None, record.timeline
-    assert (answered - received >= 0.3, answered <= returned) == (True, True), (
-        received,
-        answered,
-        returned,
-    )
+    assert events(record)[-3:] == ["close.answered", "peer.eof", "closed"], record.timeline
+    assert received is not None and answered is not None and answered - received >= 0.3
 
 
 def test_the_sdk_gives_up_on_a_very_late_close_answer(service: SpeechService) -> None:
-    """close_delay=2: the release returns before the service answers (SDK 1.53 waits about
-    1 s for it, then drops the TCP connection)."""
+    """close_delay=2: the SDK drops its side of the connection before the service answers
+    (SDK 1.53 waits about 1 s)."""
     service.script = Script(phrases=service.script.phrases, teardown=Teardown(close_delay=2.0))
-    returned = drop_after_session(service)
+    drop_after_session(service)
     record = closed_record(service)
-    answered = record.time_of("close.answered")
-    assert answered is not None and returned < answered, (returned, record.timeline)
+    received, eof = record.time_of("close.received"), record.time_of("peer.eof")
+    assert events(record)[-4:] == [
+        "close.received",
+        "peer.eof",
+        "close.answered",
+        "closed",
+    ], record.timeline
+    if received is not None and eof is not None:
+        print(f"the SDK waited {eof - received:.3f} s for the answer")
 
 
 def test_an_unanswered_close_ends_when_the_sdk_drops_the_connection(
     service: SpeechService,
 ) -> None:
-    """answer_close=False: the close is never answered; the release still returns and the
-    SDK drops the TCP connection (1006, no close frame from the service)."""
+    """answer_close=False: the close is never answered and the SDK drops the TCP connection
+    itself (1006, no close frame from the service)."""
     service.script = Script(phrases=service.script.phrases, teardown=Teardown(answer_close=False))
-    returned = drop_after_session(service)
+    drop_after_session(service)
     record = closed_record(service)
-    closed = record.time_of("closed")
-    assert (events(record)[-2:], record.close_code) == (["close.received", "closed"], 1006)
-    assert closed is not None and returned <= closed + 0.5, (returned, record.timeline)
+    assert (events(record)[-3:], record.close_code) == (
+        ["close.received", "peer.eof", "closed"],
+        1006,
+    ), record.timeline
 
 
-def test_a_synthesizer_release_waits_for_the_close_answer(service: SpeechService) -> None:
-    """A synthesizer's release waits for the late close answer too."""
+def test_a_synthesizer_waits_for_a_late_close_answer(service: SpeechService) -> None:
+    """A released synthesizer waits for the late close answer too."""
     service.script = Script(teardown=Teardown(close_delay=0.3))
     speaker = synthesizer(service)
     reason = speaker.speak_text_async("hi").get().reason
     holder: List[Any] = [speaker]
     del speaker
-    returned = release(holder)
+    release(holder)
     record = closed_record(service)
     received, answered = record.time_of("close.received"), record.time_of("close.answered")
     assert reason == Reason.SynthesizingAudioCompleted
-    assert received is not None and answered is not None, record.timeline
-    assert (answered - received >= 0.3, answered <= returned) == (True, True), (
-        returned,
-        record.timeline,
-    )
+    assert events(record)[-3:] == ["close.answered", "peer.eof", "closed"], record.timeline
+    assert received is not None and answered is not None and answered - received >= 0.3
 
 
 def test_stop_answers_a_held_close(service: SpeechService) -> None:
@@ -188,7 +202,13 @@ def test_stop_answers_a_held_close(service: SpeechService) -> None:
         releasing.join(10)
     record = own.connections[0]
     assert reason == Reason.SynthesizingAudioCompleted
-    assert events(record)[-4:] == ["close.received", "server.close", "close.answered", "closed"]
+    assert events(record)[events(record).index("close.received") :] == [
+        "close.received",
+        "server.close",
+        "close.answered",
+        "peer.eof",
+        "closed",
+    ], record.timeline
 
 
 # -- the end of the audio ----------------------------------------------------------------
@@ -250,6 +270,7 @@ def test_dropping_a_running_recognizer_ends_its_audio_first(service: SpeechServi
         "turn.end",
         "close.received",
         "close.answered",
+        "peer.eof",
         "closed",
     ], record.timeline
     answered = record.time_of("close.answered")
@@ -264,7 +285,13 @@ def test_dropping_a_running_recognizer_waits_out_an_unanswered_end(
     service.script = Script(phrases=service.script.phrases, teardown=Teardown(answer_end=False))
     returned = drop_running(service, STOP_AFTER_1_S)
     record = closed_record(service)
-    assert events(record)[1:] == ["audio.end", "close.received", "close.answered", "closed"]
+    assert events(record)[1:] == [
+        "audio.end",
+        "close.received",
+        "close.answered",
+        "peer.eof",
+        "closed",
+    ], record.timeline
     answered = record.time_of("close.answered")
     assert answered is not None and answered <= returned, (returned, record.timeline)
 
@@ -296,7 +323,12 @@ def test_close_after_the_first_phrase_makes_the_sdk_reconnect(service: SpeechSer
     del recognizer, feed
     first = closed_record(service)
     assert (reconnected, log.named("recognized")[0][0], first.close_code) == (True, "one", 1000)
-    assert events(first)[-3:] == ["server.close", "close.received", "closed"], first.timeline
+    assert events(first)[-4:] == [
+        "server.close",
+        "close.received",
+        "peer.eof",
+        "closed",
+    ], first.timeline
 
 
 def test_abort_after_turn_end_cancels_recognize_once_with_connection_failure(

@@ -78,7 +78,8 @@ class ConnectionRecord:
     turn's audio), ``"turn.end"`` (the service sent one), ``"server.close"`` (the service
     began closing: a ``CloseError``, a ``ServerClose``, ``close_connections()`` or
     ``stop()``), ``"close.received"`` (the SDK's close frame arrived), ``"close.answered"``
-    (it was passed on and answered, after any ``Teardown`` hold) and ``"closed"``.
+    (it was passed on and answered, after any ``Teardown`` hold), ``"peer.eof"`` (the SDK
+    closed its side of the TCP connection) and ``"closed"``.
     """
 
     path: str

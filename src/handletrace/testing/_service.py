@@ -474,8 +474,12 @@ class SpeechService:
         def answered(when: float) -> None:
             self._event(state, "close.answered", when)
 
+        def peer_eof(when: float) -> None:
+            self._event(state, "peer.eof", when)
+
         hold.on_close_received = received
         hold.on_close_answered = answered
+        hold.on_peer_eof = peer_eof
         connection.hold = hold  # type: ignore[attr-defined]
 
     async def _handle(self, connection: ServerConnection) -> None:

@@ -88,6 +88,7 @@ class _Hold:
         self.passthrough = False  # the service closed first: its close is being answered
         self.on_close_received: Optional[Callable[[float, bool], None]] = None
         self.on_close_answered: Optional[Callable[[float], None]] = None
+        self.on_peer_eof: Optional[Callable[[float], None]] = None
         self.timer: Optional[asyncio.TimerHandle] = None
 
 
@@ -134,6 +135,8 @@ def holding_connection_class() -> type[ServerConnection]:
 
         def eof_received(self) -> Optional[bool]:  # type: ignore[override]
             hold = self.__dict__.get("hold")
+            if hold is not None and hold.on_peer_eof is not None:
+                hold.on_peer_eof(time.monotonic())
             if hold is not None and hold.held is not None:
                 if hold.seconds == float("inf"):
                     return None  # never answered, and the peer is gone: asyncio closes
