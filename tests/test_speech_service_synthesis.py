@@ -281,23 +281,24 @@ def collected(condition: Callable[[], bool]) -> bool:
 
 def test_leaked_synthesizers_keep_their_native_threads(service: SpeechService, no_gc: None) -> None:
     """Five synthesizers left in reference cycles keep their native threads and websockets
-    until a collection; five disposed properly leave none behind."""
+    until a collection, while five disposed properly leave none behind."""
     speak_once(service, leak=False)  # the SDK's shared threads start once
     assert wait_until(lambda: service.active_connections == 0), service.connections
-    baseline = native_threads()
+    baseline = native_threads()  # may still count threads that are ending
     for _ in range(5):
         speak_once(service, leak=False)
-    fixed_settled = wait_until(lambda: native_threads() == baseline)
+    fixed_settled = wait_until(lambda: native_threads() <= baseline)
     fixed = (native_threads() - baseline, service.active_connections)
+    before_leaks = native_threads()
     for _ in range(5):
         speak_once(service, leak=True)
-    leaked = (native_threads() - baseline, service.active_connections)
-    released = collected(lambda: native_threads() == baseline)
+    leaked = (native_threads() - before_leaks, service.active_connections)
+    released = collected(lambda: native_threads() <= before_leaks)
     print(f"extra threads: fixed {fixed[0]}, leaked {leaked[0]} (per synthesizer {leaked[0] / 5})")
-    assert (fixed_settled, fixed) == (True, (0, 0)), fixed
+    assert (fixed_settled, fixed[1]) == (True, 0), fixed
     assert leaked[1] == 5, leaked
     assert leaked[0] >= 5, f"5 leaked synthesizers kept only {leaked[0]} extra threads"
-    assert (released, native_threads() - baseline) == (True, 0)
+    assert released, f"{native_threads() - before_leaks} threads left after collecting"
 
 
 def test_handletrace_counts_synthesizer_handles(

@@ -113,11 +113,12 @@ def drop_after_session(service: SpeechService) -> float:
 
 # -- the close handshake -----------------------------------------------------------------
 #
-# Whether the release call itself waits for the close answer depends on which thread drops
-# the SDK's last native reference: right after a session an SDK thread still holds the
-# object now and then (SDK 1.53: 9 of 20 synthesizer releases right after get() returned at
-# once, the teardown ran on the SDK's thread), so these tests state what the SDK does on the
-# wire (when it closes its side of the TCP connection) and print the release's duration.
+# Whether the release call itself waits (for the end of the turn, for the close answer)
+# depends on which thread drops the SDK's last native reference: an SDK thread that has just
+# dispatched an event or finished a request may still hold the object for a moment, and the
+# teardown then runs there (SDK 1.53: 9 of 20 synthesizer releases right after get()
+# returned at once; rarely a running recognizer's too). So these tests state what the SDK
+# does on the wire and print how long the release took.
 
 
 def test_the_sdk_waits_for_the_close_answer(service: SpeechService) -> None:
@@ -252,18 +253,18 @@ def test_an_unanswered_end_of_audio_times_the_stop_out(service: SpeechService) -
     assert log.named("canceled") == [(speechsdk.CancellationReason.Error, Code.ServiceTimeout)]
 
 
-def drop_running(service: SpeechService, properties: Dict[str, str]) -> float:
+def drop_running(service: SpeechService, properties: Dict[str, str]) -> None:
     """Drop a continuous recognizer that is still running (never stopped, stream open)."""
     recognizer, feed, log = running_recognizer(service, properties)
     log.disconnect(recognizer)
     holder: List[Any] = [recognizer]
     del recognizer, feed
-    return release(holder)
+    release(holder)
 
 
 def test_dropping_a_running_recognizer_ends_its_audio_first(service: SpeechService) -> None:
     """Releasing a running recognizer ends its audio, waits for the turn's end, then closes."""
-    returned = drop_running(service, {})
+    drop_running(service, {})
     record = closed_record(service)
     assert events(record)[1:] == [
         "audio.end",
@@ -273,17 +274,15 @@ def test_dropping_a_running_recognizer_ends_its_audio_first(service: SpeechServi
         "peer.eof",
         "closed",
     ], record.timeline
-    answered = record.time_of("close.answered")
-    assert answered is not None and answered <= returned, (returned, record.timeline)
 
 
 def test_dropping_a_running_recognizer_waits_out_an_unanswered_end(
     service: SpeechService,
 ) -> None:
-    """answer_end=False: the release itself waits for the stop timeout (no turn.end), then
-    closes the websocket: the release blocks in the SDK's teardown."""
+    """answer_end=False: the teardown of a dropped running recognizer waits for the stop
+    timeout (no turn.end ever comes) before it closes the websocket."""
     service.script = Script(phrases=service.script.phrases, teardown=Teardown(answer_end=False))
-    returned = drop_running(service, STOP_AFTER_1_S)
+    drop_running(service, STOP_AFTER_1_S)
     record = closed_record(service)
     assert events(record)[1:] == [
         "audio.end",
@@ -292,8 +291,6 @@ def test_dropping_a_running_recognizer_waits_out_an_unanswered_end(
         "peer.eof",
         "closed",
     ], record.timeline
-    answered = record.time_of("close.answered")
-    assert answered is not None and answered <= returned, (returned, record.timeline)
 
 
 # -- the service closes ------------------------------------------------------------------
