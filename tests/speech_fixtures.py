@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -234,4 +235,220 @@ __all__: List[str] = [
     "speech_config",
     "speech_service",
     "timed",
+]
+
+
+# -- streaming, synthesis and teardown (added with the streaming service) ------------------
+
+AUDIO_CHUNK = bytes(3200)
+"""100 ms of 16 kHz 16-bit silence: what the SDK sends per audio message."""
+
+UNTHROTTLED: Mapping[str, str] = MappingProxyType(
+    {"SPEECH-TransmitLengthBeforeThrottleMs": "3600000"}
+)
+"""SDK 1.53 sends the first 5 s of a stream at once, then at twice real time; this sends
+up to an hour of audio as fast as it is written (the SDK's throttle, not the service's)."""
+
+
+class StreamLog(EventLog):
+    """An ``EventLog`` that can wait for a number of events of one name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._arrived = threading.Condition()
+
+    def _on_event(self, name: str, event: Any) -> None:
+        super()._on_event(name, event)
+        with self._arrived:
+            self._arrived.notify_all()
+
+    def wait_count(self, name: str, count: int, timeout: float = SESSION_TIMEOUT) -> bool:
+        """Wait until ``count`` events called ``name`` arrived; False if ``timeout`` passed."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.named(name)) >= count, timeout)
+
+
+def write_audio(stream: Any, seconds: float) -> None:
+    """Write ``seconds`` of silence into a push stream, 100 ms per write."""
+    for _ in range(round(seconds * 10)):
+        stream.write(AUDIO_CHUNK)
+
+
+def run_streaming(
+    service: HasHost,
+    during: Any,
+    properties: Mapping[str, str] = NO_PROPERTIES,
+    *,
+    transcriber: bool = False,
+) -> Tuple[Any, StreamLog]:
+    """One continuous session on a push stream kept open while ``during(stream, log)`` runs
+    (it writes audio and waits for events; its value is returned); then the stream is
+    closed, the session runs to ``session_stopped`` and everything is released."""
+    log = StreamLog()
+    feed = push_stream_audio_config(b"")
+    config = speech_config(service, properties)
+    recognizer: Any
+    if transcriber:
+        recognizer = speechsdk.transcription.ConversationTranscriber(
+            config, audio_config=feed.config
+        )
+        start, stop = recognizer.start_transcribing_async, recognizer.stop_transcribing_async
+    else:
+        recognizer = speechsdk.SpeechRecognizer(config, audio_config=feed.config)
+        start = recognizer.start_continuous_recognition_async
+        stop = recognizer.stop_continuous_recognition_async
+    log.connect(recognizer)
+    start().get()
+    try:
+        value = during(feed.stream, log)
+    finally:
+        feed.stream.close()
+        log.stopped.wait(SESSION_TIMEOUT)
+        stop().get()
+        log.disconnect(recognizer)
+        del start, stop, recognizer, feed
+    return value, log
+
+
+@dataclass(frozen=True)
+class Spoken:
+    """The plain values of one ``speak_*`` result."""
+
+    reason: speechsdk.ResultReason
+    audio: bytes
+    audio_duration: float
+    error_code: Optional[speechsdk.CancellationErrorCode]
+    error_details: str
+
+
+class SynthesisLog:
+    """A synthesizer's events as plain tuples, in order; refers to nothing but itself.
+
+    ``("synthesis_started",)``, ``("synthesizing", audio_bytes)``, ``("synthesis_completed",
+    audio_bytes)``, ``("synthesis_canceled",)``, ``("synthesis_word_boundary", text,
+    audio_offset, text_offset, word_length)``.
+    """
+
+    NAMES = ("synthesis_started", "synthesizing", "synthesis_completed", "synthesis_canceled")
+
+    def __init__(self, word_boundaries: bool = False) -> None:
+        self.events: List[Tuple[Any, ...]] = []
+        self.names_connected = self.NAMES + (
+            ("synthesis_word_boundary",) if word_boundaries else ()
+        )
+        self._arrived = threading.Condition()
+
+    def connect(self, synthesizer: Any) -> None:
+        for name in self.names_connected:
+            getattr(synthesizer, name).connect(functools.partial(self._on_event, name))
+
+    def disconnect(self, synthesizer: Any) -> None:
+        for name in self.names_connected:
+            getattr(synthesizer, name).disconnect_all()
+
+    def _on_event(self, name: str, event: Any) -> None:
+        entry: Tuple[Any, ...]
+        if name == "synthesis_word_boundary":
+            entry = (name, event.text, event.audio_offset, event.text_offset, event.word_length)
+        elif name in ("synthesizing", "synthesis_completed"):
+            entry = (name, len(event.result.audio_data))
+        else:
+            entry = (name,)
+        with self._arrived:
+            self.events.append(entry)
+            self._arrived.notify_all()
+
+    def wait_count(self, name: str, count: int, timeout: float = SESSION_TIMEOUT) -> bool:
+        """Wait until ``count`` events called ``name`` arrived (completed/canceled may come
+        just after ``get()`` returns); False if ``timeout`` passed."""
+        with self._arrived:
+            return self._arrived.wait_for(
+                lambda: sum(entry[0] == name for entry in self.events) >= count, timeout
+            )
+
+    def wait_finished(self, count: int, timeout: float = SESSION_TIMEOUT) -> bool:
+        """Wait until ``count`` requests ended (completed or canceled events)."""
+        ends = ("synthesis_completed", "synthesis_canceled")
+        with self._arrived:
+            return self._arrived.wait_for(
+                lambda: sum(entry[0] in ends for entry in self.events) >= count, timeout
+            )
+
+    def named(self, name: str) -> List[Tuple[Any, ...]]:
+        """The events called ``name``, without the name."""
+        with self._arrived:
+            return [entry[1:] for entry in self.events if entry[0] == name]
+
+
+def synthesizer(
+    service: HasHost,
+    output_format: Optional[speechsdk.SpeechSynthesisOutputFormat] = None,
+    properties: Mapping[str, str] = NO_PROPERTIES,
+    subscription: Optional[str] = None,
+) -> speechsdk.SpeechSynthesizer:
+    """A ``SpeechSynthesizer`` for ``service`` that writes its audio nowhere but the result."""
+    config = speech_config(service, properties, subscription)
+    if output_format is not None:
+        config.set_speech_synthesis_output_format(output_format)
+    return speechsdk.SpeechSynthesizer(speech_config=config, audio_config=None)
+
+
+def synthesize(
+    service: HasHost,
+    texts: Any = ("Hello world, this is a test.",),
+    output_format: Optional[speechsdk.SpeechSynthesisOutputFormat] = None,
+    properties: Mapping[str, str] = NO_PROPERTIES,
+    *,
+    ssml: bool = False,
+    word_boundaries: bool = False,
+    subscription: Optional[str] = None,
+) -> Tuple[List[Spoken], SynthesisLog]:
+    """``speak_text_async`` (``speak_ssml_async`` if ``ssml``) for each text on one
+    synthesizer; waits for each request's completed/canceled event, releases everything."""
+    log = SynthesisLog(word_boundaries)
+    speaker = synthesizer(service, output_format, properties, subscription)
+    log.connect(speaker)
+    results = []
+    for number, text in enumerate(texts, start=1):
+        raw = (speaker.speak_ssml_async if ssml else speaker.speak_text_async)(text).get()
+        details = (
+            raw.cancellation_details if raw.reason == speechsdk.ResultReason.Canceled else None
+        )
+        results.append(
+            Spoken(
+                raw.reason,
+                bytes(raw.audio_data),
+                raw.audio_duration.total_seconds(),
+                None if details is None else details.error_code,
+                "" if details is None else details.error_details,
+            )
+        )
+        del raw, details
+        log.wait_finished(number)
+    log.disconnect(speaker)
+    del speaker
+    return results, log
+
+
+def native_threads() -> int:
+    """Threads of this process, Python's and the SDK's native ones alike."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:  # no procfs: psutil counts them
+        import psutil
+
+        return int(psutil.Process().num_threads())
+
+
+__all__ += [
+    "AUDIO_CHUNK",
+    "UNTHROTTLED",
+    "StreamLog",
+    "Spoken",
+    "SynthesisLog",
+    "native_threads",
+    "run_streaming",
+    "synthesize",
+    "synthesizer",
+    "write_audio",
 ]

@@ -116,9 +116,10 @@ def test_recognize_once_returns_the_phrase_text(service: SpeechService) -> None:
 
 
 def test_phrase_without_timing_spans_the_audio(service: SpeechService) -> None:
-    """A single untimed phrase covers the audio received: offset 0, duration 1 s."""
-    result, _ = recognize_once(service)
-    assert (result.offset, result.duration) == (0, SECOND)
+    """Answered at the end of the audio, a single untimed phrase covers the audio received."""
+    service.script = Script(phrases=DEFAULT_SCRIPT.phrases, streaming=False)
+    result, _ = recognize_once(service, silence_wav(0.7))
+    assert (result.offset, result.duration) == (0, 7 * SECOND // 10)
 
 
 def test_recognize_once_fires_every_event_in_order(service: SpeechService) -> None:
@@ -160,7 +161,7 @@ def test_hypotheses_give_recognizing_events(service: SpeechService) -> None:
 
 def test_recognize_once_gets_only_the_first_phrase(service: SpeechService) -> None:
     """An interactive turn answers one phrase, as the real service does."""
-    service.script = Script.of("one", "two")
+    service.script = Script.of("one", "two", streaming=False)
     _, log = recognize_once(service)
     assert log.named("recognized") == [("one", 0, SECOND // 2)]
 
@@ -189,8 +190,8 @@ def test_continuous_recognition_gets_all_phrases_in_order(service: SpeechService
 
 
 def test_untimed_phrases_split_the_audio_evenly(service: SpeechService) -> None:
-    """Two untimed phrases over 1 s of audio last 0.5 s each, back to back."""
-    service.script = Script.of("one", "two")
+    """Answered at the end of the audio, two untimed phrases over 1 s last 0.5 s each."""
+    service.script = Script.of("one", "two", streaming=False)
     log = run_continuous(service)
     assert log.named("recognized") == [("one", 0, SECOND // 2), ("two", SECOND // 2, SECOND // 2)]
 
@@ -239,7 +240,8 @@ def test_continuous_mode_uses_the_conversation_path(service: SpeechService) -> N
 def test_transcriber_gets_speaker_ids(service: SpeechService) -> None:
     """Each transcribed event carries its phrase's speaker id."""
     service.script = Script(
-        phrases=(Phrase("hi", speaker_id="Guest-1"), Phrase("hello", speaker_id="Guest-2"))
+        phrases=(Phrase("hi", speaker_id="Guest-1"), Phrase("hello", speaker_id="Guest-2")),
+        streaming=False,
     )
     log = run_continuous(service, transcriber=True)
     assert log.named("transcribed") == [

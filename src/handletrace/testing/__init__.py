@@ -2,9 +2,11 @@
 
 ``SpeechService`` is a websocket server on ``127.0.0.1`` that the real
 ``azure-cognitiveservices-speech`` SDK connects to instead of Azure: it answers every
-recognition turn as its ``Script`` says (phrases, hypotheses, speaker ids, error replies,
-delays) and records what it saw, secrets redacted. Importing this package starts nothing and
-imports neither the SDK nor ``websockets``; they are imported when first needed.
+recognition turn while its audio streams in, and every synthesis request, as its ``Script``
+says (phrases, hypotheses, speaker ids, synthesized audio, error replies, delays, slow or
+abrupt teardowns) and records what it saw, secrets redacted. Importing this package starts
+nothing and imports neither the SDK nor ``websockets``; they are imported when first needed.
+See ``docs/speech-service.md``.
 
 Example::
 
@@ -25,6 +27,8 @@ Example::
 from ._audio import PushAudio, pcm_from_wav, push_stream_audio_config, silence_wav, tone_wav
 from ._records import REDACTED, ConnectionRecord, TurnRecord
 from ._script import (
+    CLOSE_MOMENTS,
+    DEFAULT_END_SILENCE,
     DEFAULT_SCRIPT,
     TICKS_PER_SECOND,
     CloseError,
@@ -32,11 +36,16 @@ from ._script import (
     HandshakeError,
     Phrase,
     Script,
+    ServerClose,
     StatusError,
+    Synthesis,
+    Teardown,
 )
 from ._service import SpeechService
 
 __all__ = [
+    "CLOSE_MOMENTS",
+    "DEFAULT_END_SILENCE",
     "DEFAULT_SCRIPT",
     "REDACTED",
     "TICKS_PER_SECOND",
@@ -47,8 +56,11 @@ __all__ = [
     "Phrase",
     "PushAudio",
     "Script",
+    "ServerClose",
     "SpeechService",
     "StatusError",
+    "Synthesis",
+    "Teardown",
     "TurnRecord",
     "pcm_from_wav",
     "push_stream_audio_config",

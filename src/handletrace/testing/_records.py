@@ -38,13 +38,18 @@ def _lookup(pairs: Tuple[Tuple[str, str], ...], name: str) -> Optional[str]:
 
 @dataclass(frozen=True)
 class TurnRecord:
-    """One recognition turn (one ``X-RequestId``) on a connection.
+    """One turn (one ``X-RequestId``) on a connection: a recognition turn or a synthesis request.
 
     ``mode`` is ``"interactive"`` (``recognize_once``), ``"conversation"`` (continuous
-    recognition and ``ConversationTranscriber``) or ``"dictation"``. ``continuation`` is True
-    for a turn in which the SDK replayed audio the service had not acknowledged.
-    ``audio_bytes`` counts PCM bytes (the SDK's WAV header excluded); ``audio_ended`` tells
-    whether the SDK sent the end of the audio.
+    recognition and ``ConversationTranscriber``), ``"dictation"`` or ``"synthesis"`` (one
+    ``speak_*`` request). ``continuation`` is True for a recognition turn in which the SDK
+    replayed audio the service had not acknowledged.
+
+    Recognition: ``audio_bytes`` counts the PCM bytes received (the SDK's WAV header
+    excluded); ``audio_ended`` tells whether the SDK sent the end of the audio. Synthesis:
+    ``audio_bytes`` counts the audio bytes sent; ``audio_ended`` tells whether all of it was
+    sent; ``text`` is the text spoken (the SSML's character data) and ``output_format`` the
+    format the SDK asked for (``None`` until the request was read).
     """
 
     request_id: str
@@ -52,6 +57,8 @@ class TurnRecord:
     continuation: bool
     audio_bytes: int
     audio_ended: bool
+    text: Optional[str] = None
+    output_format: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,14 @@ class ConnectionRecord:
     ``audio_bytes`` is the sum over ``turns`` (audio the SDK replays in a continuation
     turn counts again). ``close_code`` is set once the connection is closed (1006 when the
     peer dropped the TCP connection without a close frame).
+
+    ``timeline`` lists what happened to the connection, oldest first, as ``(event,
+    time.monotonic())`` pairs; events are ``"opened"``, ``"audio.end"`` (the SDK ended a
+    turn's audio), ``"turn.end"`` (the service sent one), ``"server.close"`` (the service
+    began closing: a ``CloseError``, a ``ServerClose``, ``close_connections()`` or
+    ``stop()``), ``"close.received"`` (the SDK's close frame arrived), ``"close.answered"``
+    (it was passed on and answered, after any ``Teardown`` hold), ``"peer.eof"`` (the SDK
+    closed its side of the TCP connection) and ``"closed"``.
     """
 
     path: str
@@ -74,6 +89,14 @@ class ConnectionRecord:
     turns: Tuple[TurnRecord, ...]
     open: bool
     close_code: Optional[int]
+    timeline: Tuple[Tuple[str, float], ...] = ()
+
+    def time_of(self, event: str) -> Optional[float]:
+        """When ``event`` first happened (``time.monotonic()``), or ``None``."""
+        for name, when in self.timeline:
+            if name == event:
+                return when
+        return None
 
     @property
     def audio_bytes(self) -> int:
