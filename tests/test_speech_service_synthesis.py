@@ -287,7 +287,9 @@ def test_leaked_synthesizers_keep_their_native_threads(service: SpeechService, n
     baseline = native_threads()  # may still count threads that are ending
     for _ in range(5):
         speak_once(service, leak=False)
-    fixed_settled = wait_until(lambda: native_threads() <= baseline)
+    fixed_settled = wait_until(
+        lambda: native_threads() <= baseline and service.active_connections == 0, 30
+    )
     fixed = (native_threads() - baseline, service.active_connections)
     before_leaks = native_threads()
     for _ in range(5):
