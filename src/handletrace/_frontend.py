@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Iterable, Sequence, Tuple
 
+from ._analysis.states import CYCLIC_GARBAGE
 from ._core.state import TRACKER
 from ._report.model import Report
 
@@ -38,11 +39,12 @@ def trim_frames(report: Report, prefixes: Sequence[str]) -> Report:
 
 @dataclass(frozen=True)
 class Collected:
-    """How handles alive at a check fared in the ``gc.collect()`` that followed it."""
+    """How the handles a report counts as live fare: cyclic garbage (freed only by a cyclic
+    collection) or still reachable. ``checked == cyclic + reachable == report.live``."""
 
     checked: int
-    cyclic: int  #: freed by the collection: they were cyclic garbage
-    reachable: int  #: still alive after it
+    cyclic: int  #: only a cyclic collection frees them
+    reachable: int  #: alive after a collection too
 
     def notes(self) -> Tuple[str, ...]:
         notes = []
@@ -60,9 +62,35 @@ class Collected:
         return tuple(notes)
 
 
-def collect_and_split(seqs: Iterable[int]) -> Collected:
-    """Run ``gc.collect()`` and count which of the records ``seqs`` it released."""
+def collect_and_split(report: Report, seqs: Iterable[int]) -> Tuple[Report, Collected]:
+    """Split the live handles of ``report`` (built from the records ``seqs``) into cyclic
+    garbage and still reachable, run one ``gc.collect()``, and return the report with the
+    split's notes. One report, one moment: every count in it agrees.
+
+    With a diagnosis the split is the diagnosis's own (made at the moment the report
+    describes; the collection only frees the cycles). Without one, the collection decides:
+    handles released before it (by SDK callbacks still running) are dropped from the live
+    count and said so, never counted twice.
+    """
     wanted = frozenset(seqs)
+    summary = report.diagnosis
+    if summary is not None:
+        counts = dict(summary.classification)
+        cyclic = counts.get(CYCLIC_GARBAGE, 0)
+        collected = Collected(report.live, cyclic, report.live - cyclic)
+        gc.collect()
+        return replace(report, notes=(*report.notes, *collected.notes())), collected
+    registry = TRACKER.registry
+    before = wanted & registry.live_seqs()
     gc.collect()
-    still = len(wanted & TRACKER.registry.live_seqs())
-    return Collected(len(wanted), len(wanted) - still, still)
+    still = len(before & registry.live_seqs())
+    collected = Collected(len(before), len(before) - still, still)
+    notes = list(collected.notes())
+    released = len(wanted) - len(before)
+    if released:
+        notes.insert(
+            0,
+            f"{released} of the {len(wanted)} handles on record when this report began were "
+            "released while it was built (SDK callbacks still running): not counted as live",
+        )
+    return replace(report, live=len(before), notes=(*report.notes, *notes)), collected

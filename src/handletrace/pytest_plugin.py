@@ -453,16 +453,15 @@ def _check(window: _Window, allow: FrozenSet[str], options: MarkerOptions) -> Op
     data = trim_frames(build_report(Snapshot.of(suspects, stats)), _pytest_dirs())
     seqs = [r.seq for r in suspects]
     del alive, suspects
-    collected = collect_and_split(seqs)
+    data, collected = collect_and_split(data, seqs)
     counted = collected.reachable if options.allow_cycles else collected.checked
     notes = [
         "these handles were created by this test (its function-scoped fixtures included) and "
         "were still alive after its teardown; automatic garbage collection was off during the test",
-        *collected.notes(),
     ]
     if allow:
         notes.append(f"kinds allowed to outlive the test, not counted: {', '.join(sorted(allow))}")
-    data = replace(data, notes=(*data.notes, *notes))
+    data = replace(data, notes=(*notes, *data.notes))
     what = []
     if collected.cyclic:
         what.append(f"{collected.cyclic} cyclic garbage")

@@ -54,7 +54,7 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 
 from .._analysis.diagnosis import Diagnosis, HandleDiagnosis, SignalInfo
 from .._analysis.paths import RefPath
-from .._analysis.states import CLASSIFICATIONS, DESCRIPTIONS
+from .._analysis.states import CLASSIFICATIONS, DESCRIPTIONS, RELEASED
 from .._core.compat import DATACLASS_SLOTS
 from .._core.snapshot import HandleGroup, Snapshot
 from .._core.stacks import Frame
@@ -444,7 +444,16 @@ def make_report(
         )
     stats = snapshot.stats
     summary = None
+    notes: Tuple[str, ...] = ()
+    released = 0
     if diagnosis is not None:
+        released = diagnosis.counts().get(RELEASED, 0)
+        if released:
+            notes = (
+                f"{released} of the {len(snapshot)} handles on record when this report began "
+                "were released while it was built (SDK callbacks still running): shown as "
+                "released, not counted as live",
+            )
         totals = diagnosis.counts()
         summary = ReportDiagnosis(
             classification=tuple((s, totals[s]) for s in CLASSIFICATIONS if s in totals),
@@ -461,8 +470,9 @@ def make_report(
         python=platform.python_version(),
         sdk_version=sdk_version,
         installed=installed,
-        live=len(snapshot),
+        live=len(snapshot) - released,
         groups=tuple(groups),
+        notes=notes,
         created=stats.created if stats else 0,
         released=stats.released if stats else 0,
         released_by_cause=dict(stats.released_by_cause) if stats else {},

@@ -328,10 +328,7 @@ class RunCommand:
             seqs = [record.seq for record in snap.records]
             del snap
             if seqs:
-                from dataclasses import replace
-
-                collected = collect_and_split(seqs)
-                report = replace(report, notes=(*report.notes, *collected.notes()))
+                report, _ = collect_and_split(report, seqs)
             if destination != "none":
                 write_report(report, destination, fmt)
             if timeline is not None:
