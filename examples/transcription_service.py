@@ -1,8 +1,8 @@
-"""The seed's transcription service, leaky and fixed.
+"""A transcription service, leaky and fixed.
 
 One ``ConversationTranscriber`` per request; segments are collected through callbacks.
 
-``LeakyTranscriptionService`` is written the way the seed draws it: its ``on_transcribed``
+``LeakyTranscriptionService`` has the leak real services ship: its ``on_transcribed``
 closure captures ``segments``, ``transcriber`` and ``done`` (it stops the transcriber once a
 request has ``max_segments`` segments), so
 

@@ -1,4 +1,5 @@
-"""``handletrace demo``: the seed's leaking transcription service next to the fixed one.
+"""``handletrace demo``: a transcription service that leaks a recognizer per request (its
+callback closure captures the recognizer), next to the same service fixed.
 
 Starts the local speech service, sends N requests to the fixed service and N to the leaky
 one (examples/transcription_service.py), and measures before the first request and after
@@ -6,9 +7,8 @@ every request: live native recognizers (from the registry), native threads
 (``/proc/self/task``), open sockets (socket descriptors in ``/proc/self/fd``), the native heap
 in use (glibc ``mallinfo2()``, where there is one), RSS, and the Python objects waiting for a
 collection. Prints
-each measurement as two charts side by side on one axis (leaky left, fixed right), like the
-seed's two "Memory Usage Over 100 Requests" charts, then a table, the per-request cost of the
-leak, and the leak report with the drawn cycle. Needs no network and no Azure account.
+each measurement as two charts side by side on one axis (leaky left, fixed right), then a
+table, the per-request cost of the leak, and the leak report with the drawn cycle. Needs no network and no Azure account.
 
 Compute and render are separate: :func:`run_service` returns a :class:`RunResult`;
 ``format_*`` turn results into text; :func:`run_demo` is the thin front end.
@@ -390,8 +390,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="handletrace demo",
         description=(
-            "Run the seed's leaking transcription service and the fixed one against a local "
-            "speech service, and show what handletrace sees. No network needed."
+            "Run a transcription service that leaks one recognizer per request (a callback "
+            "closure captures it) and the same service fixed, against a local speech "
+            "service, and show what handletrace sees. No network needed."
         ),
     )
     parser.add_argument(
@@ -444,7 +445,7 @@ def run_demo(argv: Optional[Sequence[str]] = None, out: Optional[IO[str]] = None
         with SpeechService(script) as service:
             try:
                 # Native memory never triggers a collection; with only Python allocations to
-                # go by, the collector would run now and then. Off, as in the seed's service.
+                # go by, the collector would run now and then. Off, as in a busy service.
                 gc.disable()
                 fixed_service = example.FixedTranscriptionService(service.host)
                 leaky_service = example.LeakyTranscriptionService(service.host)
@@ -486,7 +487,7 @@ def run_demo(argv: Optional[Sequence[str]] = None, out: Optional[IO[str]] = None
     style = Style.for_stream(out)
     n = args.requests
     out.write(
-        f"handletrace demo: the seed's transcription service, {n} requests leaky and {n} fixed\n"
+        f"handletrace demo: a transcription service, {n} requests leaky and {n} fixed\n"
         "(local speech service on 127.0.0.1; automatic garbage collection off, as in a busy\n"
         " service where native memory never triggers one; measured before the first request\n"
         " and after each)\n\n"

@@ -25,7 +25,7 @@ def demo_available() -> bool:
 
 
 class DemoCommand:
-    """Show the seed's leak and its fix, live, against the local speech service.
+    """Show a recognizer leak and its fix, live, against the local speech service.
 
     handletrace demo [options]
 
