@@ -6,9 +6,9 @@ one (examples/transcription_service.py), and measures before the first request a
 every request: live native recognizers (from the registry), native threads
 (``/proc/self/task``), open sockets (socket descriptors in ``/proc/self/fd``), the native heap
 in use (glibc ``mallinfo2()``, where there is one), RSS, and the Python objects waiting for a
-collection. Prints
-each measurement as two charts side by side on one axis (leaky left, fixed right), then a
-table, the per-request cost of the leak, and the leak report with the drawn cycle. Needs no network and no Azure account.
+collection. Prints each measurement as two charts side by side on one axis (leaky left, fixed
+right), then a table, the per-request cost of the leak, and the leak report with the drawn
+cycle. Needs no network and no Azure account.
 
 Compute and render are separate: :func:`run_service` returns a :class:`RunResult`;
 ``format_*`` turn results into text; :func:`run_demo` is the thin front end.
