@@ -8,7 +8,9 @@ import os
 import re
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
+from typing import Tuple
 
 import pytest
 
@@ -118,3 +120,72 @@ def test_demo_in_a_subprocess_exits_cleanly() -> None:
     assert "FATAL" not in result.stdout + result.stderr
     assert "Exception ignored" not in result.stderr
     assert "0 -> 20 (+20)" in result.stdout
+
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "transcription_service.py"
+
+
+def line_of(path: Path, text: str) -> int:
+    """The number of the first line of ``path`` containing ``text``."""
+    lines = path.read_text().splitlines()
+    return next(number for number, line in enumerate(lines, 1) if text in line)
+
+
+def installed_wheel(tmp_path: Path) -> Tuple[Path, Path]:
+    """A fresh virtual environment with handletrace installed from a wheel built from this
+    checkout (SDK, wrapt and websockets from the test environment): its bin directory and
+    its site-packages."""
+    wheels, venv = tmp_path / "wheels", tmp_path / "venv"
+
+    def run(*command: object) -> str:
+        result = subprocess.run(
+            [str(c) for c in command], capture_output=True, text=True, timeout=600
+        )
+        assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
+        return result.stdout
+
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, ROOT)
+    run(sys.executable, "-m", "venv", venv)
+    bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
+    python = bin_dir / "python"
+    site_packages = Path(
+        run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").strip()
+    )
+    # The test environment's packages come after the venv's own (path lines of a .pth file:
+    # the .pth files there, such as an editable install's of handletrace, are not read).
+    paths = dict.fromkeys(sysconfig.get_path(name) for name in ("purelib", "platlib"))
+    (site_packages / "test_environment.pth").write_text("\n".join(paths) + "\n")
+    (wheel,) = wheels.glob("handletrace-*.whl")
+    run(python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", wheel)
+    return bin_dir, site_packages
+
+
+@pytest.mark.slow
+def test_installed_demo_blames_the_example_services_lines(tmp_path: Path) -> None:
+    """`handletrace demo` from an installed wheel, where the example service ships inside the
+    handletrace package, says where the service created and connected its transcribers (not
+    bin/handletrace)."""
+    if not (ROOT / "pyproject.toml").exists() or not EXAMPLE.exists():
+        pytest.skip("needs the source checkout (pyproject.toml, examples/) to build a wheel")
+    bin_dir, site_packages = installed_wheel(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HANDLETRACE")}
+    result = subprocess.run(
+        [str(bin_dir / "handletrace"), "demo", "--requests", "3"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        cwd=tmp_path,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    service = site_packages / "handletrace" / "_example_service.py"  # the installed copy
+    created = line_of(EXAMPLE, "speechsdk.transcription.ConversationTranscriber(")
+    connected = line_of(EXAMPLE, "transcriber.transcribed.connect(on_transcribed)")
+    groups = re.findall(r"handles created at (\S+):(\d+) in (\S+)", out)
+    assert [(Path(path), int(line), name) for path, line, name in groups] == [
+        (service, created, "process_audio")
+    ], out
+    assert f"{service}:{connected}  connect transcribed" in out, out
+    assert "bin/handletrace:" not in out, out  # no line blamed on the console script

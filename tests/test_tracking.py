@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gc
+import json
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Any, List
 
 import azure.cognitiveservices.speech as speechsdk
@@ -13,8 +16,10 @@ from azure.cognitiveservices.speech import audio, interop, languageconfig, trans
 
 import handletrace
 from handletrace._core.state import TRACKER
+from handletrace._instrument.hooks import NO_EXTENSIONS_VARIABLE
 
 from . import sdk_objects
+from .subprocesses import run_script
 
 
 def created_since(marker: int) -> List[Any]:
@@ -394,6 +399,42 @@ def test_frozen_handles_are_not_pruned_as_dead(hook_kind: str) -> None:
     finally:
         gc.unfreeze()
     del config
+
+
+FROZEN_FIRST = """
+import gc
+import json
+
+gc.freeze()  # before handletrace is imported: as CPython 3.12 does with its start-up objects
+
+import azure.cognitiveservices.speech as speechsdk
+import handletrace
+
+handletrace.install()
+config = speechsdk.SpeechConfig(subscription="not-a-key", region="westus")
+handletrace.uninstall()
+del config  # finalised unseen
+handletrace.install()  # prunes the records of handles that died uninstalled
+print(json.dumps({
+    "frozen": gc.get_freeze_count(),
+    "live": [record.kind for record in handletrace.snapshot().records],
+    "untracked": handletrace.stats().released_by_cause["untracked"],
+}))
+"""
+
+
+def test_objects_frozen_before_handletrace_is_imported_do_not_stop_pruning(
+    hook_kind: str, tmp_path: Path
+) -> None:
+    """Objects frozen before the import cannot be a _Handle on record (CPython 3.12 freezes
+    its own start-up objects): handles that died uninstalled are still pruned."""
+    script = tmp_path / "frozen_first.py"
+    script.write_text(FROZEN_FIRST)
+    env = {NO_EXTENSIONS_VARIABLE: os.environ.get(NO_EXTENSIONS_VARIABLE, "0")}
+    result = run_script(script, env)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["frozen"] > 0 and (seen["live"], seen["untracked"]) == ([], 2), seen
 
 
 def test_clear_zeroes_the_counters_and_stats_shows_no_kind(hook_kind: str, installed: None) -> None:

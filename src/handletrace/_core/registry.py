@@ -12,7 +12,7 @@ import itertools
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import (
     Any,
     Callable,
@@ -32,15 +32,31 @@ from .stacks import EMPTY_TRACEBACK, Traceback
 __all__ = [
     "CAUSE_COLUMN",
     "COUNTER_COLUMNS",
+    "COUNTER_NAMES",
+    "CREATED_COLUMN",
+    "ENTRY_CODE",
+    "ENTRY_HANDLE",
+    "ENTRY_KIND",
+    "ENTRY_MONOTONIC",
+    "ENTRY_SEQ",
+    "ENTRY_THREAD",
+    "ENTRY_TRACEBACK",
+    "FIRST_CAUSE_COLUMN",
+    "FUTURE_ENTRY",
+    "HANDLE_ENTRY",
     "HANDLE_ENTRY_LEN",
     "HandleRecord",
     "KindStats",
+    "LIVE_COLUMN",
+    "PEAK_COLUMN",
+    "RELEASED_COLUMN",
     "RELEASE_CAUSES",
     "Registry",
     "ReleaseCause",
     "Source",
     "Stats",
     "Totals",
+    "pop_record",
 ]
 
 #: Why a handle left the registry.
@@ -54,10 +70,35 @@ ReleaseCause = Literal["del", "gc", "forced", "direct", "untracked"]
 #: Where a record comes from: an ``interop._Handle`` or a ``ResultFuture``'s async handle.
 Source = Literal["handle", "future"]
 
-#: The counters kept per kind, in this order: created, released, live, peak, then one column
-#: per release cause (``CAUSE_COLUMN``). One row per kind: a release updates one row only.
-COUNTER_COLUMNS = 4 + len(RELEASE_CAUSES)
-CAUSE_COLUMN: Mapping[str, int] = {cause: 4 + i for i, cause in enumerate(RELEASE_CAUSES)}
+#: The counters kept per kind, one row per kind (a release updates one row only): created,
+#: released, live, peak, then one column per release cause. The C hooks write the first four
+#: by position (``_speedups.COUNTER_FIELDS`` names them) and a cause's column by the index
+#: they are given (``CAUSE_COLUMN``); a test checks that the two agree.
+COUNTER_NAMES = ("created", "released", "live", "peak", *RELEASE_CAUSES)
+COUNTER_COLUMNS = len(COUNTER_NAMES)
+CREATED_COLUMN, RELEASED_COLUMN, LIVE_COLUMN, PEAK_COLUMN = (
+    COUNTER_NAMES.index(name) for name in ("created", "released", "live", "peak")
+)
+CAUSE_COLUMN: Mapping[str, int] = {cause: COUNTER_NAMES.index(cause) for cause in RELEASE_CAUSES}
+FIRST_CAUSE_COLUMN = min(CAUSE_COLUMN.values())
+
+#: A ``_Handle``'s entry in the live table, as the ``_Handle.__init__`` hooks write it (the C
+#: hooks build the same tuple: ``_speedups.ENTRY_FIELDS``, checked by a test):
+#: ``thread`` is the ``threading.Thread`` that made the handle or, for a native thread, its
+#: ident; ``code`` the code object of the SDK function that called ``_Handle()``;
+#: ``monotonic`` its ``time.monotonic()``; ``handle`` the ctypes handle (not the ``_Handle``,
+#: which is found by address: ``Registry.handle_index``).
+HANDLE_ENTRY = ("seq", "kind", "handle", "code", "thread", "monotonic", "traceback")
+HANDLE_ENTRY_LEN = len(HANDLE_ENTRY)
+(
+    ENTRY_SEQ,
+    ENTRY_KIND,
+    ENTRY_HANDLE,
+    ENTRY_CODE,
+    ENTRY_THREAD,
+    ENTRY_MONOTONIC,
+    ENTRY_TRACEBACK,
+) = range(HANDLE_ENTRY_LEN)
 
 
 #: Attribute on a ``ResultFuture`` holding its record's sequence number (a ``_Handle``'s is
@@ -65,8 +106,7 @@ CAUSE_COLUMN: Mapping[str, int] = {cause: 4 + i for i, cause in enumerate(RELEAS
 #: twice: the registry releases a sequence number once.
 SEQ_ATTR = "_handletrace_seq"
 
-#: A record's fields in ``HandleRecord`` field order, without ``created_at`` (what the
-#: wrappers register; see ``Registry.add``).
+#: An entry of the live table: ``HANDLE_ENTRY`` or ``FUTURE_ENTRY`` (see ``Registry``).
 RecordFields = Tuple[Any, ...]
 
 
@@ -152,6 +192,34 @@ class Totals:
     instrumentation_errors: int
 
 
+#: An async handle's entry (a ``ResultFuture``'s): the ``HandleRecord`` fields in order,
+#: without ``created_at`` (worked out from ``created_monotonic``). ``seq`` and ``kind`` are
+#: where a ``_Handle``'s entry has them; the length tells the two layouts apart.
+FUTURE_ENTRY = tuple(f.name for f in fields(HandleRecord) if f.name != "created_at")
+FUTURE_ADDRESS = FUTURE_ENTRY.index("address")
+FUTURE_SOURCE = FUTURE_ENTRY.index("source")
+
+
+def pop_record(live: Dict[int, Any], counts: Mapping[str, Any], seq: int, column: int) -> Any:
+    """Remove the entry ``seq`` from ``live`` and count its release in its kind's row of
+    ``counts`` (released + 1, live - 1, and ``column``, its cause's, + 1); the entry, or
+    ``None`` if it was gone (a release is never counted twice).
+
+    The specification of ``_speedups.pop_record``, which does the same in one C call (atomic
+    with the C hooks); here the caller holds the registry's lock. A kind without a row is
+    popped and not counted (no row is ever inserted here: ``stats()`` may be iterating)."""
+    if column < FIRST_CAUSE_COLUMN:
+        raise ValueError(f"pop_record: cause columns come after the first {FIRST_CAUSE_COLUMN}")
+    entry = live.pop(seq, None)
+    if entry is not None:
+        row = counts.get(entry[ENTRY_KIND])
+        if row is not None:
+            row[RELEASED_COLUMN] += 1
+            row[LIVE_COLUMN] -= 1
+            row[column] += 1
+    return entry
+
+
 def _cause_totals(rows: List[Tuple[str, List[int]]]) -> Dict[str, int]:
     """Releases per cause, all kinds of ``rows`` (kind, counters) together."""
     return {cause: sum(c[CAUSE_COLUMN[cause]] for _, c in rows) for cause in RELEASE_CAUSES}
@@ -170,16 +238,15 @@ class Registry:
     and most handles are released without being looked at). Two layouts:
 
     - a ``_Handle``'s entry, written by the ``_Handle.__init__`` hook on the hot path:
-      ``(seq, kind, handle, code, thread, monotonic, traceback)``, see
-      ``HANDLE_ENTRY_LEN``; ``handle_index`` maps the ``_Handle``'s address to ``seq``; the
+      ``HANDLE_ENTRY``; ``handle_index`` maps the ``_Handle``'s address to ``seq``; the
       ``_Handle`` itself, its owner and parent are found when the record is built
-      (``_owners.py``), not when the handle is made;
-    - a ``ResultFuture``'s async handle: the ``HandleRecord`` fields in order, without
-      ``created_at`` (see ``add()``).
+      (``_sdk/owners.py``), not when the handle is made;
+    - a ``ResultFuture``'s async handle: ``FUTURE_ENTRY`` (see ``add()``).
 
-    The hooks (Python, or the C accelerator ``_speedups``) insert and pop entries and bump
-    the counters of this object's containers directly; everything here that changes them
-    holds the lock, and the C hooks need none (the GIL makes each of them atomic).
+    The hooks (``_instrument/hooks.py``: Python, or the C accelerator ``_speedups``) insert
+    and pop entries and bump the counters of this object's containers directly; everything
+    that changes them holds ``lock``, the Python hooks too, and the C hooks need none (the
+    GIL makes each of them atomic).
     """
 
     def __init__(self) -> None:
@@ -205,8 +272,8 @@ class Registry:
         self._cleared_created: Dict[str, int] = {}
         self._cleared_by_cause: Dict[str, int] = dict.fromkeys(RELEASE_CAUSES, 0)
         self._cleared_errors = 0
-        # The C accelerator's atomic pop, when it is in use (see use_pop()).
-        self._c_pop: Optional[Callable[..., Any]] = None
+        # pop_record, or the C accelerator's (atomic with its hooks) when it is in use.
+        self._pop_record: Callable[..., Any] = pop_record
 
     # -- what the hooks share -------------------------------------------------------------
     @property
@@ -225,13 +292,19 @@ class Registry:
     def handle_index(self) -> Any:
         return self._handle_seqs
 
+    @property
+    def lock(self) -> threading.RLock:
+        """What the Python hooks hold while they change the containers (never replaced: a
+        fork re-initialises it in place, see ``reset_lock_after_fork``)."""
+        return self._lock
+
     def use_accelerator(self, speedups: Any) -> None:
         """Keep counters as the C accelerator's ``Counters`` and pop entries with its
         ``pop_record`` (atomic with its hooks); ``None``: lists and Python, for the Python
         hooks. Counters and the handle index are carried over (before hooks are made: the
         hooks keep the containers they are given)."""
         with self._lock:
-            self._c_pop = None if speedups is None else speedups.pop_record
+            self._pop_record = pop_record if speedups is None else speedups.pop_record
             new_row = self._new_row = list if speedups is None else speedups.Counters
             for kind, row in self._counts.copy().items():
                 if type(row) is not new_row:
@@ -256,26 +329,6 @@ class Registry:
         # No lock: next() on an itertools.count is atomic under the GIL (one C call).
         return next(self._seq)
 
-    def add_handle(self, address: int, entry: RecordFields) -> None:
-        """Register the entry of the ``_Handle`` at ``address`` (the pure-Python hook; the C
-        hook does this itself)."""
-        with self._lock:
-            self._live[entry[0]] = entry
-            self._handle_seqs[address] = entry[0]
-            self._count_new(entry[1])
-
-    def release_handle(self, address: int, cause: str) -> Optional[str]:
-        """Release the record of the ``_Handle`` at ``address`` (being finalised); its kind,
-        or ``None`` if it has none (the pure-Python hook; the C hook does this itself)."""
-        column = CAUSE_COLUMN[cause]
-        with self._lock:
-            seq = self._handle_seqs.pop(address, None)
-            entry = None if seq is None else self._pop(seq, column)
-            if entry is None:
-                return None
-            self._built.pop(seq, None)
-        return entry[1]  # type: ignore[no-any-return]
-
     def seq_of_handle(self, handle_obj: Any) -> Optional[int]:
         """The sequence number of the live record of ``handle_obj`` (a ``_Handle``), if any.
 
@@ -287,26 +340,26 @@ class Registry:
         if entry is None or len(entry) != HANDLE_ENTRY_LEN:
             return None
         holds = getattr(handle_obj, "_Handle__handle", None)
-        return seq if holds is entry[2] else None  # type: ignore[no-any-return]
+        return seq if holds is entry[ENTRY_HANDLE] else None  # type: ignore[no-any-return]
 
     def add(self, fields: RecordFields) -> None:
-        """Register an async handle: ``HandleRecord`` fields in order, without
-        ``created_at`` (worked out from ``created_monotonic``)."""
-        seq = fields[0]
+        """Register an async handle: ``FUTURE_ENTRY``, the ``HandleRecord`` fields in order
+        without ``created_at`` (worked out from ``created_monotonic``)."""
+        seq = fields[ENTRY_SEQ]
         with self._lock:
             self._live[seq] = fields
-            self._by_address[fields[2]] = seq
-            self._count_new(fields[1])
+            self._by_address[fields[FUTURE_ADDRESS]] = seq
+            self._count_new(fields[ENTRY_KIND])
 
     def _count_new(self, kind: str) -> None:
         # Caller holds the lock.
         counts = self._counts.get(kind)
         if counts is None:
             counts = self._counts[kind] = self._new_row([0] * COUNTER_COLUMNS)
-        counts[0] += 1
-        live = counts[2] = counts[2] + 1
-        if live > counts[3]:
-            counts[3] = live
+        counts[CREATED_COLUMN] += 1
+        live = counts[LIVE_COLUMN] = counts[LIVE_COLUMN] + 1
+        if live > counts[PEAK_COLUMN]:
+            counts[PEAK_COLUMN] = live
 
     def release(self, seq: int, cause: str) -> Optional[str]:
         """Remove the record ``seq`` and return its kind; ``None`` if it was already gone
@@ -317,23 +370,13 @@ class Registry:
             if entry is None:
                 return None
             self._built.pop(seq, None)
-        return entry[1]  # type: ignore[no-any-return]
+        return entry[ENTRY_KIND]  # type: ignore[no-any-return]
 
     def _pop(self, seq: int, column: int) -> Optional[RecordFields]:
         # Caller holds the lock.
-        c_pop = self._c_pop
-        if c_pop is not None:
-            entry = c_pop(self._live, self._counts, seq, column)
-        else:
-            entry = self._live.pop(seq, None)
-            if entry is not None:
-                counts = self._counts.get(entry[1])
-                if counts is not None:  # never inserts: stats() may be iterating _counts
-                    counts[1] += 1
-                    counts[2] -= 1
-                    counts[column] += 1
+        entry: Optional[RecordFields] = self._pop_record(self._live, self._counts, seq, column)
         if entry is not None and len(entry) != HANDLE_ENTRY_LEN:
-            address = entry[2]
+            address = entry[FUTURE_ADDRESS]
             if self._by_address.get(address) == seq:
                 del self._by_address[address]
         return entry
@@ -384,7 +427,7 @@ class Registry:
 
         Containers are emptied in place: the hooks hold them."""
         with self._lock:
-            _add_into(self._cleared_created, self._column(0))
+            _add_into(self._cleared_created, self._column(CREATED_COLUMN))
             _add_into(self._cleared_by_cause, self._causes())
             self._cleared_errors += self.instrumentation_errors
             self._live.clear()
@@ -399,11 +442,17 @@ class Registry:
 
     def reset_lock_after_fork(self) -> None:
         # A lock held by another thread at fork() time would never be released in the child.
-        self._lock = threading.RLock()
+        # Re-initialised in place where CPython can (as threading does for its own locks):
+        # the Python hooks hold this very lock object.
+        reinit = getattr(self._lock, "_at_fork_reinit", None)
+        if reinit is not None:
+            reinit()
+        else:
+            self._lock = threading.RLock()
 
     # -- queries --------------------------------------------------------------------------
     def _column(self, index: int) -> Dict[str, int]:
-        """One counter per kind (0 created, 1 released, 2 live, 3 peak)."""
+        """One counter per kind (``index``: a column of ``COUNTER_NAMES``)."""
         return {kind: counts[index] for kind, counts in self._rows()}
 
     def _rows(self) -> List[Tuple[str, List[int]]]:
@@ -434,7 +483,7 @@ class Registry:
                 for seq, entry in table.items()
                 if (select is None or select(seq))
                 and (source is None or source_of(entry) == source)
-                and (kinds is None or entry[1] in kinds)
+                and (kinds is None or entry[ENTRY_KIND] in kinds)
             }
         return table
 
@@ -462,9 +511,9 @@ class Registry:
     def totals(self) -> Totals:
         """Created per kind, released per cause and errors since the registry was made."""
         with self._lock:
-            created = self._column(0)
+            created = self._column(CREATED_COLUMN)
             by_cause = self._causes()
-            live = self._column(2)
+            live = self._column(LIVE_COLUMN)
             errors = self.instrumentation_errors + self._cleared_errors
             cleared_created = self._cleared_created.copy()
             cleared_by_cause = self._cleared_by_cause.copy()
@@ -483,27 +532,30 @@ class Registry:
             errors = self.instrumentation_errors
         by_cause = _cause_totals(rows)
         kinds = {
-            kind: KindStats(kind=kind, created=c[0], released=c[1], live=c[2], peak=c[3])
+            kind: KindStats(
+                kind=kind,
+                created=c[CREATED_COLUMN],
+                released=c[RELEASED_COLUMN],
+                live=c[LIVE_COLUMN],
+                peak=c[PEAK_COLUMN],
+            )
             for kind, c in sorted(rows)
         }
         return Stats(
             kinds=kinds,
             released_by_cause=by_cause,
             instrumentation_errors=errors,
-            created=sum(c[0] for _, c in rows),
-            released=sum(c[1] for _, c in rows),
-            live=sum(c[2] for _, c in rows),
+            created=sum(c[CREATED_COLUMN] for _, c in rows),
+            released=sum(c[RELEASED_COLUMN] for _, c in rows),
+            live=sum(c[LIVE_COLUMN] for _, c in rows),
         )
-
-
-#: Length of a ``_Handle`` entry: (seq, kind, handle, code, thread, monotonic, traceback);
-#: ``thread`` is the ``threading.Thread`` or, for a native thread, its ident.
-HANDLE_ENTRY_LEN = 7
 
 
 def source_of(entry: RecordFields) -> str:
     """``"handle"`` for a ``_Handle``'s entry, ``"future"`` for an async handle's."""
-    return "handle" if len(entry) == HANDLE_ENTRY_LEN else entry[9]
+    if len(entry) == HANDLE_ENTRY_LEN:
+        return "handle"
+    return entry[FUTURE_SOURCE]  # type: ignore[no-any-return]
 
 
 def make_weakref(obj: Any) -> Callable[[], Any]:

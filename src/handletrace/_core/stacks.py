@@ -12,7 +12,7 @@ import os
 import sys
 from dataclasses import dataclass
 from types import CodeType, FrameType
-from typing import Iterator, Optional, Sequence
+from typing import AbstractSet, Callable, Iterator, Mapping, Optional, Sequence
 
 from .compat import DATACLASS_SLOTS
 from .redaction import redact_source
@@ -20,10 +20,15 @@ from .redaction import redact_source
 __all__ = [
     "Frame",
     "INTERNED",
+    "PACKAGE_DIR",
     "Traceback",
+    "USER_CODE",
     "capture",
+    "capture_stack",
     "ignored_prefixes",
+    "is_machinery",
     "line_of",
+    "machinery_files",
     "make_traceback",
     "set_ignored_prefixes",
 ]
@@ -116,20 +121,108 @@ class Traceback(Sequence[Frame]):
 
 EMPTY_TRACEBACK = Traceback()
 
-# Frames whose file lives under one of these directories are "internal" (the SDK, wrapt,
-# handletrace itself) and are trimmed from the top of a stack.
-_OWN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "")
-_ignored_prefixes: tuple[str, ...] = (_OWN_DIR,)
+# -- which frames are not the user's -------------------------------------------------------
+#
+# A captured stack starts at the user's code: the frames above it that are not the user's are
+# trimmed. Those are the SDK's and wrapt's (by directory: ``set_ignored_prefixes``) and
+# handletrace's own machinery, by what it is, not where it lies: the modules of the package
+# except those in USER_CODE, which ship in the package but use the SDK as any program does.
+# (Trimming handletrace's whole directory trimmed the example service of an installed
+# ``handletrace demo``, and its stacks began in bin/handletrace instead.)
+
+#: The package directory (``.../handletrace/``).
+PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "")
+_PACKAGE = __name__.split(".", 1)[0]
+
+#: Modules (a module or a whole subpackage) shipped in the package that are user code, not
+#: handletrace's machinery: the example service of ``handletrace demo`` (installed as
+#: ``handletrace/_example_service.py``, from ``examples/transcription_service.py``) and the
+#: local speech service for tests.
+USER_CODE = (f"{_PACKAGE}._example_service", f"{_PACKAGE}.testing")
+
+_ignored_prefixes: tuple[str, ...] = ()
+_machinery_files: Optional[frozenset[str]] = None
 
 
 def set_ignored_prefixes(prefixes: Sequence[str]) -> None:
-    """Set the directories whose frames are trimmed from the top of every captured stack."""
+    """Set the directories whose frames are trimmed from the top of every captured stack
+    (the SDK's, wrapt's; handletrace's own modules are always trimmed: ``machinery_files``)."""
     global _ignored_prefixes
-    _ignored_prefixes = tuple({_OWN_DIR, *(os.path.join(p, "") for p in prefixes)})
+    _ignored_prefixes = tuple(dict.fromkeys(os.path.join(p, "") for p in prefixes))
+
+
+def ignored_prefixes() -> tuple[str, ...]:
+    return _ignored_prefixes
+
+
+def machinery_files() -> frozenset[str]:
+    """The source files of handletrace's machinery: every module of the package except
+    ``USER_CODE``, as code objects name them (``co_filename``).
+
+    Listed on first use (``install()``; importing handletrace reads no directory): the
+    package directory's ``.py`` files, and the files of the package's loaded modules (a
+    module may come from elsewhere than the directory, e.g. a zip)."""
+    global _machinery_files
+    if _machinery_files is None:
+        _machinery_files = frozenset(_list_machinery_files())
+    return _machinery_files
+
+
+def is_machinery(filename: str) -> bool:
+    """Whether ``filename`` is one of handletrace's own modules (not ``USER_CODE``)."""
+    return filename in machinery_files()
+
+
+def _list_machinery_files() -> Iterator[str]:
+    user_files = tuple(_module_path(name) for name in USER_CODE)
+    for directory, subdirectories, names in os.walk(PACKAGE_DIR):
+        subdirectories[:] = [d for d in subdirectories if d != "__pycache__"]
+        for name in names:
+            path = os.path.join(directory, name)
+            if name.endswith(".py") and not _is_user_code(path, user_files):
+                yield path
+    for name, module in list(sys.modules.items()):
+        if name.split(".", 1)[0] == _PACKAGE and not _is_user_module(name):
+            source = getattr(module, "__file__", None)
+            if isinstance(source, str) and source.endswith(".py"):
+                yield source
+
+
+def _is_user_module(name: str) -> bool:
+    return any(name == user or name.startswith(user + ".") for user in USER_CODE)
+
+
+def _module_path(name: str) -> str:
+    """The path of module ``name`` under the package directory, without ``.py``."""
+    return os.path.join(PACKAGE_DIR, *name.split(".")[1:])
+
+
+def _is_user_code(path: str, user_files: tuple[str, ...]) -> bool:
+    base = path[: -len(".py")]
+    return any(base == user or path.startswith(os.path.join(user, "")) for user in user_files)
 
 
 def capture(depth: int, start: Optional[FrameType] = None) -> Traceback:
-    """Capture up to ``depth`` frames, skipping internal frames at the top of the stack.
+    """Capture up to ``depth`` frames, skipping frames that are not the user's at the top
+    of the stack (see ``capture_stack``)."""
+    frame = start if start is not None else sys._getframe(1)
+    return capture_stack(
+        frame, depth, _ignored_prefixes, machinery_files(), _interned, make_traceback
+    )
+
+
+def capture_stack(
+    frame: Optional[FrameType],
+    depth: int,
+    ignored_dirs: tuple[str, ...],
+    ignored_files: AbstractSet[str],
+    interned: Mapping[tuple[int, ...], Traceback],
+    make: Callable[[tuple[int, ...], tuple[CodeType, ...], tuple[int, ...], int], Traceback],
+) -> Traceback:
+    """The stack from ``frame`` back: its first frames whose file is in ``ignored_files`` or
+    under one of ``ignored_dirs`` skipped, then up to ``depth`` frames; interned in
+    ``interned`` (a miss is made by ``make``: ``make_traceback``). What the ``_Handle``
+    hooks do per handle (the C hooks, in ``_speedups.c``, do the same).
 
     This runs for every tracked handle, so it keeps only the code object and the offset of
     the current instruction (``f_lasti``) per frame; the line number costs a line-table walk
@@ -137,9 +230,10 @@ def capture(depth: int, start: Optional[FrameType] = None) -> Traceback:
     ``Traceback`` (interned, like tracemalloc's): leaked handles come from a few lines, and
     a stack costs a few hundred bytes.
     """
-    frame: Optional[FrameType] = start if start is not None else sys._getframe(1)
-    prefixes = _ignored_prefixes
-    while frame is not None and frame.f_code.co_filename.startswith(prefixes):
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename not in ignored_files and not filename.startswith(ignored_dirs):
+            break
         frame = frame.f_back
     codes: list[CodeType] = []
     lastis: list[int] = []
@@ -155,9 +249,9 @@ def capture(depth: int, start: Optional[FrameType] = None) -> Traceback:
     # Keyed by the code objects' ids (hashing a code object is slow); an interned Traceback
     # holds its code objects, so an id in the table cannot be reused by another code object.
     key = (total, *lastis, *map(id, codes))
-    traceback = _interned.get(key)
+    traceback = interned.get(key)
     if traceback is None:
-        traceback = make_traceback(key, tuple(codes), tuple(lastis), total)
+        traceback = make(key, tuple(codes), tuple(lastis), total)
     return traceback
 
 
@@ -169,10 +263,6 @@ def make_traceback(
         _interned.clear()  # in place: the C hooks hold this very dict
     traceback = _interned[key] = Traceback(codes, lastis, total)
     return traceback
-
-
-def ignored_prefixes() -> tuple[str, ...]:
-    return _ignored_prefixes
 
 
 _INTERNED_MAX = 10_000

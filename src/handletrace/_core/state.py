@@ -8,19 +8,23 @@ from typing import Any, Callable, FrozenSet, List, Optional
 from .config import Config
 from .registry import Registry
 
-__all__ = ["Tracker", "TRACKER"]
+__all__ = ["HOOK_SLOTS", "Tracker", "TRACKER"]
+
+#: The tracker's attributes that the ``_Handle`` hooks read for every handle: whether to
+#: record (``installed``), how (``config``: its ``kinds``, ``stack_depth``, ``stack_sample``)
+#: and which thread a collection runs on (``gc_thread``: a ``__del__`` there has cause
+#: ``gc``). Slots, so that the C hooks read them at a fixed offset in the object (an
+#: attribute lookup costs more than what they then do); ``_speedups.TRACKER_SLOTS`` names
+#: what the C hooks read, and a test checks both against this tuple and the class.
+HOOK_SLOTS = ("installed", "config", "gc_thread")
 
 
 class Tracker:
     """Everything handletrace keeps while it runs; ``TRACKER`` is the only instance."""
 
-    # Slots: the C hooks read ``installed``, ``config`` and ``gc_thread`` for every handle,
-    # straight from the object (an attribute lookup costs more than what they then do).
     __slots__ = (
+        *HOOK_SLOTS,
         "registry",
-        "config",
-        "installed",
-        "gc_thread",
         "patcher",
         "at_exit",
         "exposed_futures",

@@ -1,9 +1,10 @@
 /* handletrace._instrument._speedups: the per-handle hot path in C (optional).
  *
  * make_hooks() returns the objects that replace interop._Handle.__init__ and __del__. They
- * do exactly what _instrument.hooks.python_hooks() does, line for line, without the cost of an
- * extra Python call per handle: a Python wrapper alone costs about 5 % of creating and
- * releasing the cheapest SDK object. The GIL makes each hook atomic: no Python code runs
+ * do what _instrument.hooks.python_hooks() does, step for step (those are the specification:
+ * tests/test_hot_path.py runs the same cases against both), without the cost of an extra
+ * Python call per handle: a Python wrapper alone costs about 5 % of creating and releasing
+ * the cheapest SDK object. The GIL makes each hook atomic: no Python code runs
  * between reading and writing the registry's containers, and every allocation that could
  * start a collection (and re-enter a hook through a finaliser) comes before the mutations.
  *
@@ -44,8 +45,48 @@
 
 #define MAX_DEPTH 256
 
-static PyObject *s_installed, *s_config, *s_kinds, *s_stack_depth, *s_stack_sample,
-    *s_gc_thread, *s_where_init, *s_where_del, *s_missing;
+/* -- the contract with handletrace's Python code -------------------------------------------
+ * Each list below is written once, here, and used both by the code and for the module's
+ * constants of the same name (ENTRY_FIELDS, COUNTER_FIELDS, CONTEXT_FIELDS, TRACKER_SLOTS,
+ * CONFIG_FIELDS), which the tests compare with the Python definitions: _core.registry's
+ * HANDLE_ENTRY and COUNTER_NAMES, _instrument.hooks.HookContext, _core.state.HOOK_SLOTS and
+ * _core.config.Config. */
+
+/* A _Handle's entry in the live table: the tuple the __init__ hook builds (HANDLE_ENTRY). */
+#define ENTRY_FIELDS(X)                                                                    \
+    X(SEQ, "seq") X(KIND, "kind") X(HANDLE, "handle") X(CODE, "code") X(THREAD, "thread")  \
+    X(MONOTONIC, "monotonic") X(TRACEBACK, "traceback")
+
+/* The leading counters of a kind's row, written by position (COUNTER_NAMES); one column per
+ * release cause follows, written by the index the hooks are given (ctx.del_column...). */
+#define COUNTER_FIELDS(X)                                                                  \
+    X(CREATED, "created") X(RELEASED, "released") X(LIVE, "live") X(PEAK, "peak")
+
+#define AS_INDEX(name, text) ENTRY_##name,
+enum { ENTRY_FIELDS(AS_INDEX) ENTRY_LEN };
+#undef AS_INDEX
+#define AS_INDEX(name, text) COUNT_##name,
+enum { COUNTER_FIELDS(AS_INDEX) FIRST_CAUSE_COLUMN };
+#undef AS_INDEX
+
+/* The HookContext attributes make_hooks takes, in HookContext's order: objects (kept by each
+ * hook under the same name) and the counters' columns of the two causes a __del__ counts.
+ * HookContext.lock is not read: the Python hooks hold it, the GIL does for these. */
+#define CONTEXT_OBJECTS(X)                                                                 \
+    X(tracker) X(live) X(counts) X(seq_counter) X(unwrapped) X(interned) X(active_threads) \
+    X(ignored_dirs) X(ignored_files) X(empty_traceback) X(handle_index) X(kind_for)         \
+    X(count_error) X(new_kind) X(make_traceback) X(monotonic)
+#define CONTEXT_COLUMNS(X) X(del_column) X(gc_column)
+
+/* What the hooks read per handle: the tracker's slots (HOOK_SLOTS; read at their offset in
+ * the object, see slot_offset) and the settings of tracker.config. */
+#define TRACKER_SLOTS(X) X(installed) X(config) X(gc_thread)
+#define CONFIG_FIELDS(X) X(kinds) X(stack_depth) X(stack_sample)
+
+#define DECLARE_NAME(name) *s_##name,
+static PyObject TRACKER_SLOTS(DECLARE_NAME) CONFIG_FIELDS(DECLARE_NAME) *s_where_init,
+    *s_where_del, *s_missing;
+#undef DECLARE_NAME
 
 /* -- Counters: a kind's counters as C integers ---------------------------------------------
  * A fixed-length sequence of 64-bit integers (created, released, live, peak, then one per
@@ -603,21 +644,10 @@ typedef struct {
     PyObject *dict;
     int is_init;
     PyObject *original;
-    PyObject *tracker;
-    PyObject *live;
-    PyObject *counts;
-    PyObject *seq_counter;
-    PyObject *unwrapped;
-    PyObject *interned;
-    PyObject *active_threads;
-    PyObject *prefixes;
-    PyObject *empty_traceback;
-    PyObject *handle_index;
-    PyObject *kind_for;
-    PyObject *count_error;
-    PyObject *new_kind;
-    PyObject *make_traceback;
-    PyObject *monotonic;
+    /* The context's objects, each under its HookContext name (CONTEXT_OBJECTS). */
+#define DECLARE_OBJECT(name) PyObject *name;
+    CONTEXT_OBJECTS(DECLARE_OBJECT)
+#undef DECLARE_OBJECT
     /* Config is immutable: its values are read again only when tracker.config changes. */
     PyObject *config;
     PyObject *kinds;
@@ -625,11 +655,15 @@ typedef struct {
     long stack_sample;
     /* ctx.monotonic is time.monotonic and this platform's clock is known (see monotonic_now) */
     int read_clock;
-    /* The counters' columns of the two causes a hook counts (ctx.del_column, ctx.gc_column). */
-    Py_ssize_t del_column, gc_column;
-    /* Where the tracker keeps installed, config and gc_thread, when they are slots (see
-     * slot_offset); -1: read as attributes. */
-    Py_ssize_t installed_at, config_at, gc_thread_at;
+    /* The counters' columns of the two causes a hook counts (CONTEXT_COLUMNS). */
+#define DECLARE_COLUMN(name) Py_ssize_t name;
+    CONTEXT_COLUMNS(DECLARE_COLUMN)
+#undef DECLARE_COLUMN
+    /* Where the tracker keeps installed, config and gc_thread (TRACKER_SLOTS: <name>_at),
+     * when they are slots (see slot_offset); -1: read as attributes. */
+#define DECLARE_OFFSET(name) Py_ssize_t name##_at;
+    TRACKER_SLOTS(DECLARE_OFFSET)
+#undef DECLARE_OFFSET
     /* The current thread's entry value (its threading.Thread, or its ident), for the Python
      * thread state whose unique id is thread_state_id (0: none yet). */
     unsigned long long thread_state_id;
@@ -662,21 +696,22 @@ typedef struct {
 static void
 count_row(PyObject *row, Py_ssize_t column)
 {
-    if (Counters_Check(row) && column >= 4 && column < Py_SIZE(row)) {
+    if (Counters_Check(row) && column >= FIRST_CAUSE_COLUMN && column < Py_SIZE(row)) {
         long long *values = ((Counters *)row)->values;
-        values[1] += 1;
-        values[2] -= 1;
+        values[COUNT_RELEASED] += 1;
+        values[COUNT_LIVE] -= 1;
         values[column] += 1;
     }
 }
 
-/* Count the release of entry (kind at index 1) in counts[kind], if it has counters. */
+/* Count the release of entry in counts[kind], if it has counters (a ResultFuture's entry has
+ * its kind where a _Handle's has: ENTRY_KIND). */
 static int
 count_release(PyObject *counts, PyObject *entry, Py_ssize_t column)
 {
-    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 2)
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) <= ENTRY_KIND)
         return 0;
-    PyObject *row = PyDict_GetItemWithError(counts, PyTuple_GET_ITEM(entry, 1));
+    PyObject *row = PyDict_GetItemWithError(counts, PyTuple_GET_ITEM(entry, ENTRY_KIND));
     if (row == NULL)
         return PyErr_Occurred() ? -1 : 0;
     count_row(row, column);
@@ -807,11 +842,11 @@ is_time_monotonic(PyObject *callable)
 #endif
 }
 
-/* -- stack capture (what _core.stacks.capture does) -------------------------------------------- */
+/* -- stack capture (what _core.stacks.capture_stack does) ---------------------------------- */
 
-/* Whether frames of code are left out of stacks (SDK, wrapt, handletrace): its file name
- * starts with one of ctx.prefixes. Remembered per code object: comparing the paths cost more
- * than the rest of a capture. */
+/* Whether frames of code are left out of stacks (the SDK, wrapt, handletrace's machinery):
+ * its file is one of ctx.ignored_files or lies under one of ctx.ignored_dirs. Remembered per
+ * code object: comparing the paths cost more than the rest of a capture. */
 static int
 is_ignored(Hook *self, PyCodeObject *code)
 {
@@ -819,11 +854,13 @@ is_ignored(Hook *self, PyCodeObject *code)
     if (self->ignored_codes[at] == (PyObject *)code)
         return self->ignored[at];
     PyObject *filename = code->co_filename;
-    Py_ssize_t count = PyTuple_GET_SIZE(self->prefixes);
-    int match = 0;
+    int match = PySet_Contains(self->ignored_files, filename);
+    if (match < 0)
+        return -1;
+    Py_ssize_t count = PyTuple_GET_SIZE(self->ignored_dirs);
     for (Py_ssize_t i = 0; i < count && !match; i++) {
-        Py_ssize_t found =
-            PyUnicode_Tailmatch(filename, PyTuple_GET_ITEM(self->prefixes, i), 0, PY_SSIZE_T_MAX, -1);
+        Py_ssize_t found = PyUnicode_Tailmatch(filename, PyTuple_GET_ITEM(self->ignored_dirs, i),
+                                               0, PY_SSIZE_T_MAX, -1);
         if (found < 0)
             return -1;
         match = found != 0;
@@ -1001,7 +1038,7 @@ capture(Hook *self, WalkFrame *start, long depth)
     /* Frames beyond depth are not walked (that walk cost more than the capture in a deep
      * service): the total depth is known only when the stack ended (-1: it went on). */
     total = frame == NULL ? taken : -1;
-    /* The intern key: the same facts as _core.stacks.capture's tuple (total depth, offsets, code
+    /* The intern key: the same facts as capture_stack's tuple (total depth, offsets, code
      * object identities), packed in one bytes object: one allocation instead of 2n+1 ints.
      * (The two kinds of key never meet: one process uses one kind of hook at a time.) An
      * interned Traceback holds its code objects, so an address in a key is never reused. */
@@ -1298,9 +1335,21 @@ record_handle(Hook *self, PyObject *handle_obj, PyObject *handle, PyObject *rele
     now = monotonic_now(self);
     if (now == NULL)
         goto done;
-    record = PyTuple_Pack(7, seq, kind, handle, code, thread, now, traceback);
+    record = PyTuple_New(ENTRY_LEN);
     if (record == NULL)
         goto done;
+    PyObject *fields[ENTRY_LEN];
+    fields[ENTRY_SEQ] = seq;
+    fields[ENTRY_KIND] = kind;
+    fields[ENTRY_HANDLE] = handle;
+    fields[ENTRY_CODE] = code;
+    fields[ENTRY_THREAD] = thread;
+    fields[ENTRY_MONOTONIC] = now;
+    fields[ENTRY_TRACEBACK] = traceback;
+    for (int i = 0; i < ENTRY_LEN; i++) {
+        Py_INCREF(fields[i]);
+        PyTuple_SET_ITEM(record, i, fields[i]);
+    }
     row = kind_counters(self, kind);
     if (row == NULL) {
         if (PyErr_Occurred())
@@ -1309,8 +1358,9 @@ record_handle(Hook *self, PyObject *handle_obj, PyObject *handle, PyObject *rele
         if (row == NULL)
             goto done;
     }
-    if (!Counters_Check(row) || Py_SIZE(row) < 4) {
-        PyErr_SetString(PyExc_TypeError, "handle counters must be Counters of 4 or more");
+    if (!Counters_Check(row) || Py_SIZE(row) < FIRST_CAUSE_COLUMN) {
+        PyErr_Format(PyExc_TypeError, "handle counters must be Counters of %d or more",
+                     FIRST_CAUSE_COLUMN);
         goto done;
     }
     /* Mutations only from here: no GC-tracked allocation, no Python code. */
@@ -1319,10 +1369,10 @@ record_handle(Hook *self, PyObject *handle_obj, PyObject *handle, PyObject *rele
         goto done;
     index_put(index, handle_obj, seq);
     long long *values = ((Counters *)row)->values;
-    values[0] += 1;
-    values[2] += 1;
-    if (values[2] > values[3])
-        values[3] = values[2];
+    values[COUNT_CREATED] += 1;
+    values[COUNT_LIVE] += 1;
+    if (values[COUNT_LIVE] > values[COUNT_PEAK])
+        values[COUNT_PEAK] = values[COUNT_LIVE];
     rc = 0;
 done:
     Py_XDECREF(kind);
@@ -1452,8 +1502,8 @@ forget_handle(Hook *self, PyObject *handle_obj)
     if (entry == NULL)
         return PyErr_Occurred() ? -1 : 0;
     int rc = 0;
-    if (PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) >= 2) {
-        PyObject *row = kind_counters(self, PyTuple_GET_ITEM(entry, 1));
+    if (PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) > ENTRY_KIND) {
+        PyObject *row = kind_counters(self, PyTuple_GET_ITEM(entry, ENTRY_KIND));
         if (row != NULL) {
             count_row(row, column);
             Py_DECREF(row);
@@ -1478,10 +1528,7 @@ del_call(Hook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 /* -- the hook type ------------------------------------------------------------------------ */
 
 #define HOOK_FIELDS(X)                                                                     \
-    X(original) X(tracker) X(live) X(counts) X(seq_counter) X(unwrapped) X(interned)       \
-    X(active_threads) X(prefixes) X(empty_traceback) X(handle_index) X(kind_for)              \
-    X(count_error)                                                                         \
-    X(new_kind) X(make_traceback) X(monotonic) X(config) X(kinds) X(thread_value) X(dict)
+    X(original) CONTEXT_OBJECTS(X) X(config) X(kinds) X(thread_value) X(dict)
 
 static int
 hook_traverse(Hook *self, visitproc visit, void *arg)
@@ -1624,58 +1671,50 @@ new_hook(PyObject *original, PyObject *ctx, int is_init)
     Py_INCREF(original);
     self->original = original;
     PyObject_GC_Track(self);
-    if (take(ctx, "tracker", &self->tracker) < 0 || take(ctx, "live", &self->live) < 0 ||
-        take(ctx, "counts", &self->counts) < 0 ||
-        take(ctx, "seq_counter", &self->seq_counter) < 0 ||
-        take(ctx, "unwrapped", &self->unwrapped) < 0 ||
-        take(ctx, "interned", &self->interned) < 0 ||
-        take(ctx, "active_threads", &self->active_threads) < 0 ||
-        take(ctx, "prefixes", &self->prefixes) < 0 ||
-        take(ctx, "empty_traceback", &self->empty_traceback) < 0 ||
-        take(ctx, "handle_index", &self->handle_index) < 0 ||
-        take(ctx, "kind_for", &self->kind_for) < 0 ||
-        take(ctx, "count_error", &self->count_error) < 0 ||
-        take(ctx, "new_kind", &self->new_kind) < 0 ||
-        take(ctx, "make_traceback", &self->make_traceback) < 0 ||
-        take(ctx, "monotonic", &self->monotonic) < 0 ||
-        take_index(ctx, "del_column", &self->del_column) < 0 ||
-        take_index(ctx, "gc_column", &self->gc_column) < 0) {
-        Py_DECREF(self);
-        return NULL;
-    }
+#define TAKE_OBJECT(name)                                                                  \
+    if (take(ctx, #name, &self->name) < 0)                                                 \
+        goto fail;
+    CONTEXT_OBJECTS(TAKE_OBJECT)
+#undef TAKE_OBJECT
+#define TAKE_COLUMN(name)                                                                  \
+    if (take_index(ctx, #name, &self->name) < 0)                                           \
+        goto fail;
+    CONTEXT_COLUMNS(TAKE_COLUMN)
+#undef TAKE_COLUMN
     if (!PyDict_CheckExact(self->live) || !PyDict_CheckExact(self->counts) ||
-        !PyDict_CheckExact(self->unwrapped) ||
-        !PyDict_CheckExact(self->interned) || !PyDict_CheckExact(self->active_threads) ||
-        !PyTuple_CheckExact(self->prefixes) || !HandleIndex_Check(self->handle_index) ||
+        !PyDict_CheckExact(self->unwrapped) || !PyDict_CheckExact(self->interned) ||
+        !PyDict_CheckExact(self->active_threads) || !PyTuple_CheckExact(self->ignored_dirs) ||
+        !PyAnySet_Check(self->ignored_files) || !HandleIndex_Check(self->handle_index) ||
         !PyIter_Check(self->seq_counter)) {
         PyErr_SetString(PyExc_TypeError,
-                        "make_hooks: ctx containers must be dicts, prefixes a tuple of str, "
-                        "handle_index a HandleIndex and seq_counter an iterator");
-        Py_DECREF(self);
-        return NULL;
+                        "make_hooks: ctx containers must be dicts, ignored_dirs a tuple of str, "
+                        "ignored_files a frozenset, handle_index a HandleIndex and seq_counter "
+                        "an iterator");
+        goto fail;
     }
     if (!PyCallable_Check(self->monotonic)) {
         PyErr_SetString(PyExc_TypeError, "make_hooks: ctx.monotonic must be callable");
-        Py_DECREF(self);
-        return NULL;
+        goto fail;
     }
-    if (self->del_column < 4 || self->gc_column < 4) {
-        PyErr_SetString(PyExc_ValueError, "make_hooks: cause columns come after the first 4");
-        Py_DECREF(self);
-        return NULL;
+    if (self->del_column < FIRST_CAUSE_COLUMN || self->gc_column < FIRST_CAUSE_COLUMN) {
+        PyErr_Format(PyExc_ValueError, "make_hooks: cause columns come after the first %d",
+                     FIRST_CAUSE_COLUMN);
+        goto fail;
     }
     self->read_clock = is_time_monotonic(self->monotonic);
-    self->installed_at = slot_offset(self->tracker, s_installed);
-    self->config_at = slot_offset(self->tracker, s_config);
-    self->gc_thread_at = slot_offset(self->tracker, s_gc_thread);
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(self->prefixes); i++) {
-        if (!PyUnicode_Check(PyTuple_GET_ITEM(self->prefixes, i))) {
-            PyErr_SetString(PyExc_TypeError, "make_hooks: prefixes must be str");
-            Py_DECREF(self);
-            return NULL;
+#define FIND_SLOT(name) self->name##_at = slot_offset(self->tracker, s_##name);
+    TRACKER_SLOTS(FIND_SLOT)
+#undef FIND_SLOT
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(self->ignored_dirs); i++) {
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(self->ignored_dirs, i))) {
+            PyErr_SetString(PyExc_TypeError, "make_hooks: ignored_dirs must be str");
+            goto fail;
         }
     }
     return self;
+fail:
+    Py_DECREF(self);
+    return NULL;
 }
 
 /* -- module functions --------------------------------------------------------------------- */
@@ -1708,8 +1747,9 @@ pop_record(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!O!On:pop_record", &PyDict_Type, &live, &PyDict_Type,
                           &counts, &seq, &column))
         return NULL;
-    if (column < 4) {
-        PyErr_SetString(PyExc_ValueError, "pop_record: cause columns come after the first 4");
+    if (column < FIRST_CAUSE_COLUMN) {
+        PyErr_Format(PyExc_ValueError, "pop_record: cause columns come after the first %d",
+                     FIRST_CAUSE_COLUMN);
         return NULL;
     }
     PyObject *entry = pop_entry(live, seq);
@@ -1725,13 +1765,72 @@ pop_record(PyObject *module, PyObject *args)
     return entry;
 }
 
+/* Where the hooks would read each of TRACKER_SLOTS in tracker: its offset, -1 if it is not a
+ * slot (then it is read with getattr, slower). */
+static PyObject *
+tracker_slot_offsets(PyObject *module, PyObject *tracker)
+{
+    Py_ssize_t offsets[] = {
+#define OFFSET(name) slot_offset(tracker, s_##name),
+        TRACKER_SLOTS(OFFSET)
+#undef OFFSET
+    };
+    PyObject *result = PyTuple_New(Py_ARRAY_LENGTH(offsets));
+    if (result == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < (Py_ssize_t)Py_ARRAY_LENGTH(offsets); i++) {
+        PyObject *offset = PyLong_FromSsize_t(offsets[i]);
+        if (offset == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(result, i, offset);
+    }
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
     {"make_hooks", make_hooks, METH_VARARGS,
      "make_hooks(original_init, original_del, ctx) -> (init_hook, del_hook)"},
     {"pop_record", pop_record, METH_VARARGS,
      "pop_record(live, counts, seq, column) -> the popped entry or None"},
+    {"tracker_slot_offsets", tracker_slot_offsets, METH_O,
+     "tracker_slot_offsets(tracker) -> where the hooks read each of TRACKER_SLOTS in it "
+     "(-1: not a slot, read as an attribute)"},
     {NULL, NULL, 0, NULL},
 };
+
+/* The contract's lists as module constants (tuples of str), for the tests to compare. */
+#define AS_TEXT(name, text) text,
+static const char *const entry_names[] = {ENTRY_FIELDS(AS_TEXT)};
+static const char *const counter_names[] = {COUNTER_FIELDS(AS_TEXT)};
+#undef AS_TEXT
+#define AS_TEXT(name) #name,
+static const char *const context_names[] = {CONTEXT_OBJECTS(AS_TEXT) CONTEXT_COLUMNS(AS_TEXT)};
+static const char *const slot_names[] = {TRACKER_SLOTS(AS_TEXT)};
+static const char *const config_names[] = {CONFIG_FIELDS(AS_TEXT)};
+#undef AS_TEXT
+
+static int
+add_names(PyObject *module, const char *attribute, const char *const *names, Py_ssize_t count)
+{
+    PyObject *tuple = PyTuple_New(count);
+    if (tuple == NULL)
+        return -1;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *name = PyUnicode_FromString(names[i]);
+        if (name == NULL) {
+            Py_DECREF(tuple);
+            return -1;
+        }
+        PyTuple_SET_ITEM(tuple, i, name);
+    }
+    if (PyModule_AddObject(module, attribute, tuple) < 0) {
+        Py_DECREF(tuple);
+        return -1;
+    }
+    return 0;
+}
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
@@ -1747,12 +1846,10 @@ PyInit__speedups(void)
 #define INTERN(var, text)                                                                  \
     if ((var = PyUnicode_InternFromString(text)) == NULL)                                  \
         return NULL;
-    INTERN(s_installed, "installed")
-    INTERN(s_config, "config")
-    INTERN(s_kinds, "kinds")
-    INTERN(s_stack_depth, "stack_depth")
-    INTERN(s_stack_sample, "stack_sample")
-    INTERN(s_gc_thread, "gc_thread")
+#define INTERN_NAME(name) INTERN(s_##name, #name)
+    TRACKER_SLOTS(INTERN_NAME)
+    CONFIG_FIELDS(INTERN_NAME)
+#undef INTERN_NAME
     INTERN(s_where_init, "_Handle.__init__")
     INTERN(s_where_del, "_Handle.__del__")
 #undef INTERN
@@ -1776,5 +1873,14 @@ PyInit__speedups(void)
         Py_DECREF(module);
         return NULL;
     }
+#define ADD_NAMES(attribute, names)                                                        \
+    add_names(module, attribute, names, Py_ARRAY_LENGTH(names)) < 0
+    if (ADD_NAMES("ENTRY_FIELDS", entry_names) || ADD_NAMES("COUNTER_FIELDS", counter_names) ||
+        ADD_NAMES("CONTEXT_FIELDS", context_names) || ADD_NAMES("TRACKER_SLOTS", slot_names) ||
+        ADD_NAMES("CONFIG_FIELDS", config_names)) {
+        Py_DECREF(module);
+        return NULL;
+    }
+#undef ADD_NAMES
     return module;
 }

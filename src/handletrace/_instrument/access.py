@@ -9,10 +9,10 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import Any, Callable, Optional, Tuple
+from typing import AbstractSet, Any, Callable, Optional, Tuple
 
 from .._core.registry import thread_name
-from .._core.stacks import Frame
+from .._core.stacks import Frame, machinery_files
 from .._sdk.access import ACCESS_ATTR, MAX_RECORDS, AccessRecord
 from .._sdk.signals import describe_callable, signal_owner
 
@@ -20,14 +20,25 @@ __all__ = ["access_wrapper"]
 
 
 def _site(
-    start: Optional[FrameType], sdk_prefix: str, internal: Tuple[str, ...]
+    start: Optional[FrameType],
+    sdk_prefix: str,
+    internal_dirs: Tuple[str, ...],
+    machinery: AbstractSet[str],
 ) -> Tuple[Optional[Frame], bool]:
-    """(first frame outside SDK and handletrace/wrapt, whether the direct caller is the SDK)."""
+    """(first frame outside the SDK, wrapt and handletrace's machinery, whether the direct
+    caller is the SDK). ``internal_dirs``: wrapt's; ``machinery``: ``machinery_files()``."""
     frame = start
-    while frame is not None and frame.f_code.co_filename.startswith(internal):
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename not in machinery and not filename.startswith(internal_dirs):
+            break
         frame = frame.f_back
     by_sdk = frame is not None and frame.f_code.co_filename.startswith(sdk_prefix)
-    while frame is not None and frame.f_code.co_filename.startswith((sdk_prefix, *internal)):
+    skipped = (sdk_prefix, *internal_dirs)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename not in machinery and not filename.startswith(skipped):
+            break
         frame = frame.f_back
     if frame is None:
         return None, by_sdk
@@ -47,7 +58,10 @@ def access_wrapper(patcher: Any, path: str) -> Callable[..., Any]:
     tracker = patcher.tracker
     registry = tracker.registry
     sdk_prefix = patcher.sdk_dir
-    internal = _internal_prefixes(patcher)
+    internal_dirs = tuple(
+        os.path.join(d, "") for d in patcher.internal_dirs if not sdk_prefix.startswith(d)
+    )
+    machinery = machinery_files()
     getframe = sys._getframe
     get_ident = threading.get_ident
     method = path.split(".", 1)[1]
@@ -66,7 +80,7 @@ def access_wrapper(patcher: Any, path: str) -> Callable[..., Any]:
                 return
         else:
             owner, target = instance, method
-        site, by_sdk = _site(getframe(2), sdk_prefix, internal)
+        site, by_sdk = _site(getframe(2), sdk_prefix, internal_dirs, machinery)
         if by_sdk and action != "connect":
             # start_*() calling its *_async twin; the SDK's __del__ disconnecting signals
             return
@@ -90,9 +104,3 @@ def access_wrapper(patcher: Any, path: str) -> Callable[..., Any]:
         return wrapped(*args, **kwargs)
 
     return wrapper
-
-
-def _internal_prefixes(patcher: Any) -> Tuple[str, ...]:
-    own = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    dirs = [own, *(d for d in patcher.internal_dirs if not patcher.sdk_dir.startswith(d))]
-    return tuple(os.path.join(d, "") for d in dirs)

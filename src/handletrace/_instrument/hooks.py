@@ -13,11 +13,12 @@ import sys
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterator, Optional, Tuple
 
 from .._core import stacks
 from .._core.config import parse_switch
-from .._core.state import TRACKER, Tracker
+from .._core.registry import CREATED_COLUMN, LIVE_COLUMN, PEAK_COLUMN, pop_record
+from .._core.state import TRACKER
 from ..errors import HandleTraceWarning
 
 __all__ = [
@@ -32,30 +33,48 @@ __all__ = [
 
 @dataclass(frozen=True)
 class HookContext:
-    """What the ``_Handle`` hooks read: the registry's containers and a few callables.
+    """What the ``_Handle`` hooks read: the registry's containers, a few callables and what
+    decides which frames are trimmed from a stack. The hooks' whole contract with the rest
+    of handletrace (with ``HANDLE_ENTRY``, ``COUNTER_NAMES`` and ``HOOK_SLOTS``).
 
-    The C hooks take each attribute once, when they are made; the containers are never
-    replaced (the registry empties them in place)."""
+    Both hooks take each attribute once, when they are made; the containers are never
+    replaced (the registry empties them in place). The C hooks read every field but
+    ``lock`` (``_speedups.CONTEXT_FIELDS``; a test checks the two agree)."""
 
-    tracker: Tracker
+    #: Read per handle: ``HOOK_SLOTS`` (``installed``, ``config``, ``gc_thread``).
+    tracker: Any
+    #: seq -> entry (``HANDLE_ENTRY``): ``Registry.live_table``.
     live: Dict[int, Tuple[Any, ...]]
+    #: kind -> its counters (``COUNTER_NAMES``): ``Registry.counts_table``.
     counts: Dict[str, Any]
     seq_counter: Iterator[int]
+    #: id(release wrapper) -> (the real release function, its kind): ``Patcher.unwrapped``.
     unwrapped: Dict[int, Tuple[Any, str]]
+    #: Stacks met before, by key (``stacks.INTERNED``; see ``stacks.capture_stack``).
     interned: Dict[Tuple[int, ...], Any]
+    #: Running threads by ident (``threading._active``).
     active_threads: Dict[int, threading.Thread]
-    prefixes: Tuple[str, ...]
+    #: Frames of files under these directories (the SDK's, wrapt's) or of these files
+    #: (handletrace's machinery: ``stacks.machinery_files()``) are not the user's: trimmed
+    #: from the top of a stack.
+    ignored_dirs: Tuple[str, ...]
+    ignored_files: FrozenSet[str]
     empty_traceback: Any
     #: id(_Handle) -> seq: ``Registry.handle_index``.
     handle_index: Any
     kind_for: Callable[[Any], str]
     count_error: Callable[[str, BaseException], None]
+    #: The counters of a kind met for the first time (``Registry.new_kind``).
     new_kind: Callable[[str], Any]
     make_traceback: Callable[..., Any]
     monotonic: Callable[[], float]
     #: The counters' columns of the two release causes a ``__del__`` hook counts.
     del_column: int
     gc_column: int
+    #: Held by the Python hooks while they change the containers (``Registry.lock``): a
+    #: Python hook can be interrupted by another thread between two bytecodes. The C hooks
+    #: need none (the GIL makes each of them atomic) and do not read it.
+    lock: Any
 
 
 #: Environment variable that keeps the C hooks out even when the extension is built.
@@ -94,24 +113,35 @@ def hooks_in_use() -> Optional[str]:
 
 
 def python_hooks(original_init: Any, original_del: Any, ctx: HookContext) -> Tuple[Any, Any]:
-    """The pure-Python ``_Handle`` hooks: what the C hooks of ``_speedups`` do, line for line.
+    """The pure-Python ``_Handle`` hooks: the specification of the C hooks of ``_speedups``,
+    which do the same, step for step (the tests run the same cases against both).
 
-    Per handle they keep only what cannot be found later: the sequence number (by the
-    ``_Handle``'s address), kind, the ctypes handle, the code that made it, the thread, the
-    time and the stack. The ``_Handle`` and its owner are found when a record is built
-    (``_sdk/records.py``).
+    Per handle they keep only what cannot be found later (``HANDLE_ENTRY``): the sequence
+    number (by the ``_Handle``'s address), kind, the ctypes handle, the code that made it,
+    the thread, the time and the stack. The ``_Handle`` and its owner are found when a
+    record is built (``_sdk/records.py``).
+
+    Everything that may allocate a tracked object (and so start a collection, whose
+    finalisers may run a ``__del__`` hook here) comes before the containers change, and they
+    change under ``ctx.lock``: entries and counters always agree.
     """
     tracker = ctx.tracker
-    registry = tracker.registry
+    live, counts, index, lock = ctx.live, ctx.counts, ctx.handle_index, ctx.lock
     unwrapped_get = ctx.unwrapped.get
     active_get = ctx.active_threads.get
+    counts_get = counts.get
     seq_counter = ctx.seq_counter
-    kind_for = ctx.kind_for
-    count_error = ctx.count_error
+    kind_for, new_kind, count_error = ctx.kind_for, ctx.new_kind, ctx.count_error
     empty = ctx.empty_traceback
     monotonic = ctx.monotonic
-    index = ctx.handle_index
-    capture = stacks.capture
+    ignored_dirs, ignored_files = ctx.ignored_dirs, ctx.ignored_files
+    interned, make_traceback = ctx.interned, ctx.make_traceback
+    del_column, gc_column = ctx.del_column, ctx.gc_column
+    # Closure variables, not module globals: finalisers (the __del__ hook) run during
+    # interpreter shutdown, after module globals are cleared.
+    created_column, live_column, peak_column = CREATED_COLUMN, LIVE_COLUMN, PEAK_COLUMN
+    pop = pop_record
+    capture = stacks.capture_stack
     getframe = sys._getframe
     get_ident = threading.get_ident
 
@@ -121,39 +151,47 @@ def python_hooks(original_init: Any, original_del: Any, ctx: HookContext) -> Tup
         # The _Handle keeps the real release function, not handletrace's wrapper of it:
         # its __del__ then releases without passing through the wrapper (the __del__
         # hook below has already removed the record).
-        entry = unwrapped_get(id(release_fn))
-        original_init(
-            self, handle, test_fn, release_fn if entry is None else entry[0], *args, **kwargs
-        )
+        known = unwrapped_get(id(release_fn))
+        real_release = release_fn if known is None else known[0]
+        original_init(self, handle, test_fn, real_release, *args, **kwargs)
         if not tracker.installed:
             return
         try:
-            kind = entry[1] if entry is not None else kind_for(release_fn)
+            kind = known[1] if known is not None else kind_for(release_fn)
             config = tracker.config
             kinds = config.kinds
             if kinds is not None and kind not in kinds:
                 return
             seq = next(seq_counter)
-            frame = getframe(1)
+            frame = getframe(1)  # the SDK code calling _Handle()
             ident = get_ident()
             thread = active_get(ident)
             sample, depth = config.stack_sample, config.stack_depth
             if sample and depth and (sample == 1 or seq % sample == 0):
-                traceback = capture(depth, frame)
+                traceback = capture(
+                    frame, depth, ignored_dirs, ignored_files, interned, make_traceback
+                )
             else:
                 traceback = empty
-            registry.add_handle(
-                id(self),
-                (
-                    seq,
-                    kind,
-                    handle,
-                    frame.f_code,
-                    thread if thread is not None else ident,
-                    monotonic(),
-                    traceback,
-                ),
+            entry = (
+                seq,
+                kind,
+                handle,
+                frame.f_code,
+                thread if thread is not None else ident,
+                monotonic(),
+                traceback,
             )
+            row = counts_get(kind)
+            if row is None:
+                row = new_kind(kind)
+            with lock:
+                live[seq] = entry
+                index[id(self)] = seq
+                row[created_column] += 1
+                alive = row[live_column] = row[live_column] + 1
+                if alive > row[peak_column]:
+                    row[peak_column] = alive
         except Exception as exc:
             try:
                 count_error("_Handle.__init__", exc)
@@ -164,9 +202,15 @@ def python_hooks(original_init: Any, original_del: Any, ctx: HookContext) -> Tup
         try:
             address = id(self)
             if address in index:
+                # Read before anything changes: an unreadable collecting thread leaves the
+                # entry and its counters as they were (an error counted), never half-popped.
                 gc_thread = tracker.gc_thread
-                cause = "gc" if gc_thread is not None and gc_thread == get_ident() else "del"
-                registry.release_handle(address, cause)
+                by_gc = gc_thread is not None and gc_thread == get_ident()
+                column = gc_column if by_gc else del_column
+                with lock:
+                    seq = index.pop(address, None)
+                    if seq is not None:
+                        pop(live, counts, seq, column)
         except Exception as exc:
             try:
                 count_error("_Handle.__del__", exc)

@@ -19,6 +19,7 @@ from .._core import stacks
 from .._core.config import Config
 from .._core.registry import (
     CAUSE_COLUMN,
+    ENTRY_SEQ,
     SEQ_ATTR,
     RecordFields,
     address_of,
@@ -138,7 +139,8 @@ class Patcher:
             unwrapped=self.unwrapped,
             interned=stacks.INTERNED,
             active_threads=_active_threads,
-            prefixes=stacks.ignored_prefixes(),
+            ignored_dirs=stacks.ignored_prefixes(),
+            ignored_files=stacks.machinery_files(),
             empty_traceback=stacks.EMPTY_TRACEBACK,
             handle_index=registry.handle_index,
             kind_for=self.kind_for,
@@ -148,6 +150,7 @@ class Patcher:
             monotonic=time.monotonic,
             del_column=CAUSE_COLUMN["del"],
             gc_column=CAUSE_COLUMN["gc"],
+            lock=registry.lock,
         )
 
     def handle_hooks(self, original_init: Any, original_del: Any) -> Tuple[Any, Any]:
@@ -198,7 +201,7 @@ class Patcher:
                 if not address or (kinds is not None and kind not in kinds):
                     return
                 record = patcher.make_record(kind, address, self, start, "future", None)
-                setattr(self, SEQ_ATTR, record[0])  # not via __dict__: that builds a dict
+                setattr(self, SEQ_ATTR, record[ENTRY_SEQ])  # not via __dict__: builds a dict
                 registry.add(record)
             except Exception as exc:
                 registry.count_error("ResultFuture.__init__", exc)

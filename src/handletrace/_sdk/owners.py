@@ -54,10 +54,32 @@ def _index_sdk_methods() -> None:
                     _code_classes.setdefault(code, cls.__qualname__)
 
 
+# The size of the collector's permanent generation when this module was imported (the
+# lowest seen since; see scan_sees_all). Not 0 without a gc.freeze() call on CPython 3.12,
+# which freezes objects of its own start-up (375 of them on 3.12.1).
+_frozen_before_import = gc.get_freeze_count()
+
+
 def scan_sees_all() -> bool:
-    """Whether the collector's lists hold every container object: not after ``gc.freeze()``
-    (frozen objects are in none of them; a ``_Handle`` not found may then be alive)."""
-    return gc.get_freeze_count() == 0
+    """Whether the collector's lists hold every ``_Handle`` on record: not if ``gc.freeze()``
+    ran since handletrace was imported (frozen objects are in none of the lists; a
+    ``_Handle`` not found may then be alive).
+
+    The rule: a ``_Handle`` on record was made while handletrace was installed, so after this
+    module was imported, and ``gc.freeze()`` freezes every object the collector tracks at
+    once: that ``_Handle`` together with every other object made since the import
+    (handletrace's own among them). Objects frozen before the import (by the interpreter,
+    or by the program) cannot be one; only a permanent generation grown past its size at the
+    import can hold one. Frozen objects can still be freed, so that size only goes down:
+    the lowest seen is kept (a program that froze objects before the import, then freed
+    more of them than a later freeze adds, would still be taken for one that froze none).
+    """
+    global _frozen_before_import
+    frozen = gc.get_freeze_count()
+    if frozen > _frozen_before_import:
+        return False
+    _frozen_before_import = frozen
+    return True
 
 
 def handles_by_seq(seqs: Collection[int], seq_of: Callable[[Any], Optional[int]]) -> Dict[int, Any]:

@@ -8,6 +8,8 @@ import time
 from typing import Any, Callable, Collection, Dict, List, Optional
 
 from .._core.registry import (
+    ENTRY_CODE,
+    ENTRY_SEQ,
     HANDLE_ENTRY_LEN,
     HandleRecord,
     RecordFields,
@@ -55,7 +57,8 @@ def find_async_record(registry: Registry, address: int) -> Optional[HandleRecord
     entry = registry.async_entry(address)
     if entry is None:
         return None
-    return registry.cached_record(entry[0]) or build_records([entry], registry.seq_of_handle)[0]
+    cached = registry.cached_record(entry[ENTRY_SEQ])
+    return cached or build_records([entry], registry.seq_of_handle)[0]
 
 
 def prune_dead_handles(registry: Registry) -> int:
@@ -76,16 +79,16 @@ def build_records(
     """Build the records of ``entries``; owners of ``_Handle`` entries are found together
     (``seq_of``: the sequence number of a ``_Handle``'s record, see ``seq_of_handle``)."""
     handles = [entry for entry in entries if len(entry) == HANDLE_ENTRY_LEN]
-    objects = handles_by_seq([entry[0] for entry in handles], seq_of) if handles else {}
-    handle_objects = [objects.get(entry[0]) for entry in handles]
-    owners = owners_of(handle_objects, [entry[3] for entry in handles])
+    objects = handles_by_seq([entry[ENTRY_SEQ] for entry in handles], seq_of) if handles else {}
+    handle_objects = [objects.get(entry[ENTRY_SEQ]) for entry in handles]
+    owners = owners_of(handle_objects, [entry[ENTRY_CODE] for entry in handles])
     found_objects = iter(handle_objects)
     found = iter(owners)
     offset = time.time() - time.monotonic()
     records = []
     for entry in entries:
         if len(entry) == HANDLE_ENTRY_LEN:
-            seq, kind, handle, _code, thread, monotonic, traceback = entry
+            seq, kind, handle, _code, thread, monotonic, traceback = entry  # HANDLE_ENTRY
             owner, owner_name, parent = next(found)
             handle_obj = next(found_objects)
             if isinstance(thread, int):
@@ -118,6 +121,7 @@ def build_records(
 def _as_record(entry: RecordFields) -> HandleRecord:
     # The fields carry the monotonic creation time only (one float less per live handle);
     # the wall-clock time is worked out from it (a clock step since would shift it).
+    # The fields of FUTURE_ENTRY, in order:
     (seq, kind, address, owner, parent, thread_id, thread_name_, monotonic, traceback, source,
      owner_ref, parent_ref, handle_ref) = entry  # fmt: skip
     return HandleRecord(
@@ -136,5 +140,3 @@ def _as_record(entry: RecordFields) -> HandleRecord:
         parent_ref=parent_ref,
         handle_ref=handle_ref,
     )
-
-
