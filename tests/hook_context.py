@@ -48,17 +48,19 @@ class FakeTracker:
         self.installed = True
         self.gc_thread: Any = None
         self.config = config
+        self.release_listener: Any = None
 
 
 class SlottedTracker:
     """A tracker with slots, as ``_core.state.Tracker``: the C hooks read the slots directly."""
 
-    __slots__ = ("installed", "gc_thread", "config")
+    __slots__ = ("installed", "gc_thread", "config", "release_listener")
 
     def __init__(self, config: Config) -> None:
         self.installed = True
         self.gc_thread: Any = None
         self.config = config
+        self.release_listener: Any = None
 
 
 class Context:
@@ -84,6 +86,9 @@ class Context:
         self.empty_traceback = EMPTY_TRACEBACK
         self.handle_index = self.registry.handle_index  # id(_Handle) -> seq
         self.monotonic = time.monotonic
+        self.releasing = self.registry.releasing_table
+        #: (entry, seconds, cause column, frame) of each release at least slow_release long.
+        self.slow_releases: List[Tuple[Any, float, int, Any]] = []
         self.del_column = CAUSE_COLUMN["del"]
         self.gc_column = CAUSE_COLUMN["gc"]
         self.lock = self.registry.lock
@@ -106,6 +111,9 @@ class Context:
 
     def count_error(self, where: str, exc: BaseException) -> None:
         self.errors.append((where, exc))
+
+    def on_slow_release(self, entry: Any, duration: float, column: int, frame: Any) -> None:
+        self.slow_releases.append((entry, duration, column, frame))
 
     def new_kind(self, kind: str) -> Any:
         self.new_kinds.append(kind)

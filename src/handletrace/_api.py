@@ -16,6 +16,7 @@ from ._core.state import TRACKER
 from ._instrument.install import prune_unobserved
 from ._report.model import Report, make_report
 from ._report.render import FORMATS, render
+from ._sdk.blocking import in_flight
 from ._sdk.modules import sdk_version
 from ._sdk.records import live_records
 
@@ -28,7 +29,9 @@ def snapshot() -> Snapshot:
     if not tracker.installed:
         prune_unobserved(tracker)
     registry = tracker.registry
-    return Snapshot.of(live_records(registry), registry.stats())
+    # Releases in flight first: a record listed after its release began is still live.
+    releasing = in_flight(tracker)
+    return Snapshot.of(live_records(registry), registry.stats(), releasing)
 
 
 _take_snapshot = snapshot  # the name ``snapshot`` is also a parameter below

@@ -85,6 +85,7 @@ from typing import (
 from ._core.compat import DATACLASS_SLOTS
 from ._core.registry import HandleRecord
 from ._core.state import TRACKER
+from ._sdk.blocking import timed_release
 from ._sdk.kinds import kind_of
 from ._sdk.modules import INTEROP_MODULE, handle_type, is_sdk_class, is_sdk_code
 from ._sdk.records import live_records
@@ -514,30 +515,31 @@ def _null_in_place(handle: Any, owner: Any) -> None:
 
 
 def _release_handle(
-    handle_obj: Any, errors: List[str], guard: Optional[str] = None
+    handle_obj: Any, errors: List[str], guard: Optional[str] = None, owner: str = ""
 ) -> Optional[str]:
     """Release one ``_Handle`` now, once; return its kind, or ``None`` if nothing was done.
-    ``guard``: the ``DisposedError`` message its later ``get()`` calls raise."""
+    ``guard``: the ``DisposedError`` message its later ``get()`` calls raise; ``owner``: the
+    class of the object disposed (for the record of a slow release)."""
     taken = _disarm(handle_obj, guard)
     if taken is None:
         return None
     handle, test_fn, release_fn, address, seq = taken
     name = getattr(release_fn, "__name__", None) or "unknown"
     kind = kind_of(name)
-    if seq is not None:
-        try:
-            kind = TRACKER.registry.release(seq, "forced") or kind
-        except Exception as exc:
-            TRACKER.registry.count_error("dispose", exc)
     # The native call gets its own copy of the address; the Python object goes NULL first,
     # so no other thread can pass the old address again after this point.
     raw = ctypes.c_void_p(address)
     _null_in_place(handle, handle_obj)
-    try:
-        if test_fn is None or _is_true(test_fn(raw)):
-            release_fn(raw)
-    except Exception as exc:
-        errors.append(_describe(f"release {kind}", exc))
+
+    def release() -> None:
+        try:
+            if test_fn is None or _is_true(test_fn(raw)):
+                release_fn(raw)
+        except Exception as exc:
+            errors.append(_describe(f"release {kind}", exc))
+
+    # In flight (still live) while the native release runs, then counted "forced"; timed.
+    timed_release(TRACKER, seq, "forced", release, owner)
     return kind
 
 
@@ -671,6 +673,7 @@ def _teardown(
             message
             if holder is obj
             else _disposed_message(f"{type(holder).__qualname__} of {target}", *guard),
+            type(holder).__qualname__,
         )
         if kind is not None:
             released.append(kind)

@@ -51,6 +51,7 @@ from .states import (
     ORPHANED,
     REACHABLE,
     RELEASED,
+    RELEASING,
     STALE,
     UNKNOWN,
     Classification,
@@ -353,6 +354,8 @@ class _Analysis:
                 subject_of[record.seq] = None
             if record.seq not in live:
                 state = RELEASED
+            elif record.seq in self.snapshot.releasing:
+                state = RELEASING  # its native release is running (and may be blocking)
             elif holder is None:
                 # A _Handle is found by a scan that does not see frozen objects.
                 frozen = record.source == "handle" and not scan_sees_all()

@@ -21,17 +21,15 @@ from .stacks import EMPTY_TRACEBACK, Frame, Traceback
 from .threads import ThreadInfo
 
 __all__ = [
+    "InFlight",
     "BlockingEvent",
     "BlockingLog",
     "BlockingSite",
-    "DEFAULT_SLOW_RELEASE",
     "MAX_SITES",
     "RECENT",
     "What",
 ]
 
-#: Seconds a release or call must take to be recorded (asyncio's slow-callback default).
-DEFAULT_SLOW_RELEASE = 0.1
 #: Events kept as they were (the most recent).
 RECENT = 64
 #: Sites counted one by one; events of later sites are counted in one "other sites" row.
@@ -39,6 +37,23 @@ MAX_SITES = 256
 
 #: ``release``: a native handle's release; ``call``: a synchronous SDK call.
 What = Literal["release", "call"]
+
+
+@dataclass(frozen=True, **DATACLASS_SLOTS)
+class InFlight:
+    """A native release that has started and not returned (the handle is ``releasing``:
+    still live), as seen when a snapshot was taken."""
+
+    seq: int
+    started_monotonic: float
+    #: Seconds it had been releasing when the snapshot was taken.
+    elapsed: float
+    thread: ThreadInfo
+    #: Where the release is being made (the releasing thread's stack, most recent call
+    #: last): the line that dropped the last reference, or called ``dispose()``.
+    site: Traceback = EMPTY_TRACEBACK
+    #: ``del``, ``gc`` (the cyclic collector), ``forced`` (``dispose()``) or ``direct``.
+    cause: str = "del"
 
 
 @dataclass(frozen=True, **DATACLASS_SLOTS)

@@ -8,7 +8,9 @@ from typing import Any, FrozenSet, Optional, Sequence
 
 __all__ = [
     "Config",
+    "DEFAULT_SLOW_RELEASE",
     "DEFAULT_STACK_DEPTH",
+    "MAX_SLOW_RELEASE",
     "MAX_STACK_DEPTH",
     "MAX_STACK_SAMPLE",
     "SWITCH_WORDS",
@@ -18,6 +20,10 @@ __all__ = [
 
 DEFAULT_STACK_DEPTH = 16
 MAX_STACK_DEPTH = 256
+#: Seconds a release or a call on an event loop must take to be recorded as blocking
+#: (asyncio's slow-callback default), and the largest threshold accepted.
+DEFAULT_SLOW_RELEASE = 0.1
+MAX_SLOW_RELEASE = 3600.0
 #: The largest sampling interval: the C hooks hold it in a C ``long`` (32 bits on Windows);
 #: a larger one would make every handle an instrumentation error instead of a record.
 MAX_STACK_SAMPLE = 2**31 - 1
@@ -61,11 +67,14 @@ class Config:
     ``stack_depth``: frames kept per creation stack (0 keeps none).
     ``stack_sample``: capture a stack for every handle (1), one in N (N), or none (0).
     ``kinds``: only track these handle kinds (``None``: all).
+    ``slow_release``: seconds a native release (or a synchronous SDK call on an event-loop
+    thread) must take to be recorded as blocking (``0``: every one; default 0.1 s).
     """
 
     stack_depth: int = DEFAULT_STACK_DEPTH
     stack_sample: int = 1
     kinds: Optional[FrozenSet[str]] = None
+    slow_release: float = DEFAULT_SLOW_RELEASE
 
     def __post_init__(self) -> None:
         if not isinstance(self.stack_depth, int) or not 0 <= self.stack_depth <= MAX_STACK_DEPTH:
@@ -78,6 +87,17 @@ class Config:
                 f"stack_sample must be 1 (every handle), N > 1 (one handle in N, at most "
                 f"{MAX_STACK_SAMPLE}) or 0 (none), got {self.stack_sample!r}"
             )
+        slow = self.slow_release
+        if (
+            isinstance(slow, bool)
+            or not isinstance(slow, (int, float))
+            or not 0 <= slow <= MAX_SLOW_RELEASE
+        ):
+            raise ValueError(
+                f"slow_release must be a number of seconds from 0 to {MAX_SLOW_RELEASE:g}, "
+                f"got {slow!r}"
+            )
+        object.__setattr__(self, "slow_release", float(slow))
         if self.kinds is not None:
             kinds = frozenset(self.kinds)
             if not kinds or not all(isinstance(k, str) and k for k in kinds):

@@ -51,6 +51,10 @@ __all__ = [
     "PEAK_COLUMN",
     "RELEASED_COLUMN",
     "RELEASE_CAUSES",
+    "RELEASING_CAUSE_COLUMN",
+    "RELEASING_ENTRY",
+    "RELEASING_STARTED",
+    "RELEASING_THREAD",
     "Registry",
     "ReleaseCause",
     "Source",
@@ -192,6 +196,12 @@ class Totals:
     instrumentation_errors: int
 
 
+#: A release in flight (``Registry.releasing_table``): when it started (``time.monotonic``),
+#: the thread running it (its ``threading.Thread``, or an ident for a native thread) and the
+#: counters' column of its cause. Written by the ``__del__`` hooks and by ``dispose()``.
+RELEASING_ENTRY = ("started", "thread", "cause_column")
+RELEASING_STARTED, RELEASING_THREAD, RELEASING_CAUSE_COLUMN = range(len(RELEASING_ENTRY))
+
 #: An async handle's entry (a ``ResultFuture``'s): the ``HandleRecord`` fields in order,
 #: without ``created_at`` (worked out from ``created_monotonic``). ``seq`` and ``kind`` are
 #: where a ``_Handle``'s entry has them; the length tells the two layouts apart.
@@ -274,6 +284,9 @@ class Registry:
         self._cleared_errors = 0
         # pop_record, or the C accelerator's (atomic with its hooks) when it is in use.
         self._pop_record: Callable[..., Any] = pop_record
+        # Native releases in flight: seq -> RELEASING_ENTRY. The record stays live (counted,
+        # listed) until its release returns; the hooks and dispose() add and remove these.
+        self._releasing: Dict[int, Tuple[float, Any, int]] = {}
 
     # -- what the hooks share -------------------------------------------------------------
     @property
@@ -291,6 +304,10 @@ class Registry:
     @property
     def handle_index(self) -> Any:
         return self._handle_seqs
+
+    @property
+    def releasing_table(self) -> Dict[int, Tuple[float, Any, int]]:
+        return self._releasing
 
     @property
     def lock(self) -> threading.RLock:
@@ -372,6 +389,31 @@ class Registry:
             self._built.pop(seq, None)
         return entry[ENTRY_KIND]  # type: ignore[no-any-return]
 
+    def begin_release(self, seq: int, cause: str, thread: Any, started: float) -> bool:
+        """Mark the record ``seq`` as releasing (its native release starts now on ``thread``:
+        a ``threading.Thread`` or an ident); ``False`` if it is not live or already is."""
+        with self._lock:
+            if seq not in self._live or seq in self._releasing:
+                return False
+            self._releasing[seq] = (started, thread, CAUSE_COLUMN[cause])
+            return True
+
+    def end_release(self, seq: int) -> Optional[RecordFields]:
+        """The release of ``seq`` marked by :meth:`begin_release` returned: remove and count
+        it (with the cause it began with); its entry, or ``None`` if it was not releasing."""
+        with self._lock:
+            marked = self._releasing.pop(seq, None)
+            if marked is None:
+                return None
+            entry = self._pop(seq, int(marked[RELEASING_CAUSE_COLUMN]))
+            if entry is not None:
+                self._built.pop(seq, None)
+            return entry
+
+    def releasing(self) -> Dict[int, Tuple[float, Any, int]]:
+        """A copy of the releases in flight: seq -> ``RELEASING_ENTRY``."""
+        return self._releasing.copy()
+
     def _pop(self, seq: int, column: int) -> Optional[RecordFields]:
         # Caller holds the lock.
         entry: Optional[RecordFields] = self._pop_record(self._live, self._counts, seq, column)
@@ -434,6 +476,7 @@ class Registry:
             self._built.clear()
             self._by_address.clear()
             self._handle_seqs.clear()
+            self._releasing.clear()
             for row in self._counts.copy().values():
                 for column in range(len(row)):
                     row[column] = 0

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, Iterator, Mapping, Optional, Tuple
 
+from .blocking import InFlight
 from .compat import DATACLASS_SLOTS
 from .registry import HandleRecord, Stats
 from .stacks import Frame, Traceback
@@ -73,10 +74,21 @@ class Snapshot:
     taken_at: float
     taken_monotonic: float
     stats: Optional[Stats] = None
+    #: seq -> its native release in flight (the handle is ``releasing``, still live).
+    releasing: Mapping[int, InFlight] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, records: Iterable[HandleRecord], stats: Optional[Stats] = None) -> Snapshot:
-        return cls(tuple(records), time.time(), time.monotonic(), stats)
+    def of(
+        cls,
+        records: Iterable[HandleRecord],
+        stats: Optional[Stats] = None,
+        releasing: Optional[Mapping[int, InFlight]] = None,
+    ) -> Snapshot:
+        records = tuple(records)
+        now = time.monotonic()
+        seqs = {record.seq for record in records}
+        in_flight = {seq: r for seq, r in (releasing or {}).items() if seq in seqs}
+        return cls(records, time.time(), now, stats, in_flight)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -120,7 +132,9 @@ class Snapshot:
                 and (predicate is None or predicate(record))
             )
 
-        return Snapshot(tuple(r for r in self.records if keep(r)), self.taken_at, now, self.stats)
+        kept = tuple(r for r in self.records if keep(r))
+        releasing = {r.seq: self.releasing[r.seq] for r in kept if r.seq in self.releasing}
+        return Snapshot(kept, self.taken_at, now, self.stats, releasing)
 
     def groups(self) -> list[HandleGroup]:
         """Live handles grouped by creation site, largest group first."""

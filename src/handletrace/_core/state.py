@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, FrozenSet, List, Optional
 
+from .blocking import BlockingLog
 from .config import Config
 from .registry import Registry
 
@@ -16,7 +17,9 @@ __all__ = ["HOOK_SLOTS", "Tracker", "TRACKER"]
 #: ``gc``). Slots, so that the C hooks read them at a fixed offset in the object (an
 #: attribute lookup costs more than what they then do); ``_speedups.TRACKER_SLOTS`` names
 #: what the C hooks read, and a test checks both against this tuple and the class.
-HOOK_SLOTS = ("installed", "config", "gc_thread")
+#: ``release_listener``: ``None``, or called with (kind, seconds) after every native release
+#: the hooks time (OpenTelemetry's release-duration histogram, when metrics are on).
+HOOK_SLOTS = ("installed", "config", "gc_thread", "release_listener")
 
 
 class Tracker:
@@ -25,6 +28,7 @@ class Tracker:
     __slots__ = (
         *HOOK_SLOTS,
         "registry",
+        "blocking",
         "patcher",
         "at_exit",
         "exposed_futures",
@@ -35,6 +39,9 @@ class Tracker:
 
     def __init__(self) -> None:
         self.registry = Registry()
+        #: Releases and SDK calls that took at least ``config.slow_release`` (bounded).
+        self.blocking = BlockingLog()
+        self.release_listener: Optional[Callable[[str, float], Any]] = None
         self.config = Config()
         self.installed = False
         # Thread ident of a running cyclic collection: a ``__del__`` on that thread is caused
@@ -60,12 +67,14 @@ class Tracker:
         for callback in reversed(self.on_reset):
             callback()
         self.registry.clear()
+        self.blocking.clear()
         self.config = Config()
         self.gc_thread = None
         self.exposed_futures, self.exposed_after = frozenset(), None
 
     def after_fork_in_child(self) -> None:
         self.registry.reset_lock_after_fork()
+        self.blocking.reset_lock_after_fork()
         self.gc_thread = None
 
 

@@ -75,13 +75,13 @@ enum { COUNTER_FIELDS(AS_INDEX) FIRST_CAUSE_COLUMN };
 #define CONTEXT_OBJECTS(X)                                                                 \
     X(tracker) X(live) X(counts) X(seq_counter) X(unwrapped) X(interned) X(active_threads) \
     X(ignored_dirs) X(ignored_files) X(empty_traceback) X(handle_index) X(kind_for)         \
-    X(count_error) X(new_kind) X(make_traceback) X(monotonic)
+    X(count_error) X(new_kind) X(make_traceback) X(monotonic) X(releasing) X(on_slow_release)
 #define CONTEXT_COLUMNS(X) X(del_column) X(gc_column)
 
 /* What the hooks read per handle: the tracker's slots (HOOK_SLOTS; read at their offset in
  * the object, see slot_offset) and the settings of tracker.config. */
-#define TRACKER_SLOTS(X) X(installed) X(config) X(gc_thread)
-#define CONFIG_FIELDS(X) X(kinds) X(stack_depth) X(stack_sample)
+#define TRACKER_SLOTS(X) X(installed) X(config) X(gc_thread) X(release_listener)
+#define CONFIG_FIELDS(X) X(kinds) X(stack_depth) X(stack_sample) X(slow_release)
 
 #define DECLARE_NAME(name) *s_##name,
 static PyObject TRACKER_SLOTS(DECLARE_NAME) CONFIG_FIELDS(DECLARE_NAME) *s_where_init,
@@ -653,6 +653,7 @@ typedef struct {
     PyObject *kinds;
     long stack_depth;
     long stack_sample;
+    double slow_release; /* seconds: a release at least this long goes to on_slow_release */
     /* ctx.monotonic is time.monotonic and this platform's clock is known (see monotonic_now) */
     int read_clock;
     /* The counters' columns of the two causes a hook counts (CONTEXT_COLUMNS). */
@@ -780,6 +781,13 @@ load_config(Hook *self, PyObject *config)
     if (config_long(config, s_stack_depth, &depth_value) < 0 ||
         config_long(config, s_stack_sample, &sample_value) < 0)
         return -1;
+    PyObject *slow = PyObject_GetAttr(config, s_slow_release);
+    if (slow == NULL)
+        return -1;
+    double slow_value = PyFloat_AsDouble(slow);
+    Py_DECREF(slow);
+    if (slow_value == -1.0 && PyErr_Occurred())
+        return -1;
     PyObject *kinds = PyObject_GetAttr(config, s_kinds);
     if (kinds == NULL)
         return -1;
@@ -790,6 +798,7 @@ load_config(Hook *self, PyObject *config)
     Py_XSETREF(self->kinds, kinds);
     self->stack_depth = depth_value;
     self->stack_sample = sample_value;
+    self->slow_release = slow_value;
     return 0;
 }
 
@@ -816,6 +825,18 @@ monotonic_now(Hook *self)
     }
 #endif
     return PyObject_CallNoArgs(self->monotonic);
+}
+
+/* ctx.monotonic() as a C double: 0, or -1 with an exception. */
+static int
+monotonic_seconds(Hook *self, double *seconds)
+{
+    PyObject *now = monotonic_now(self);
+    if (now == NULL)
+        return -1;
+    *seconds = PyFloat_AsDouble(now);
+    Py_DECREF(now);
+    return *seconds == -1.0 && PyErr_Occurred() ? -1 : 0;
 }
 
 /* Whether callable is the builtin time.monotonic (then monotonic_now may read the clock). A
@@ -1473,43 +1494,136 @@ init_call(Hook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 
 /* -- the __del__ hook --------------------------------------------------------------------- */
 
+/* What the __del__ hook knows of a release in flight (see begin_release). */
+typedef struct {
+    PyObject *seq; /* NULL: not tracked (or its start failed) */
+    Py_ssize_t column;
+    double started;
+} Release;
+
+/* A tracked _Handle's release starts: ctx.releasing[seq] = (started, thread, column). The
+ * record stays live (and counted) until end_release. 0, or -1 with an exception (then
+ * nothing changed and release->seq is NULL). */
 static int
-forget_handle(Hook *self, PyObject *handle_obj)
+begin_release(Hook *self, PyObject *handle_obj, Release *release)
 {
     HandleIndex *index = (HandleIndex *)self->handle_index;
-    if (index->slots[index_find(index, handle_obj)].key == NULL)
+    IndexSlot *slot = &index->slots[index_find(index, handle_obj)];
+    if (slot->key == NULL)
         return 0; /* not tracked */
+    PyObject *seq = slot->value;
+    Py_INCREF(seq);
     Py_ssize_t column = self->del_column;
     PyObject *gc_thread = tracker_get(self, self->gc_thread_at, s_gc_thread);
     if (gc_thread == NULL)
-        return -1;
+        goto fail;
     if (gc_thread != Py_None) {
         unsigned long ident = PyLong_AsUnsignedLong(gc_thread);
         if (ident == (unsigned long)-1 && PyErr_Occurred()) {
             Py_DECREF(gc_thread);
-            return -1;
+            goto fail;
         }
         if (ident == PyThread_get_thread_ident())
             column = self->gc_column;
     }
     Py_DECREF(gc_thread);
-    /* Found again: reading gc_thread from a tracker without slots may have run anything. */
-    PyObject *seq = index_pop(index, handle_obj);
-    if (seq == NULL)
-        return 0;
-    PyObject *entry = pop_entry(self->live, seq);
+    PyObject *thread = current_thread_value(self);
+    if (thread == NULL)
+        goto fail;
+    double started;
+    if (monotonic_seconds(self, &started) < 0) {
+        Py_DECREF(thread);
+        goto fail;
+    }
+    PyObject *marked = Py_BuildValue("(dOn)", started, thread, column);
+    Py_DECREF(thread);
+    if (marked == NULL)
+        goto fail;
+    int rc = PyDict_SetItem(self->releasing, seq, marked);
+    Py_DECREF(marked);
+    if (rc < 0)
+        goto fail;
+    release->seq = seq;
+    release->column = column;
+    release->started = started;
+    return 0;
+fail:
     Py_DECREF(seq);
+    return -1;
+}
+
+/* The release returned: out of ctx.releasing, out of the index and the live table, counted;
+ * the release listener told; a slow one handed to ctx.on_slow_release with the frame that
+ * dropped the last reference. 0, or -1 with an exception. */
+static int
+end_release(Hook *self, PyObject *handle_obj, Release *release)
+{
+    double ended;
+    if (monotonic_seconds(self, &ended) < 0)
+        return -1;
+    double duration = ended - release->started;
+    PyObject *marked = NULL;
+#if PY_VERSION_HEX >= 0x030D0000
+    if (PyDict_Pop(self->releasing, release->seq, &marked) < 0)
+        return -1;
+    Py_XDECREF(marked);
+#else
+    marked = _PyDict_Pop(self->releasing, release->seq, Py_None);
+    if (marked == NULL)
+        return -1;
+    Py_DECREF(marked);
+#endif
+    HandleIndex *index = (HandleIndex *)self->handle_index;
+    IndexSlot *slot = &index->slots[index_find(index, handle_obj)];
+    if (slot->key != NULL && slot->value == release->seq) {
+        PyObject *value = index_pop(index, handle_obj);
+        Py_XDECREF(value);
+    }
+    PyObject *entry = pop_entry(self->live, release->seq);
     if (entry == NULL)
         return PyErr_Occurred() ? -1 : 0;
     int rc = 0;
     if (PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) > ENTRY_KIND) {
-        PyObject *row = kind_counters(self, PyTuple_GET_ITEM(entry, ENTRY_KIND));
+        PyObject *kind = PyTuple_GET_ITEM(entry, ENTRY_KIND);
+        PyObject *row = kind_counters(self, kind);
         if (row != NULL) {
-            count_row(row, column);
+            count_row(row, release->column);
             Py_DECREF(row);
         }
         else if (PyErr_Occurred())
             rc = -1;
+        PyObject *listener =
+            rc < 0 ? NULL : tracker_get(self, self->release_listener_at, s_release_listener);
+        if (listener == NULL)
+            rc = -1;
+        else {
+            if (listener != Py_None) {
+                PyObject *result = PyObject_CallFunction(listener, "Od", kind, duration);
+                if (result == NULL)
+                    rc = -1;
+                Py_XDECREF(result);
+            }
+            Py_DECREF(listener);
+        }
+        PyObject *config =
+            rc < 0 ? NULL : tracker_get(self, self->config_at, s_config);
+        if (config == NULL)
+            rc = -1;
+        else {
+            /* Read again only when tracker.config changed (Config is immutable). */
+            if (config != self->config && load_config(self, config) < 0)
+                rc = -1;
+            Py_DECREF(config);
+        }
+        if (rc == 0 && duration >= self->slow_release) {
+            PyObject *frame = (PyObject *)PyEval_GetFrame(); /* borrowed; NULL: none */
+            PyObject *result = PyObject_CallFunction(self->on_slow_release, "OdnO", entry,
+                                                     duration, release->column,
+                                                     frame != NULL ? frame : Py_None);
+            if (result == NULL)
+                rc = -1;
+            Py_XDECREF(result);
+        }
     }
     Py_DECREF(entry);
     return rc;
@@ -1519,10 +1633,32 @@ static PyObject *
 del_call(Hook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs >= 1 && kwnames == NULL && forget_handle(self, args[0]) < 0 &&
+    Release release = {NULL, 0, 0.0};
+    if (nargs >= 1 && kwnames == NULL && begin_release(self, args[0], &release) < 0 &&
         report_error(self, s_where_del) < 0)
         return NULL;
-    return PyObject_Vectorcall(self->original, args, nargsf, kwnames);
+    PyObject *result = PyObject_Vectorcall(self->original, args, nargsf, kwnames);
+    if (release.seq == NULL)
+        return result;
+    /* Whatever the release did (an exception stays set and is restored), it is over. */
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    if (end_release(self, args[0], &release) < 0 && report_error(self, s_where_del) < 0) {
+        /* A BaseException from handletrace's own code (KeyboardInterrupt): it wins only if
+         * the release itself succeeded. */
+        if (result != NULL) {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(traceback);
+            Py_DECREF(result);
+            Py_DECREF(release.seq);
+            return NULL;
+        }
+        PyErr_Clear();
+    }
+    Py_DECREF(release.seq);
+    PyErr_Restore(type, value, traceback);
+    return result;
 }
 
 /* -- the hook type ------------------------------------------------------------------------ */
@@ -1683,7 +1819,8 @@ new_hook(PyObject *original, PyObject *ctx, int is_init)
 #undef TAKE_COLUMN
     if (!PyDict_CheckExact(self->live) || !PyDict_CheckExact(self->counts) ||
         !PyDict_CheckExact(self->unwrapped) || !PyDict_CheckExact(self->interned) ||
-        !PyDict_CheckExact(self->active_threads) || !PyTuple_CheckExact(self->ignored_dirs) ||
+        !PyDict_CheckExact(self->active_threads) || !PyDict_CheckExact(self->releasing) ||
+        !PyTuple_CheckExact(self->ignored_dirs) ||
         !PyAnySet_Check(self->ignored_files) || !HandleIndex_Check(self->handle_index) ||
         !PyIter_Check(self->seq_counter)) {
         PyErr_SetString(PyExc_TypeError,
@@ -1692,8 +1829,9 @@ new_hook(PyObject *original, PyObject *ctx, int is_init)
                         "an iterator");
         goto fail;
     }
-    if (!PyCallable_Check(self->monotonic)) {
-        PyErr_SetString(PyExc_TypeError, "make_hooks: ctx.monotonic must be callable");
+    if (!PyCallable_Check(self->monotonic) || !PyCallable_Check(self->on_slow_release)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "make_hooks: ctx.monotonic and ctx.on_slow_release must be callable");
         goto fail;
     }
     if (self->del_column < FIRST_CAUSE_COLUMN || self->gc_column < FIRST_CAUSE_COLUMN) {

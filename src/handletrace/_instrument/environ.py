@@ -10,18 +10,20 @@ the default is used.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, Iterable, List, Mapping, Optional, Set, Tuple
 
-from .._core.config import MAX_STACK_DEPTH, MAX_STACK_SAMPLE
+from .._core.config import MAX_SLOW_RELEASE, MAX_STACK_DEPTH, MAX_STACK_SAMPLE
 from .._core.state import TRACKER
 from .._sdk.kinds import unknown_kinds_message
 from ..errors import HandleTraceWarning
 
 __all__ = [
     "ENV_KINDS",
+    "ENV_SLOW_RELEASE",
     "ENV_STACK_DEPTH",
     "ENV_STACK_SAMPLE",
     "MAX_STACK_SAMPLE",
@@ -39,12 +41,16 @@ ENV_STACK_DEPTH = "HANDLETRACE_STACK_DEPTH"
 ENV_STACK_SAMPLE = "HANDLETRACE_STACK_SAMPLE"
 #: Comma-separated handle kinds to track (e.g. ``recognizer,property_bag``), or ``all``.
 ENV_KINDS = "HANDLETRACE_KINDS"
+#: Seconds a native release (or an SDK call on an event loop) must take to be recorded as
+#: blocking: a number from 0 to 3600 (default 0.1).
+ENV_SLOW_RELEASE = "HANDLETRACE_SLOW_RELEASE"
 
 ACCEPTED_STACK_DEPTH = f"an integer from 0 to {MAX_STACK_DEPTH}"
 ACCEPTED_STACK_SAMPLE = (
     f"1 (every handle), N from 2 to {MAX_STACK_SAMPLE} (one in N) or 0 (no stacks)"
 )
 ACCEPTED_KINDS = "comma-separated kind names such as recognizer,property_bag, or all"
+ACCEPTED_SLOW_RELEASE = f"a number of seconds from 0 to {MAX_SLOW_RELEASE:g}, such as 0.1 or 2"
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ class EnvTracking:
     stack_depth: Optional[int] = None
     stack_sample: Optional[int] = None
     kinds: Optional[FrozenSet[str]] = None  #: ``None``: every kind
+    slow_release: Optional[float] = None
 
 
 def ignoring(name: str, value: str, reason: str) -> str:
@@ -95,11 +102,23 @@ def _stack_sample(raw: str) -> Tuple[Optional[int], Optional[str]]:
     return sample, None if sample is not None else f"expected {ACCEPTED_STACK_SAMPLE}"
 
 
+def _slow_release(raw: str) -> Tuple[Optional[float], Optional[str]]:
+    text = raw.strip()
+    try:
+        seconds = float(text) if text.isascii() and "_" not in text else None
+    except ValueError:
+        seconds = None
+    if seconds is None or not math.isfinite(seconds) or not 0 <= seconds <= MAX_SLOW_RELEASE:
+        return None, f"expected {ACCEPTED_SLOW_RELEASE}"
+    return seconds, None
+
+
 #: install()'s option, its variable, and the parser giving (value, problem) for a value.
 _VARIABLES = (
     ("stack_depth", ENV_STACK_DEPTH, _stack_depth),
     ("stack_sample", ENV_STACK_SAMPLE, _stack_sample),
     ("kinds", ENV_KINDS, _kinds),
+    ("slow_release", ENV_SLOW_RELEASE, _slow_release),
 )
 OPTIONS = tuple(option for option, _, _ in _VARIABLES)
 
@@ -107,7 +126,7 @@ OPTIONS = tuple(option for option, _, _ in _VARIABLES)
 def tracking_from_env(
     environ: Optional[Mapping[str, str]] = None, options: Iterable[str] = OPTIONS
 ) -> Tuple[EnvTracking, List[str]]:
-    """Read and validate the variables of ``options`` (default: all three): the settings, and
+    """Read and validate the variables of ``options`` (default: all of them): the settings, and
     one message per bad value."""
     env = os.environ if environ is None else environ
     wanted = frozenset(options)

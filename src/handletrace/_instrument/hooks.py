@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, FrozenSet, Iterator, Optional, Tuple
 
 from .._core import stacks
 from .._core.config import parse_switch
-from .._core.registry import CREATED_COLUMN, LIVE_COLUMN, PEAK_COLUMN, pop_record
+from .._core.registry import CREATED_COLUMN, ENTRY_KIND, LIVE_COLUMN, PEAK_COLUMN, pop_record
 from .._core.state import TRACKER
 from ..errors import HandleTraceWarning
 
@@ -68,6 +68,11 @@ class HookContext:
     new_kind: Callable[[str], Any]
     make_traceback: Callable[..., Any]
     monotonic: Callable[[], float]
+    #: seq -> ``RELEASING_ENTRY``: ``Registry.releasing_table`` (releases in flight).
+    releasing: Dict[int, Tuple[float, Any, int]]
+    #: Called with (entry, seconds, cause column, frame) after a release that took at least
+    #: ``tracker.config.slow_release`` (``_sdk.blocking.record_release``).
+    on_slow_release: Callable[..., Any]
     #: The counters' columns of the two release causes a ``__del__`` hook counts.
     del_column: int
     gc_column: int
@@ -137,9 +142,11 @@ def python_hooks(original_init: Any, original_del: Any, ctx: HookContext) -> Tup
     ignored_dirs, ignored_files = ctx.ignored_dirs, ctx.ignored_files
     interned, make_traceback = ctx.interned, ctx.make_traceback
     del_column, gc_column = ctx.del_column, ctx.gc_column
+    releasing, on_slow_release = ctx.releasing, ctx.on_slow_release
     # Closure variables, not module globals: finalisers (the __del__ hook) run during
     # interpreter shutdown, after module globals are cleared.
     created_column, live_column, peak_column = CREATED_COLUMN, LIVE_COLUMN, PEAK_COLUMN
+    entry_kind = ENTRY_KIND
     pop = pop_record
     capture = stacks.capture_stack
     getframe = sys._getframe
@@ -199,24 +206,50 @@ def python_hooks(original_init: Any, original_del: Any, ctx: HookContext) -> Tup
                 pass
 
     def handle_del(self: Any) -> None:
+        # The release is timed, and in flight (``releasing``: still live, still counted)
+        # while the SDK's __del__ runs: a native release can block for seconds.
+        seq = None
         try:
             address = id(self)
-            if address in index:
+            seq = index.get(address)
+            if seq is not None:
                 # Read before anything changes: an unreadable collecting thread leaves the
                 # entry and its counters as they were (an error counted), never half-popped.
                 gc_thread = tracker.gc_thread
-                by_gc = gc_thread is not None and gc_thread == get_ident()
-                column = gc_column if by_gc else del_column
+                ident = get_ident()
+                column = gc_column if gc_thread is not None and gc_thread == ident else del_column
+                thread = active_get(ident)
+                started = monotonic()
                 with lock:
-                    seq = index.pop(address, None)
-                    if seq is not None:
-                        pop(live, counts, seq, column)
+                    releasing[seq] = (started, thread if thread is not None else ident, column)
         except Exception as exc:
+            seq = None
             try:
                 count_error("_Handle.__del__", exc)
             except Exception:
                 pass
-        original_del(self)
+        try:
+            original_del(self)
+        finally:
+            if seq is not None:
+                try:
+                    duration = monotonic() - started
+                    with lock:
+                        releasing.pop(seq, None)
+                        if index.get(address) == seq:
+                            del index[address]
+                        entry = pop(live, counts, seq, column)
+                    if entry is not None:
+                        listener = tracker.release_listener
+                        if listener is not None:
+                            listener(entry[entry_kind], duration)
+                        if duration >= tracker.config.slow_release:
+                            on_slow_release(entry, duration, column, getframe(1))
+                except Exception as exc:
+                    try:
+                        count_error("_Handle.__del__", exc)
+                    except Exception:
+                        pass
 
     return handle_init, handle_del
 

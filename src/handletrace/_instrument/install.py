@@ -84,6 +84,7 @@ def install(
     stack_depth: Optional[int] = None,
     stack_sample: Optional[int] = None,
     kinds: Optional[Any] = None,
+    slow_release: Optional[float] = None,
 ) -> bool:
     """Start tracking native handles; return ``True`` if this call started it.
 
@@ -93,7 +94,9 @@ def install(
 
     An option left out (``None``) comes from the environment, else its default:
     ``HANDLETRACE_STACK_DEPTH`` (16), ``HANDLETRACE_STACK_SAMPLE`` (1), ``HANDLETRACE_KINDS``
-    (every kind); a bad value there warns once and the default is used. An invalid argument
+    (every kind), ``HANDLETRACE_SLOW_RELEASE`` (0.1 s: a native release, or a synchronous SDK
+    call on an event-loop thread, at least this long is recorded as blocking); a bad value
+    there warns once and the default is used. An invalid argument
     raises ``ValueError``; for ``kinds``, one naming the unknown kinds, the closest known kind
     to each and the known kinds (a misspelt kind would otherwise track nothing).
     """
@@ -102,6 +105,8 @@ def install(
         changes["stack_depth"] = stack_depth
     if stack_sample is not None:
         changes["stack_sample"] = stack_sample
+    if slow_release is not None:
+        changes["slow_release"] = slow_release
     if kinds is not None:
         names = frozenset([kinds] if isinstance(kinds, str) else kinds)
         if all(isinstance(name, str) for name in names):  # else Config says what is wrong

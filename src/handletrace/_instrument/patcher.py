@@ -27,6 +27,7 @@ from .._core.registry import (
     thread_name,
 )
 from .._core.state import Tracker
+from .._sdk.blocking import record_release, timed_release
 from .._sdk.kinds import ACCESS_METHODS, PATCHED_METHODS, RELEASE_FUNCTIONS, async_kind, kind_of
 from .._sdk.modules import INTEROP_MODULE
 from .._sdk.records import find_async_record
@@ -148,6 +149,8 @@ class Patcher:
             new_kind=registry.new_kind,
             make_traceback=stacks.make_traceback,
             monotonic=time.monotonic,
+            releasing=registry.releasing_table,
+            on_slow_release=functools.partial(record_release, self.tracker),
             del_column=CAUSE_COLUMN["del"],
             gc_column=CAUSE_COLUMN["gc"],
             lock=registry.lock,
@@ -222,19 +225,21 @@ class Patcher:
             # Not only while installed: during uninstall() (installed is already False, the
             # wrappers still in place) a release seen is a release that need not be guessed
             # at later (a resolved future may be dropped before uninstall() can list it).
+            seq = None
             if args:
                 try:
                     # Only async handles are found by address: a _Handle's release comes
                     # from its __del__ (the hook has counted it) or from dispose().
                     record = find_async_record(registry, address_of(args[0]))
                     if record is not None and record.kind == kind:
-                        registry.release(record.seq, "direct")
+                        seq = record.seq
                         owner = record.owner_ref()  # the ResultFuture
                         if owner is not None:
                             owner.__dict__.pop(SEQ_ATTR, None)
                 except Exception as exc:
                     registry.count_error(f"{kind} release", exc)
-            return wrapped(*args, **kwargs)
+            # In flight while it runs, then counted "direct"; timed.
+            return timed_release(tracker, seq, "direct", lambda: wrapped(*args, **kwargs))
 
         return release
 
