@@ -157,7 +157,9 @@ def installed_wheel(tmp_path: Path) -> Tuple[Path, Path]:
     paths = dict.fromkeys(sysconfig.get_path(name) for name in ("purelib", "platlib"))
     (site_packages / "test_environment.pth").write_text("\n".join(paths) + "\n")
     (wheel,) = wheels.glob("handletrace-*.whl")
-    run(python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", wheel)
+    # --ignore-installed: the test environment may have handletrace installed too (CI does).
+    run(python, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q",
+        wheel)
     return bin_dir, site_packages
 
 
