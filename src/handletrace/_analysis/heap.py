@@ -24,20 +24,20 @@ Like objgraph, the analysis ignores its own frames and containers. Paths are pla
 from __future__ import annotations
 
 import gc
-import os
 import sys
 from collections import Counter, deque
 from types import FrameType, ModuleType
 from typing import Any, Deque, Dict, Iterable, List, Optional, Set, Tuple
 
+from .._core.compat import referents
 from .._core.registry import thread_name
+from .._core.stacks import is_machinery
 from .paths import CONTAINERS, RefPath, describe, describe_chain, instance_dict, key_text
 
 __all__ = ["CYCLE_SEARCH_LIMIT", "EXTERNAL_ROOT", "HeapGraph"]
 
-_OWN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "")
 _CO_OPTIMIZED = 0x0001
-_CHUNK = 20_000  # objects per gc.get_referents() call while scanning
+_CHUNK = 20_000  # objects per referents() call while scanning
 #: Objects a single cycle search may visit before giving up.
 CYCLE_SEARCH_LIMIT = 20_000
 EXTERNAL_ROOT = "referenced from outside the Python heap (a running function's variable or C code)"
@@ -71,7 +71,7 @@ def _frame_roots(frame: FrameType, thread: str) -> List[Tuple[str, Any]]:
         }
         return [
             (f"a local variable of {where}", v)
-            for v in gc.get_referents(frame)
+            for v in referents(frame)
             if id(v) not in skip
         ]
     return []  # 3.11/3.12: a running function's locals are not visible without side effects
@@ -97,7 +97,7 @@ def _scan_heap() -> Tuple[List[Any], Dict[int, Any], List[int], Set[int]]:
     by_id = dict(zip(ids, objects))
     internal: Counter[int] = Counter()
     for start in range(0, len(objects), _CHUNK):
-        internal.update(map(id, gc.get_referents(*objects[start : start + _CHUNK])))
+        internal.update(map(id, referents(*objects[start : start + _CHUNK])))
     external = []
     for key, count in zip(ids, counts):
         if count - offset - internal.get(key, 0) > 0:
@@ -110,9 +110,9 @@ def _scan_heap() -> Tuple[List[Any], Dict[int, Any], List[int], Set[int]]:
     while frontier:
         found: Set[int] = set()
         for start in range(0, len(frontier), _CHUNK):
-            referents = gc.get_referents(*frontier[start : start + _CHUNK])
-            found.update(remaining.intersection(map(id, referents)))
-            del referents
+            children = referents(*frontier[start : start + _CHUNK])
+            found.update(remaining.intersection(map(id, children)))
+            del children
         remaining -= found
         frontier = list(map(by_id.__getitem__, found))
     return objects, by_id, external, remaining
@@ -192,7 +192,7 @@ class HeapGraph:
         edges = self._edges_cache.get(node)
         if edges is None:
             garbage = self._garbage
-            edges = [i for i in map(id, gc.get_referents(self._by_id[node])) if i in garbage]
+            edges = [i for i in map(id, referents(self._by_id[node])) if i in garbage]
             self._edges_cache[node] = edges
         return edges
 
@@ -312,7 +312,7 @@ class HeapGraph:
             thread = thread_name(ident)
             frame: Optional[FrameType] = top
             while frame is not None:
-                if not frame.f_code.co_filename.startswith(_OWN_DIR):
+                if not is_machinery(frame.f_code.co_filename):  # the example service is not
                     for label, value in _frame_roots(frame, thread):
                         seed(value, label)
                 frame = frame.f_back
@@ -338,7 +338,7 @@ class HeapGraph:
         remaining = len(wanted) - len(found)
         while queue and remaining > 0:
             node = queue.popleft()
-            for child in map(id, gc.get_referents(by_id[node])):
+            for child in map(id, referents(by_id[node])):
                 if child in by_id and child not in parent:
                     parent[child] = node
                     queue.append(child)

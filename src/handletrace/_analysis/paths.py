@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import BuiltinFunctionType, CellType, FrameType, FunctionType, MethodType, ModuleType
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .._core.compat import DATACLASS_SLOTS
+from .._core.compat import DATACLASS_SLOTS, referents
 from .._sdk.attributes import is_sdk_attribute
 from .._sdk.modules import is_sdk_class
 from .._sdk.signals import describe_callable, public_name, signal_owner
@@ -348,7 +348,7 @@ def find_cycle(obj: Any, *, limit: int = 100_000) -> Optional[RefPath]:
             following = []
             for node in frontier:
                 visited += 1
-                for child in gc.get_referents(node):
+                for child in referents(node):
                     key = id(child)
                     if key == start:
                         chain = [id(node)]

@@ -14,6 +14,7 @@ import sys
 from types import CodeType
 from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tuple
 
+from .._core.compat import referents
 from .modules import SDK_MODULE, handle_type, is_sdk_object
 
 __all__ = ["class_of_code", "handles_by_seq", "owners_of", "scan_sees_all"]
@@ -148,7 +149,7 @@ def _holders(objects: Sequence[Any]) -> Dict[int, List[Any]]:
             if any(id(value) in wanted for value in referrer.values()):
                 instance_dicts.append(referrer)
         elif is_sdk_object(referrer):
-            _note(referrer, gc.get_referents(referrer), wanted, holders)
+            _note(referrer, referents(referrer), wanted, holders)
     if instance_dicts:
         dict_ids = {id(d) for d in instance_dicts}
         for referrer in gc.get_referrers(*instance_dicts):

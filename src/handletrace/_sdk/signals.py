@@ -13,14 +13,13 @@ attribute (see :func:`delivered_types`).
 
 from __future__ import annotations
 
-import gc
 import inspect
 import sys
 from dataclasses import dataclass
 from types import CodeType
 from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Set, Tuple
 
-from .._core.compat import DATACLASS_SLOTS
+from .._core.compat import DATACLASS_SLOTS, referents
 from .._core.state import TRACKER
 from .modules import SDK_MODULE, event_signal_type, handle_type, is_sdk_class
 
@@ -153,7 +152,7 @@ def _callback_code(value: Any) -> Optional[CodeType]:
     if not isinstance(objects, dict):
         return None
     for thunk in list(objects.values()):
-        for referent in gc.get_referents(thunk):
+        for referent in referents(thunk):
             code = getattr(referent, "__code__", None)
             if isinstance(code, CodeType):
                 return code
