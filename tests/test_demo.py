@@ -163,7 +163,6 @@ def installed_wheel(tmp_path: Path) -> Tuple[Path, Path]:
     return bin_dir, site_packages
 
 
-@pytest.mark.slow
 def test_installed_demo_blames_the_example_services_lines(tmp_path: Path) -> None:
     """`handletrace demo` from an installed wheel, where the example service ships inside the
     handletrace package, says where the service created and connected its transcribers (not
