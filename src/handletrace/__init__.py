@@ -13,11 +13,13 @@ from typing import Any
 
 from ._analysis.diagnosis import Diagnosis, HandleDiagnosis
 from ._analysis.states import CLASSIFICATIONS
-from ._api import build_report, diagnose, report, snapshot, stats
+from ._api import blocking, build_report, diagnose, report, snapshot, stats
+from ._core.blocking import Blocking, BlockingEvent, BlockingSite, InFlight
 from ._core.config import Config
 from ._core.registry import RELEASE_CAUSES, HandleRecord, KindStats, Stats
 from ._core.snapshot import GroupDiff, HandleGroup, Snapshot
 from ._core.stacks import Frame, Traceback
+from ._core.threads import ThreadInfo
 from ._instrument.install import install, is_installed, uninstall
 from ._report.model import Report
 from ._version import __version__
@@ -40,6 +42,9 @@ from .release import (
 __all__ = [
     "CLASSIFICATIONS",
     "RELEASE_CAUSES",
+    "Blocking",
+    "BlockingEvent",
+    "BlockingSite",
     "Config",
     "DisposeResult",
     "Diagnosis",
@@ -51,16 +56,19 @@ __all__ = [
     "HandleRecord",
     "HandleTraceError",
     "HandleTraceWarning",
+    "InFlight",
     "KindStats",
     "ReleaseAllResult",
     "Report",
     "ReportError",
     "Snapshot",
     "Stats",
+    "ThreadInfo",
     "TimelineError",
     "Traceback",
     "__version__",
     "adispose",
+    "blocking",
     "build_report",
     "diagnose",
     "dispose",

@@ -10,6 +10,7 @@ from typing import IO, Optional
 
 from ._analysis.diagnosis import Diagnosis
 from ._analysis.diagnosis import diagnose as _diagnose
+from ._core.blocking import Blocking
 from ._core.registry import Stats
 from ._core.snapshot import Snapshot
 from ._core.state import TRACKER
@@ -20,7 +21,7 @@ from ._sdk.blocking import in_flight
 from ._sdk.modules import sdk_version
 from ._sdk.records import live_records
 
-__all__ = ["build_report", "diagnose", "report", "snapshot", "stats"]
+__all__ = ["blocking", "build_report", "diagnose", "report", "snapshot", "stats"]
 
 
 def snapshot() -> Snapshot:
@@ -35,6 +36,20 @@ def snapshot() -> Snapshot:
 
 
 _take_snapshot = snapshot  # the name ``snapshot`` is also a parameter below
+
+
+def blocking() -> Blocking:
+    """What blocked: native releases in flight now (each with its thread and the line it
+    is being made from), and the releases and SDK calls on an event-loop thread that took at
+    least ``slow_release`` seconds (``install(slow_release=)``, default 0.1), by site."""
+    tracker = TRACKER
+    in_flight_now = sorted(in_flight(tracker).values(), key=lambda r: -r.elapsed)
+    return Blocking(
+        in_flight=tuple(in_flight_now),
+        sites=tracker.blocking.sites(),
+        events=tracker.blocking.events(),
+        threshold=tracker.config.slow_release,
+    )
 
 
 def stats() -> Stats:

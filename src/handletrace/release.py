@@ -673,7 +673,7 @@ def _teardown(
             message
             if holder is obj
             else _disposed_message(f"{type(holder).__qualname__} of {target}", *guard),
-            type(holder).__qualname__,
+            target if holder is obj else f"{type(holder).__qualname__} of {target}",
         )
         if kind is not None:
             released.append(kind)

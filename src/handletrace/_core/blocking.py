@@ -21,6 +21,7 @@ from .stacks import EMPTY_TRACEBACK, Frame, Traceback
 from .threads import ThreadInfo
 
 __all__ = [
+    "Blocking",
     "InFlight",
     "BlockingEvent",
     "BlockingLog",
@@ -101,6 +102,34 @@ class BlockingSite:
     last: BlockingEvent
     #: The row that counts events of sites past ``MAX_SITES`` (their details are not kept).
     other: bool = False
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """What blocked, as :func:`handletrace.blocking` returns it: the releases in flight now,
+    and the slow releases and blocking calls recorded since the last reset."""
+
+    #: Native releases started and not returned, the longest first.
+    in_flight: Tuple[InFlight, ...]
+    #: Recorded releases and calls by site, the longest total first.
+    sites: Tuple[BlockingSite, ...]
+    #: The most recent recorded events, oldest first.
+    events: Tuple[BlockingEvent, ...]
+    #: The threshold they were recorded with (seconds).
+    threshold: float
+
+    @property
+    def clean(self) -> bool:
+        return not (self.in_flight or self.sites)
+
+    def on_event_loop(self) -> float:
+        """Seconds event loops were held by recorded releases and calls (totals of sites;
+        the "other sites" row counts only its last event's share)."""
+        total = 0.0
+        for site in self.sites:
+            if site.on_event_loop:
+                total += site.total * site.on_event_loop / site.count
+        return total
 
 
 class BlockingLog:

@@ -28,10 +28,19 @@ from .._core.registry import (
 )
 from .._core.state import Tracker
 from .._sdk.blocking import record_release, timed_release
-from .._sdk.kinds import ACCESS_METHODS, PATCHED_METHODS, RELEASE_FUNCTIONS, async_kind, kind_of
+from .._sdk.kinds import (
+    ACCESS_METHODS,
+    BLOCKING_CALLS,
+    CALL_ATTR,
+    PATCHED_METHODS,
+    RELEASE_FUNCTIONS,
+    async_kind,
+    kind_of,
+)
 from .._sdk.modules import INTEROP_MODULE
 from .._sdk.records import find_async_record
 from .access import access_wrapper
+from .blocking import blocking_call_wrapper
 from .hooks import HookContext, make_hooks, speedups
 
 __all__ = ["Patcher"]
@@ -205,6 +214,8 @@ class Patcher:
                     return
                 record = patcher.make_record(kind, address, self, start, "future", None)
                 setattr(self, SEQ_ATTR, record[ENTRY_SEQ])  # not via __dict__: builds a dict
+                if creator is not None:  # names a blocking get() of this future
+                    setattr(self, CALL_ATTR, f"{type(creator).__qualname__}.{start.f_code.co_name}")
                 registry.add(record)
             except Exception as exc:
                 registry.count_error("ResultFuture.__init__", exc)
@@ -277,6 +288,16 @@ class Patcher:
                 continue  # not defined by this SDK version
             original = cls.__dict__[attr]
             wrapper = wrapt.FunctionWrapper(original, access_wrapper(self, path))
+            setattr(cls, attr, wrapper)
+            self.methods.append((cls, attr, original, wrapper))
+        # Blocking calls on an event loop (timed there only).
+        for module_name, path in BLOCKING_CALLS:
+            cls_name, attr = path.split(".")
+            cls = getattr(sys.modules.get(module_name), cls_name, None)
+            if not isinstance(cls, type) or attr not in cls.__dict__:
+                continue  # not defined by this SDK version
+            original = cls.__dict__[attr]
+            wrapper = wrapt.FunctionWrapper(original, blocking_call_wrapper(self.tracker, path))
             setattr(cls, attr, wrapper)
             self.methods.append((cls, attr, original, wrapper))
 

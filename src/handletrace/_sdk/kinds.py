@@ -11,6 +11,8 @@ from .modules import INTEROP_MODULE, SDK_MODULE, SPEECH_MODULE
 __all__ = [
     "ACCESS_METHODS",
     "ASYNC_KIND_BY_OWNER",
+    "BLOCKING_CALLS",
+    "CALL_ATTR",
     "KNOWN_KINDS",
     "PATCHED_METHODS",
     "RELEASE_FUNCTIONS",
@@ -102,6 +104,21 @@ ACCESS_METHODS: Tuple[Tuple[str, str], ...] = (
     (SDK_MODULE + ".dialog", "DialogServiceConnector.stop_listening"),
     (SDK_MODULE + ".dialog", "DialogServiceConnector.stop_listening_async"),
 )
+
+#: (module, attribute path) of the SDK calls that block their thread until the native side
+#: answers: timed when made on an event-loop thread (``_instrument/blocking.py``). Every
+#: synchronous SDK method other than these (``recognize_once()``,
+#: ``stop_continuous_recognition()``, ``speak_text()``...) waits in ``ResultFuture.get()``:
+#: the wrapper of ``get()`` names the method it was called from.
+BLOCKING_CALLS: Tuple[Tuple[str, str], ...] = (
+    (SPEECH_MODULE, "ResultFuture.get"),
+    (SPEECH_MODULE, "SpeechSynthesizer.start_speaking"),
+    (SPEECH_MODULE, "Connection.open"),
+    (SPEECH_MODULE, "Connection.close"),
+)
+#: Attribute on a ``ResultFuture`` naming the call that made it
+#: (``"SpeechRecognizer.stop_continuous_recognition_async"``), when an SDK object did.
+CALL_ATTR = "_handletrace_call"
 
 _SUFFIXES = ("_release_handle", "_handle_release", "_release")
 
