@@ -496,7 +496,8 @@ def test_marker_help_is_registered_even_when_inert(pytester: pytest.Pytester) ->
     result.stdout.fnmatch_lines(
         [
             "@pytest.mark.handletrace(enabled=True, *, allow=None, max_leaks=0, "
-            "allow_cycles=False): check this test for native Speech SDK handles*"
+            "allow_cycles=False, max_blocking=None): check this test for native Speech SDK "
+            "handles*"
         ]
     )
 
