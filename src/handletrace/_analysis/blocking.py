@@ -73,7 +73,9 @@ def duration_text(seconds: float) -> str:
 
 
 def _variable(owner: str) -> str:
-    """A conventional variable name for an object of the SDK class ``owner``, for fixes."""
+    """A conventional variable name for an object of the SDK class ``owner`` (the one the
+    application holds), for fixes."""
+    owner = _held(owner)
     for part, name in (
         ("Transcriber", "transcriber"),
         ("Synthesizer", "synthesizer"),
@@ -88,7 +90,18 @@ def _variable(owner: str) -> str:
 
 
 def _a(owner: str) -> str:
+    """``a SpeechRecognizer``; ``a SpeechRecognizer's PropertyCollection`` for an owner
+    ``PropertyCollection of SpeechRecognizer`` (the object the application holds first)."""
+    child, _, parent = owner.partition(" of ")
+    if parent:
+        return f"{_a(parent)}'s {child}"
     return f"an {owner}" if owner[:1] in "AEIOU" else f"a {owner}"
+
+
+def _held(owner: str) -> str:
+    """The SDK class the application holds: ``SpeechRecognizer`` for
+    ``PropertyCollection of SpeechRecognizer``."""
+    return owner.rpartition(" of ")[2]
 
 
 def _where(frame: Optional[Frame]) -> Tuple[str, int, str]:
@@ -118,11 +131,14 @@ def _release_on_sdk_thread(
     owner: str, thread: str, where: Tuple[str, int, str], how: str
 ) -> Finding:
     var = _variable(owner)
+    # No application frame: the SDK's callback code held the last reference, after a handler
+    # returned (the handler had dropped the others).
+    at = f"at {where[2]}" if where[0] else "in the SDK's own callback code"
     return Finding(
         RELEASE_ON_SDK_THREAD,
         BLOCKING_PATTERNS[RELEASE_ON_SDK_THREAD],
         f"the last reference to {_a(owner)} was dropped on the SDK's callback thread {thread} "
-        f"at {where[2]}: its release waits for that thread (~10 s; {how})",
+        f"{at}: its release waits for that thread (~10 s; {how})",
         where[0],
         where[1],
         f"drop it elsewhere (hand it to another thread or to the event loop), or call "
