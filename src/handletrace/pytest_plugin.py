@@ -491,6 +491,7 @@ class Verdict:
     #: Seconds its SDK work held an event loop (recorded releases and calls).
     blocked: float = 0.0
     blocking_failed: bool = False  #: more than ``max_blocking``
+    limited: bool = False  #: a ``max_blocking`` applied
 
 
 @dataclass(frozen=True)
@@ -627,6 +628,7 @@ def _judge(
         leak_failed=leak is not None and leak.failed,
         blocked=blocked,
         blocking_failed=blocking_failed,
+        limited=max_blocking is not None,
     )
 
 
@@ -668,8 +670,9 @@ class Manager:
         self.current_options: Optional[MarkerOptions] = None
         self.checked = 0
         self.leaks: List[Tuple[str, int, int]] = []  # (nodeid, handles, cyclic): text only
-        #: (nodeid, seconds, failed) of the tests whose SDK work blocked an event loop.
-        self.blocked: List[Tuple[str, float, bool]] = []
+        #: (nodeid, seconds, failed, a limit applied) of the tests whose SDK work blocked an
+        #: event loop.
+        self.blocked: List[Tuple[str, float, bool, bool]] = []
 
     # -- tracking ------------------------------------------------------------------------
     def ensure_installed(self) -> bool:
@@ -767,7 +770,9 @@ class Manager:
         if verdict.leak_failed:
             self.leaks.append((item.nodeid, verdict.leaked, verdict.cyclic))
         if verdict.blocked:
-            self.blocked.append((item.nodeid, verdict.blocked, verdict.blocking_failed))
+            self.blocked.append(
+                (item.nodeid, verdict.blocked, verdict.blocking_failed, verdict.limited)
+            )
         if call.passed and verdict.failed:
             call.outcome = "failed"
             call.longrepr = verdict.headline
@@ -817,22 +822,29 @@ class Manager:
     def blocking_summary(self, terminalreporter: Any) -> None:
         """The tests whose SDK work blocked an event loop: those failed for it, or one line
         saying how to fail them."""
-        failed = [(nodeid, seconds) for nodeid, seconds, over in self.blocked if over]
+        failed = [(nodeid, seconds) for nodeid, seconds, over, _ in self.blocked if over]
         if failed:
+            its = "its" if len(failed) == 1 else "their"
             terminalreporter.write_sep(
                 "=",
-                f"handletrace: {_plural(len(failed), 'test')} blocked their event loop longer "
+                f"handletrace: {_plural(len(failed), 'test')} blocked {its} event loop longer "
                 "than max_blocking",
                 red=True,
             )
             for nodeid, seconds in failed:
                 terminalreporter.write_line(f"{nodeid}: {seconds:.2f} s")
-        others = [seconds for _, seconds, over in self.blocked if not over]
-        if others:
+        within = [seconds for _, seconds, over, limited in self.blocked if limited and not over]
+        unlimited = [seconds for _, seconds, _, limited in self.blocked if not limited]
+        if within:
             terminalreporter.write_line(
-                f"handletrace: the SDK work of {_plural(len(others), 'test')} blocked an event "
-                f"loop ({sum(others):.2f} s in all; see their handletrace section with -rA, "
-                "fail them with --handletrace-max-blocking=SECONDS)",
+                f"handletrace: the SDK work of {_plural(len(within), 'test')} blocked an event "
+                f"loop within max_blocking ({sum(within):.2f} s in all)"
+            )
+        if unlimited:
+            terminalreporter.write_line(
+                f"handletrace: the SDK work of {_plural(len(unlimited), 'test')} blocked an "
+                f"event loop ({sum(unlimited):.2f} s in all; see the handletrace section with "
+                "-rA, fail such tests with --handletrace-max-blocking=SECONDS)",
                 yellow=True,
             )
 
