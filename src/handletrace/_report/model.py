@@ -68,8 +68,9 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import re
 import sysconfig
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from .._analysis.blocking import blocking_findings
@@ -568,11 +569,21 @@ _MACHINERY = _stdlib_files(
 )
 
 
-def _frames(traceback: Traceback) -> Tuple[ReportFrame, ...]:
+#: A string literal in a source line.
+_LITERAL = re.compile(r"""("[^"\n]*"|'[^'\n]*')""")
+
+
+def _frames(traceback: Traceback, *, site: bool = False) -> Tuple[ReportFrame, ...]:
     """Up to ``BLOCKING_FRAMES`` frames of a stack, most recent call last, without the event
-    loop's and the thread's machinery."""
+    loop's and the thread's machinery. ``site``: the stack of a release or a call, whose
+    lines show every string literal masked (besides the usual masking of keys and configs):
+    the line that drops the last reference is often one that drops a dictionary entry,
+    ``SESSIONS["<key>"] = ...``, and the dictionary may be keyed by a secret."""
     frames = [f for f in traceback if not f.filename.startswith(_MACHINERY)] or list(traceback)
-    return tuple(ReportFrame.of(f) for f in frames[-BLOCKING_FRAMES:])
+    shown = [ReportFrame.of(f) for f in frames[-BLOCKING_FRAMES:]]
+    if site:
+        shown = [replace(f, line=_LITERAL.sub("'***'", f.line)) for f in shown]
+    return tuple(shown)
 
 
 def _in_flight_row(flight: InFlight, record: Optional[HandleRecord]) -> ReportInFlight:
@@ -583,7 +594,7 @@ def _in_flight_row(flight: InFlight, record: Optional[HandleRecord]) -> ReportIn
         elapsed=round(flight.elapsed, 4),
         cause=flight.cause,
         thread=ReportThread.of(flight.thread),
-        site=_frames(flight.site),
+        site=_frames(flight.site, site=True),
         created=_frames(record.traceback) if record is not None else (),
     )
 
@@ -601,7 +612,7 @@ def _site_row(site: BlockingSite) -> ReportBlockingSite:
         on_sdk_thread=site.on_sdk_thread,
         cause=last.cause,
         thread=ReportThread.of(last.thread),
-        site=() if site.other else _frames(last.site),
+        site=() if site.other else _frames(last.site, site=True),
         created=() if site.other else _frames(last.created),
         other=site.other,
     )
