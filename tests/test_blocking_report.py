@@ -452,3 +452,26 @@ def test_a_report_loaded_back_is_equal_and_renders_the_same() -> None:
     assert json.loads(out.getvalue()) == report.to_dict()
     assert replace(loaded, blocking=None).blocking is None
     del recognizer
+
+
+def test_sites_past_the_bound_are_one_other_row_in_text_and_json() -> None:
+    """A record full of sites counts later ones in one 'other sites' row: shown as such in
+    the text, marked "other": true in the JSON (and read back)."""
+    from handletrace._core.blocking import Blocking
+    from handletrace._report.model import ReportBlocking, make_blocking
+    from handletrace._report.text import blocking_lines
+
+    log = BlockingLog(max_sites=1)
+    loop = ThreadInfo(1, "MainThread", event_loop=True)
+    log.add(event(loop, "del", 0.3))
+    log.add(event(loop, "call", 0.2, "call"))
+    blocking = make_blocking(Blocking((), log.sites(), log.events(), 0.1))
+    assert [site.other for site in blocking.sites] == [False, True], blocking.sites
+    lines = blocking_lines(blocking)
+    assert "    1 more event at other sites (not kept one by one), 200 ms in all, 200 ms worst" in (
+        lines
+    ), lines
+    codec = handletrace._report.model._CODEC
+    data = json.loads(json.dumps(codec.encode(blocking)))
+    assert ["other" in site for site in data["sites"]] == [False, True], data["sites"]
+    assert codec.decode(ReportBlocking, data) == blocking

@@ -51,6 +51,7 @@ def count_sockets() -> Optional[int]:
 
 
 def read_process_counts() -> ProcessCounts:
-    """The process's threads and sockets now (a directory listing and one ``readlink`` per
-    open descriptor: about 10 µs per hundred descriptors)."""
+    """The process's threads and sockets now: two directory listings and one ``readlink``
+    per open descriptor (measured: 35 µs with 6 descriptors, 0.8 ms with 206), once per
+    report."""
     return ProcessCounts(count_threads(), count_sockets())

@@ -55,7 +55,8 @@ At the top level: ``diagnosis`` ``{"classification": {...}, "findings", "duratio
 Releases in flight when the report began (the handle is ``releasing``: still live), and the
 releases and event-loop SDK calls that took at least ``threshold`` seconds, by site (``site``
 and ``created``: up to six frames, most recent call last; ``cause``, ``thread``: those of the
-site's most recent event; ``other``: the row counting sites past the record's bound).
+site's most recent event; ``other``: ``true`` on the row counting sites past the record's
+bound, absent on the others).
 ``total``, ``worst`` and ``event_loop`` (seconds event loops were held) are derived from the
 sites and not read back.
 
