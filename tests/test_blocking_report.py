@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -218,6 +221,40 @@ def test_a_release_in_flight_is_reported_with_its_thread_and_lines(
     del feed
 
 
+def test_a_teardown_blocking_a_loop_now_is_named_while_in_flight(
+    held_service: SpeechService,
+) -> None:
+    """A report made on another thread while a loop's teardown blocks: the release in flight
+    is on an event loop, and the finding says the loop is blocked now, with the fix."""
+    handletrace.install()
+    recognizer, feed = running_recognizer(held_service)
+    box = [recognizer]
+    del recognizer
+
+    async def drop() -> None:
+        box.pop()  # LOOP-IN-FLIGHT
+
+    looping = threading.Thread(target=asyncio.run, args=(drop(),), name="loop")
+    looping.start()
+    reports: List[Report] = []
+    waiting = threading.Event()
+    for _ in range(3000):
+        if TRACKER.registry.releasing():
+            reports.append(handletrace.build_report(handletrace.snapshot()))
+            break
+        waiting.wait(0.001)
+    looping.join(60)
+    assert reports, "the release was never seen in flight"
+    blocking = reports[0].blocking
+    assert blocking is not None and len(blocking.in_flight) == 1, blocking
+    assert blocking.in_flight[0].thread.event_loop, blocking.in_flight[0]
+    found = finding(reports[0], "blocking-release-on-event-loop")
+    assert found.lineno == line_of(HERE, "# LOOP-IN-FLIGHT"), found
+    assert "so far by the teardown of a" in found.message and "(still in flight)" in found.message
+    assert found.fix.startswith("await handletrace.adispose(recognizer)"), found.fix
+    del feed
+
+
 # -- rendering, saving, loading ---------------------------------------------------------------
 
 
@@ -242,6 +279,9 @@ def test_with_a_zero_threshold_every_release_on_a_loop_is_a_site() -> None:
     line = (HERE, line_of(HERE, "# QUICK-DROP"))
     mine = sorted(s.name for s in report.blocking.sites if where(s.site) == line)
     assert mine == ["property_bag", "speech_config"], report.blocking.sites
+    # One object dropped at one line: one finding (its longest release), not one per handle.
+    found = [f for f in report.blocking.findings if (f.filename, f.lineno) == line]
+    assert [f.pattern for f in found] == ["blocking-release-on-event-loop"], found
     assert "(recorded: 0 ms or longer)" in format_text(report)
 
 
@@ -475,3 +515,49 @@ def test_sites_past_the_bound_are_one_other_row_in_text_and_json() -> None:
     data = json.loads(json.dumps(codec.encode(blocking)))
     assert ["other" in site for site in data["sites"]] == [False, True], data["sites"]
     assert codec.decode(ReportBlocking, data) == blocking
+
+
+PROGRAM = """
+import asyncio
+
+import azure.cognitiveservices.speech as speechsdk
+
+
+async def main():
+    config = speechsdk.SpeechConfig(subscription="dummy", region="westus")
+    del config  # ON-THE-LOOP
+
+
+asyncio.run(main())
+"""
+
+
+def test_handletrace_run_and_the_at_exit_report_show_the_blocking_section(tmp_path: Path) -> None:
+    """handletrace run and HANDLETRACE=1 print the blocking section; its sites begin at the
+    program's own lines (no runpy or handletrace frames)."""
+    script = tmp_path / "service.py"
+    script.write_text(PROGRAM)
+    line = PROGRAM.splitlines().index("    del config  # ON-THE-LOOP") + 1
+    env = {"HANDLETRACE_SLOW_RELEASE": "0"}
+    for how, argv in (
+        ("run", [sys.executable, "-m", "handletrace", "run", str(script)]),
+        ("at exit", [sys.executable, str(script)]),
+    ):
+        extra = {"HANDLETRACE": "1"} if how == "at exit" else {}
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("HANDLETRACE")}
+        result = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            env={**environment, **env, **extra},
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        report = result.stderr
+        assert "blocking: 2 slow releases at 2 sites" in report, (how, report)
+        assert f"finding [blocking-release-on-event-loop] at {script}:{line}" in report, report
+        stacks = report.split("by site (longest total first):\n", 1)[1].split("  finding", 1)[0]
+        files = [line.strip() for line in stacks.splitlines() if line.strip().startswith("File")]
+        assert files and all(f.startswith(f'File "{script}"') for f in files), (how, stacks)
+        assert f'File "{script}", line {line}, in main' in stacks, (how, stacks)

@@ -126,6 +126,8 @@ def build_report(
     if collect:
         _gc.collect()
     snapshot = snapshot if snapshot is not None else _take_snapshot()
+    # Read with the snapshot, before the diagnosis (which takes a while): one moment.
+    blocking = _recorded_blocking(snapshot)
     diagnosis = None
     failed = ""
     if diagnose:
@@ -139,7 +141,7 @@ def build_report(
         installed=TRACKER.installed,
         sdk_version=sdk_version(),
         diagnosis=diagnosis,
-        blocking=_recorded_blocking(snapshot),
+        blocking=blocking,
     )
     del snapshot, diagnosis
     notes = []

@@ -127,6 +127,20 @@ def _has_async_variant(owner: str, method: str) -> bool:
     return False
 
 
+def _dispose_fix(var: str) -> str:
+    return (
+        f"await handletrace.adispose({var}): the same teardown in a worker thread, while the "
+        "event loop keeps running"
+    )
+
+
+def _teardown_fix(var: str) -> str:
+    return (
+        f"await handletrace.adispose({var}) before dropping it, or drop the last reference in "
+        "a worker (loop.run_in_executor(None, ...))"
+    )
+
+
 def _release_on_sdk_thread(
     owner: str, thread: str, where: Tuple[str, int, str], how: str
 ) -> Finding:
@@ -172,8 +186,7 @@ def _site_finding(site: BlockingSite) -> Optional[CountedFinding]:
                 f"{worst} ({times})",
                 where[0],
                 where[1],
-                f"await handletrace.adispose({var}): the same teardown in a worker thread, while "
-                "the event loop keeps running",
+                _dispose_fix(var),
             )
         else:
             finding = Finding(
@@ -183,8 +196,7 @@ def _site_finding(site: BlockingSite) -> Optional[CountedFinding]:
                 f"{where[2]} ({times})",
                 where[0],
                 where[1],
-                f"await handletrace.adispose({var}) before dropping it, or drop the last "
-                "reference in a worker (loop.run_in_executor(None, ...))",
+                _teardown_fix(var),
             )
         return finding, site.on_event_loop
     if not site.on_event_loop:
@@ -228,12 +240,31 @@ def _site_finding(site: BlockingSite) -> Optional[CountedFinding]:
 
 def _in_flight_finding(flight: InFlight, record: HandleRecord) -> Optional[CountedFinding]:
     """A release in flight on an SDK callback thread after its last reference was dropped
-    there: it is waiting for that thread now."""
-    if not (flight.thread.sdk_thread and flight.cause in _DROPPED):
+    there (it is waiting for that thread now), or on an event loop (blocking it now)."""
+    owner = record.owner_label or record.kind
+    where = _where(flight.site.origin)
+    so_far = duration_text(flight.elapsed)
+    if flight.thread.sdk_thread and flight.cause in _DROPPED:
+        how = f"releasing for {so_far} so far"
+        return _release_on_sdk_thread(owner, flight.thread.name, where, how), 1
+    if not flight.thread.event_loop:
         return None
-    owner = record.owner or record.kind
-    how = f"releasing for {duration_text(flight.elapsed)} so far"
-    return _release_on_sdk_thread(owner, flight.thread.name, _where(flight.site.origin), how), 1
+    var = _variable(owner)
+    if flight.cause == "forced":
+        pattern = DISPOSE_ON_EVENT_LOOP
+        message = (
+            f"handletrace.dispose() of {_a(owner)} at {where[2]} has been blocking the event "
+            f"loop for {so_far} (still in flight)"
+        )
+        fix = _dispose_fix(var)
+    else:
+        pattern = RELEASE_ON_EVENT_LOOP
+        message = (
+            f"the event loop has been blocked {so_far} so far by the teardown of {_a(owner)} "
+            f"at {where[2]} (still in flight)"
+        )
+        fix = _teardown_fix(var)
+    return Finding(pattern, BLOCKING_PATTERNS[pattern], message, where[0], where[1], fix), 1
 
 
 def blocking_findings(
@@ -253,7 +284,18 @@ def blocking_findings(
             found.append((site.total, counted))
     order = {name: index for index, name in enumerate(BLOCKING_PATTERNS)}
     found.sort(key=lambda item: (order[item[1][0].pattern], -item[0]))
-    return tuple(counted for _, counted in found)
+    # One finding per pattern and line: dropping an object releases each of its handles
+    # (a recognizer, its property bag) from that line; the longest tells its teardown.
+    kept: Dict[Tuple[str, str, int], CountedFinding] = {}
+    for _, (item, count) in found:
+        key = (
+            (item.pattern, item.filename, item.lineno)
+            if item.filename
+            else (item.pattern, item.message, 0)
+        )
+        first = kept.get(key)
+        kept[key] = (item, count) if first is None else (first[0], max(first[1], count))
+    return tuple(kept.values())
 
 
 # -- what a record gained ---------------------------------------------------------------------

@@ -564,10 +564,19 @@ def _stdlib_files(*names: str) -> Tuple[str, ...]:
 
 
 #: Frames of the machinery that ran a blocking release or call, left out of its site: the
-#: event loop's and the thread's own (the thread's description says which it was).
+#: event loop's and the thread's own (the thread's description says which it was), runpy's
+#: and handletrace's (``handletrace run``), but for the local speech service's.
 _MACHINERY = _stdlib_files(
-    f"asyncio{os.sep}", "threading.py", f"concurrent{os.sep}", "selectors.py"
+    f"asyncio{os.sep}", "threading.py", f"concurrent{os.sep}", "selectors.py", "runpy.py"
 )
+_PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "")
+_SERVICE = os.path.join(_PACKAGE, "testing", "")
+
+
+def _machinery(filename: str) -> bool:
+    if filename.startswith(_MACHINERY) or filename.startswith("<frozen "):  # runpy in 3.11+
+        return True
+    return filename.startswith(_PACKAGE) and not filename.startswith(_SERVICE)
 
 
 #: A string literal in a source line.
@@ -580,7 +589,7 @@ def _frames(traceback: Traceback, *, site: bool = False) -> Tuple[ReportFrame, .
     lines show every string literal masked (besides the usual masking of keys and configs):
     the line that drops the last reference is often one that drops a dictionary entry,
     ``SESSIONS["<key>"] = ...``, and the dictionary may be keyed by a secret."""
-    frames = [f for f in traceback if not f.filename.startswith(_MACHINERY)] or list(traceback)
+    frames = [f for f in traceback if not _machinery(f.filename)] or list(traceback)
     shown = [ReportFrame.of(f) for f in frames[-BLOCKING_FRAMES:]]
     if site:
         shown = [replace(f, line=_LITERAL.sub("'***'", f.line)) for f in shown]
