@@ -50,6 +50,9 @@ def test_demo_shows_both_charts_the_table_and_the_cycle(capsys: pytest.CaptureFi
     assert re.search(r"live native recognizers +0 -> 10 \(\+10\) +0 -> 0 \(\+0\)", out)
     assert re.search(r"leaky service, per request: \+1\.00 live recognizers, \+2\.00 native", out)
     assert "fixed service: flat." in out
+    # Why the fixed service is slower per request: it pays the native teardown in the request.
+    assert re.search(r"its native teardown, \d+ ms of \d+ ms: dispose\(\) closes", out), out
+    assert re.search(r"leaves that to the collector: \d+ ms\n *for its 10 transcribers", out), out
     assert "function on_transcribed (closure cell 'transcriber')" in out
 
 

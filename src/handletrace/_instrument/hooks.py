@@ -69,7 +69,7 @@ class HookContext:
     make_traceback: Callable[..., Any]
     monotonic: Callable[[], float]
     #: seq -> ``RELEASING_ENTRY``: ``Registry.releasing_table`` (releases in flight).
-    releasing: Dict[int, Tuple[float, Any, int]]
+    releasing: Any
     #: Called with (entry, seconds, cause column, frame) after a release that took at least
     #: ``tracker.config.slow_release`` (``_sdk.blocking.record_release``).
     on_slow_release: Callable[..., Any]
