@@ -461,9 +461,9 @@ __all__ += [
 class ReleaseWatcher:
     """A thread that looks, every few milliseconds, for a native release that has been in
     flight for at least ``blocked`` seconds (default: the slow-release threshold) and keeps
-    what the first look at one of a ``kind`` handle saw: the snapshot, its diagnosis and the
-    stats, all taken while the release was blocking (from this thread, as a monitoring
-    endpoint would).
+    what the first look at one of a ``kind`` handle saw: the snapshot, the diagnosis of its
+    ``kind`` records and the stats, all taken while the release was blocking (from this
+    thread, as a monitoring endpoint would).
 
     Until then it only calls ``handletrace.blocking()``: a snapshot (or a diagnosis) makes a
     heap pass that holds every object for its duration, so an object whose last other
@@ -506,7 +506,11 @@ class ReleaseWatcher:
                 snapshot = handletrace.snapshot()
                 kinds = {r.seq: r.kind for r in snapshot.records}
                 if any(kinds.get(seq) == self.kind for seq in snapshot.releasing):
-                    diagnosis = handletrace.diagnose(snapshot, paths=False)
+                    # Only the kind watched: a diagnosis of every record walks the whole
+                    # heap (about 2 s in a full test run), and one that ends after the
+                    # release did says "released after the snapshot was taken".
+                    wanted = snapshot.filter(kinds=[self.kind])
+                    diagnosis = handletrace.diagnose(wanted, paths=False, native=False)
                     self.seen.append((snapshot, diagnosis, handletrace.stats()))
                     return
             self._done.wait(0.002)

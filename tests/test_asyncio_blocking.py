@@ -301,3 +301,22 @@ def test_the_correct_service_blocks_nothing(teardown: str, service: SpeechServic
     assert "releasing" not in diagnosis.counts(), diagnosis.counts()
     kinds = handletrace.stats().kinds
     assert kinds["recognizer"].live == 0, kinds["recognizer"]
+
+
+def test_the_example_runs_as_a_script_and_prints_what_blocked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``python examples/asyncio_service.py drop_on_loop --calls 2`` starts its own local
+    service, makes two concurrent calls and prints both releases on the loop at their line."""
+    assert example.main(["drop_on_loop", "--calls", "2", "--stop-timeout", "1"]) == 0
+    out = capsys.readouterr().out
+    print(out)
+    lines = out.splitlines()
+    assert lines[0].startswith("heartbeat: late "), lines
+    assert lines[1].startswith("drop_on_loop: 2 calls in "), lines
+    assert lines[1].endswith("[['hello'], ['hello']]"), lines
+    line = example_line("# (a) LAST REFERENCE DROPPED ON THE LOOP")
+    assert lines[2].startswith("release recognizer (Recognizer) x2: "), lines
+    assert lines[2].endswith(f"on MainThread (event loop) at {EXAMPLE}:{line}"), lines
+    assert lines[3].startswith("event loops held "), lines
+    assert len(lines) == 4, lines
