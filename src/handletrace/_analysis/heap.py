@@ -335,7 +335,7 @@ class HeapGraph:
             except BaseException as exc:  # a hostile holder: only paths through it are lost
                 if not hostile(exc):
                     raise
-                TRACKER.registry.count_error("reference path", exc)
+                TRACKER.registry.count_error("reference path search", exc)
                 continue
             paths[key] = RefPath("root", steps, root=labels[chain[0]])
         return paths
