@@ -12,6 +12,7 @@ tracked a handle, and never over the program's report; every report is written w
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import stat
 import subprocess
@@ -51,6 +52,8 @@ def run_program(tmp_path: Path, report: str, *args: str) -> Dict[str, List[int]]
     """Run PROGRAM under HANDLETRACE=1 with ``HANDLETRACE_REPORT=report``; the pids printed
     ("parent", "child"). Returns once every process holding its output has exited (the
     forkserver and the resource tracker too)."""
+    if args[0] not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no multiprocessing start method {args[0]!r} on this platform")
     script = tmp_path / "program.py"
     script.write_text(PROGRAM, encoding="utf-8")
     environment = {k: v for k, v in os.environ.items() if not k.startswith("HANDLETRACE")}
