@@ -14,7 +14,7 @@ from ._core.blocking import Blocking
 from ._core.registry import Stats
 from ._core.snapshot import Snapshot
 from ._core.state import TRACKER
-from ._instrument.install import prune_unobserved
+from ._instrument.install import settle_exposed_futures, settle_records
 from ._report.model import Report, make_report
 from ._report.render import FORMATS, render
 from ._sdk.blocking import in_flight
@@ -27,8 +27,7 @@ __all__ = ["blocking", "build_report", "diagnose", "report", "snapshot", "stats"
 def snapshot() -> Snapshot:
     """An immutable copy of the live handle records (and counters) right now."""
     tracker = TRACKER
-    if not tracker.installed:
-        prune_unobserved(tracker)
+    settle_records(tracker)
     registry = tracker.registry
     # Releases in flight first: a record listed after its release began is still live.
     releasing = in_flight(tracker)
@@ -67,6 +66,7 @@ def _recorded_blocking(snapshot: Snapshot) -> Blocking:
 
 def stats() -> Stats:
     """Created / released / live / peak per kind, and releases per cause."""
+    settle_exposed_futures(TRACKER)
     return TRACKER.registry.stats()
 
 

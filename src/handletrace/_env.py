@@ -13,12 +13,14 @@ program runs on.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import math
 import os
 import sys
+import tempfile
 import warnings
 from dataclasses import dataclass
-from typing import Callable, FrozenSet, List, Mapping, Optional, Tuple
+from typing import IO, Callable, FrozenSet, List, Mapping, Optional, Tuple
 
 from ._core.config import DEFAULT_STACK_DEPTH, SWITCH_WORDS, format_for_path, parse_switch
 from ._core.state import TRACKER
@@ -43,13 +45,19 @@ __all__ = [
     "ENV_STACK_SAMPLE",
     "ENV_STALE_AFTER",
     "EnvSettings",
+    "PID_PLACEHOLDER",
+    "ReportPathRefused",
     "activate",
     "activate_from_env",
     "enable_metrics",
     "parse_seconds",
     "read_settings",
+    "report_path",
     "settings_from_env",
+    "started_by_multiprocessing",
     "warn_once",
+    "write_report",
+    "write_report_file",
 ]
 
 #: ``1``/``true``/``yes``/``on`` to track from interpreter start; ``0``/``false``/``no``/``off``.
@@ -156,12 +164,65 @@ def settings_from_env(
     return EnvSettings(enabled, depth, sample, kinds, report, fmt, metrics, stale_after), problems
 
 
+#: Replaced by the process id in a report file path (``HANDLETRACE_REPORT=leaks-{pid}.json``):
+#: each process of a multiprocessing program writes its own report.
+PID_PLACEHOLDER = "{pid}"
+
+
+class ReportPathRefused(OSError):
+    """The report path is a symbolic link: it is not followed (the report holds stack traces
+    and source lines; a link could send them anywhere)."""
+
+
+def report_path(destination: str, *, helper: bool = False) -> str:
+    """The file a report to ``destination`` goes to in this process: ``{pid}`` replaced by
+    the process id; in a process started by multiprocessing (``helper``), a path without
+    ``{pid}`` gets ``.<pid>`` before its extension, so it never replaces the report of the
+    program that started it."""
+    pid = str(os.getpid())
+    if PID_PLACEHOLDER in destination:
+        return destination.replace(PID_PLACEHOLDER, pid)
+    if helper:
+        root, extension = os.path.splitext(destination)
+        return f"{root}.{pid}{extension}"
+    return destination
+
+
+def started_by_multiprocessing() -> bool:
+    """Whether this process was started by ``multiprocessing`` (a spawn or forkserver worker,
+    the forkserver itself, its resource tracker) rather than as a program of its own: they
+    inherit ``HANDLETRACE=1`` from the program."""
+    process = sys.modules.get("multiprocessing.process")
+    if process is not None and getattr(process, "_parent_process", None) is not None:
+        return True  # a worker: spawn_main() / the forkserver set its parent
+    argv = list(getattr(sys, "orig_argv", ()) or _command_line())
+    for flag, command in zip(argv, argv[1:]):  # the helpers are started as -c 'from ...'
+        if flag == "-c":
+            return command.lstrip().startswith("from multiprocessing.")
+    return False
+
+
+def _command_line() -> List[str]:
+    """This process's command line before ``sys.orig_argv`` (Python < 3.10): Linux only."""
+    try:
+        with open("/proc/self/cmdline", "rb") as source:
+            raw = source.read()
+    except OSError:
+        return []
+    return [arg.decode("utf-8", "replace") for arg in raw.split(b"\0") if arg]
+
+
 def write_report(
     destination: str, report_format: str, *, stale_after: Optional[float] = None
 ) -> None:
     """Write the report to ``stderr``, ``stdout`` or a file path (``none`` writes nothing).
 
-    ``stale_after``: seconds after which a still-referenced handle is classified ``stale``.
+    A file path may hold ``{pid}`` (see ``report_path``). The file is written whole or not
+    at all (a temporary file in the same directory, then renamed over the path: a reader
+    or another process never sees half a report), readable by its owner only (mode 0600:
+    it holds stack traces); a symbolic link at the path is refused (``ReportPathRefused``),
+    never followed. ``stale_after``: seconds after which a still-referenced handle is
+    classified ``stale``.
     """
     from ._api import report  # here, not at import: start-up loads no report code
 
@@ -173,15 +234,42 @@ def write_report(
         if stream is not None:
             report(stream, report_format, stale_after=stale_after)
         return
-    with open(destination, "w", encoding="utf-8") as out:
-        report(out, report_format, stale_after=stale_after)
+    write_report_file(
+        report_path(destination, helper=started_by_multiprocessing()),
+        lambda out: report(out, report_format, stale_after=stale_after),
+    )
+
+
+def write_report_file(path: str, write: Callable[[IO[str]], object]) -> None:
+    """Call ``write`` with a new private file beside ``path``, then rename it to ``path``."""
+    if os.path.islink(path):
+        raise ReportPathRefused(
+            f"{path} is a symbolic link; handletrace does not follow it (remove the link or "
+            f"give {ENV_REPORT} another path)"
+        )
+    directory, name = os.path.split(os.path.abspath(path))
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        with open(descriptor, "w", encoding="utf-8") as out:  # mkstemp: mode 0600
+            write(out)
+        # rename() replaces a link made since the check; it never writes through one.
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def _report_at_exit(
     destination: str, report_format: str, stale_after: Optional[float] = None
 ) -> None:
     try:
+        if started_by_multiprocessing() and not TRACKER.registry.stats().created:
+            return  # a helper process that tracked nothing: its report would say nothing
         write_report(destination, report_format, stale_after=stale_after)
+    except ReportPathRefused as exc:
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"handletrace: report not written: {exc}\n")
     except Exception as exc:  # never turn a clean exit into a traceback
         try:
             sys.stderr.write(

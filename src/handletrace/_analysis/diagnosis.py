@@ -39,7 +39,7 @@ from .._sdk.attributes import sdk_instance_attributes
 from .._sdk.modules import event_signal_type
 from .._sdk.native import NativeCheck, cross_check, read_native_counts
 from .._sdk.owners import scan_sees_all
-from .._sdk.signals import CallbackInfo, callbacks_of, describe_callable, signal_names
+from .._sdk.signals import CallbackInfo, callbacks_of, describe_callable, hostile, signal_names
 from . import patterns
 from .delivery import Delivery, find_deliveries, made_on_sdk_thread
 from .heap import HeapGraph
@@ -91,14 +91,26 @@ def signals_tree(obj: Any) -> Tuple[SignalInfo, ...]:
     """Every signal ``obj``'s class declares (found from the SDK classes, not a fixed list),
     most derived class first, with the callables connected to each.
 
-    Never raises: the object is read past any ``__getattribute__`` override, and a signal
-    or callback that cannot be read is shown as far as it can be (each failure is counted
-    in ``handletrace.stats().instrumentation_errors``).
+    Never raises what the object raises (a KeyboardInterrupt excepted): the object is read
+    past any ``__getattribute__`` override, and a signal or callback that cannot be read is
+    shown as far as it can be (each failure is counted in
+    ``handletrace.stats().instrumentation_errors``).
     """
+    try:
+        return _signals_tree(obj)
+    except BaseException as exc:  # even a BaseException of the object's own
+        if not hostile(exc):
+            raise
+        _count_error("signals tree", exc)
+        return ()
+
+
+def _signals_tree(obj: Any) -> Tuple[SignalInfo, ...]:
     cls = type(obj)
     try:
         names = signal_names(cls)
-        order = {klass.__name__: index for index, klass in enumerate(cls.__mro__)}
+        mro = type.__getattribute__(cls, "__mro__")  # past a metaclass's __getattribute__
+        order = {type.__getattribute__(k, "__name__"): i for i, k in enumerate(mro)}
     except Exception as exc:
         _count_error("signals tree", exc)
         return ()

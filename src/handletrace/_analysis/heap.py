@@ -32,6 +32,8 @@ from typing import Any, Deque, Dict, Iterable, List, Optional, Set, Tuple
 from .._core.compat import referents
 from .._core.registry import thread_name
 from .._core.stacks import is_machinery
+from .._core.state import TRACKER
+from .._sdk.signals import hostile
 from .paths import CONTAINERS, RefPath, describe, describe_chain, instance_dict, key_text
 
 __all__ = ["CYCLE_SEARCH_LIMIT", "EXTERNAL_ROOT", "HeapGraph"]
@@ -328,7 +330,13 @@ class HeapGraph:
             while parent[chain[-1]] != chain[-1]:
                 chain.append(parent[chain[-1]])
             chain.reverse()
-            steps = describe_chain([by_id[i] for i in chain], cyclic=False)
+            try:
+                steps = describe_chain([by_id[i] for i in chain], cyclic=False)
+            except BaseException as exc:  # a hostile holder: only paths through it are lost
+                if not hostile(exc):
+                    raise
+                TRACKER.registry.count_error("reference path search", exc)
+                continue
             paths[key] = RefPath("root", steps, root=labels[chain[0]])
         return paths
 

@@ -32,7 +32,7 @@ class Tracker:
         "patcher",
         "at_exit",
         "exposed_futures",
-        "exposed_after",
+        "leaked_futures",
         "on_reset",
         "on_diagnosis",
     )
@@ -49,11 +49,12 @@ class Tracker:
         self.gc_thread: Optional[int] = None
         self.patcher: Any = None
         self.at_exit: Any = None
-        # ResultFuture records whose get() may release the async handle unseen, since the
-        # last uninstall(): those alive then, and any made after ``exposed_after`` (while it
-        # ran). See _instrument.install.prune_unobserved.
+        # ResultFuture records whose get() may have released the async handle unseen and
+        # whose future was still alive and unresolved when install() last looked; and those
+        # whose future died unresolved while the release wrappers watched (listed at the last
+        # uninstall(): real leaks, never pruned). See _instrument.install.prune_unobserved.
         self.exposed_futures: FrozenSet[int] = frozenset()
-        self.exposed_after: Optional[int] = None
+        self.leaked_futures: FrozenSet[int] = frozenset()
         # Upper layers subscribe here instead of being imported from below: called by
         # reset_defaults() (uninstall, metrics off), and with each finished diagnosis.
         self.on_reset: List[Callable[[], Any]] = []
@@ -70,7 +71,7 @@ class Tracker:
         self.blocking.clear()
         self.config = Config()
         self.gc_thread = None
-        self.exposed_futures, self.exposed_after = frozenset(), None
+        self.exposed_futures, self.leaked_futures = frozenset(), frozenset()
 
     def after_fork_in_child(self) -> None:
         self.registry.reset_lock_after_fork()

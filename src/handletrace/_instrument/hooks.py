@@ -7,13 +7,15 @@ tests run the same cases against both (as wrapt does for its C and Python wrappe
 
 from __future__ import annotations
 
+import dis
 import functools
+import inspect
 import os
 import sys
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, FrozenSet, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
 from .._core import stacks
 from .._core.config import parse_switch
@@ -28,6 +30,7 @@ __all__ = [
     "make_hooks",
     "python_hooks",
     "speedups",
+    "stored_arguments",
 ]
 
 
@@ -117,6 +120,47 @@ def hooks_in_use() -> Optional[str]:
     return None if patcher is None else patcher.hook_kind
 
 
+def stored_arguments(init: Any) -> Optional[Tuple[Tuple[str, int], ...]]:
+    """``(attribute, argument position)`` for each ``self.attribute = argument`` of an
+    ``__init__`` that does nothing else (the SDK's ``_Handle.__init__``), read from its
+    bytecode; ``None`` for any other function.
+
+    What the Python ``__init__`` hook does when it cannot call the SDK's: a Python hook is
+    a frame the program does not have, and at the program's recursion limit the call to the
+    SDK's ``__init__`` raised RecursionError (so did every call after it: a call needs a
+    frame). The ``_Handle`` was left half made (its ``__del__`` printed "Exception ignored
+    ... no attribute '_Handle__test_fn'") and its native handle never released. Storing
+    the arguments into the instance dictionary makes no call."""
+    code = getattr(init, "__code__", None)
+    if code is None or code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
+        return None
+    names = code.co_varnames[: code.co_argcount]
+    if not names:
+        return None
+    loaded: List[str] = []
+    stores = []
+    for instruction in dis.get_instructions(code):
+        op, value = instruction.opname, instruction.argval
+        if op in ("RESUME", "NOP", "CACHE", "EXTENDED_ARG", "COPY_FREE_VARS"):
+            continue
+        if op == "LOAD_FAST" or op == "LOAD_FAST_LOAD_FAST":
+            loaded.extend(value if isinstance(value, tuple) else (value,))
+        elif op == "STORE_ATTR" and loaded[-1:] == [names[0]] and len(loaded) == 2:
+            if loaded[0] not in names[1:]:
+                return None
+            stores.append((str(value), names.index(loaded[0])))
+            loaded.clear()
+        elif op == "RETURN_CONST" and value is None and not loaded:  # 3.12+
+            return tuple(stores) or None
+        elif op == "LOAD_CONST" and value is None and not loaded:
+            loaded.append("None")
+        elif op == "RETURN_VALUE" and loaded == ["None"]:
+            return tuple(stores) or None
+        else:
+            return None
+    return None
+
+
 def python_hooks(original_init: Any, original_del: Any, ctx: HookContext) -> Tuple[Any, Any]:
     """The pure-Python ``_Handle`` hooks: the specification of the C hooks of ``_speedups``,
     which do the same, step for step (the tests run the same cases against both).
@@ -151,6 +195,16 @@ def python_hooks(original_init: Any, original_del: Any, ctx: HookContext) -> Tup
     capture = stacks.capture_stack
     getframe = sys._getframe
     get_ident = threading.get_ident
+    # At the recursion limit no call can be made (see stored_arguments): the SDK's
+    # __init__ is done by storing its arguments, and a failure is counted on the registry
+    # by attribute (count_error is a call).
+    edge_init = stored_arguments(original_init)
+    #: _Handles whose SDK __del__ could not be called (at the recursion limit), kept to be
+    #: released by the next hook: {_Handle: None} (a dict: storing makes no call).
+    deferred: Dict[Any, None] = {}
+    registry = getattr(count_error, "__self__", None)
+    if not hasattr(registry, "instrumentation_errors"):
+        registry = None
 
     def handle_init(
         self: Any, handle: Any, test_fn: Any, release_fn: Any, *args: Any, **kwargs: Any
@@ -158,9 +212,37 @@ def python_hooks(original_init: Any, original_del: Any, ctx: HookContext) -> Tup
         # The _Handle keeps the real release function, not handletrace's wrapper of it:
         # its __del__ then releases without passing through the wrapper (the __del__
         # hook below has already removed the record).
-        known = unwrapped_get(id(release_fn))
-        real_release = release_fn if known is None else known[0]
-        original_init(self, handle, test_fn, real_release, *args, **kwargs)
+        if deferred:
+            try:
+                release_deferred()
+            except RecursionError:  # still too deep: the next hook tries again
+                pass
+        known = None
+        real_release = release_fn
+        try:
+            known = unwrapped_get(id(release_fn))
+            if known is not None:
+                real_release = known[0]
+            original_init(self, handle, test_fn, real_release, *args, **kwargs)
+        except RecursionError:
+            # This hook's frame was the one too many: no call works at this depth (a C
+            # function's neither). Store what the SDK's __init__ stores (the release
+            # function perhaps still wrapped: the wrapper calls it), count the record
+            # missed.
+            if edge_init is None or args or kwargs:
+                raise
+            if known is None:  # unwrapped_get was not reached: a release wrapper's own
+                try:
+                    real_release = release_fn.__wrapped__  # an attribute: no call
+                except AttributeError:
+                    pass
+            values = (self, handle, test_fn, real_release)
+            namespace = self.__dict__
+            for attribute, position in edge_init:
+                namespace[attribute] = values[position]
+            if registry is not None and tracker.installed:
+                registry.instrumentation_errors += 1
+            return
         if not tracker.installed:
             return
         try:
@@ -202,12 +284,27 @@ def python_hooks(original_init: Any, original_del: Any, ctx: HookContext) -> Tup
         except Exception as exc:
             try:
                 count_error("_Handle.__init__", exc)
-            except Exception:
-                pass
+            except Exception:  # RecursionError: count_error is a call too deep
+                if registry is not None:
+                    registry.instrumentation_errors += 1
+
+    def release_deferred() -> None:
+        """Release the _Handles whose __del__ ran at the recursion limit (see handle_del)."""
+        while deferred:
+            try:
+                handle_obj = deferred.popitem()[0]
+            except KeyError:  # another thread took the last one
+                return
+            handle_del(handle_obj)
 
     def handle_del(self: Any) -> None:
         # The release is timed, and in flight (``releasing``: still live, still counted)
         # while the SDK's __del__ runs: a native release can block for seconds.
+        if deferred:
+            try:
+                release_deferred()
+            except RecursionError:  # still too deep: the next hook tries again
+                pass
         seq = None
         try:
             address = id(self)
@@ -226,10 +323,24 @@ def python_hooks(original_init: Any, original_del: Any, ctx: HookContext) -> Tup
             seq = None
             try:
                 count_error("_Handle.__del__", exc)
-            except Exception:
-                pass
+            except Exception:  # RecursionError: count_error is a call too deep
+                if registry is not None:
+                    registry.instrumentation_errors += 1
         try:
             original_del(self)
+        except RecursionError:
+            # This hook's frame was the one too many: no call works at this depth (the
+            # SDK's release functions' neither). The _Handle is kept (a finaliser runs
+            # once: it is freed later without one) and released by the next hook that
+            # runs; until then it and its record stay live, as its native handle does.
+            if seq is not None:
+                try:
+                    del releasing[seq]  # a dict: no call (and atomic)
+                except BaseException:
+                    pass
+                seq = None  # the finally below leaves the record as it is
+            deferred[self] = None
+            return
         finally:
             if seq is not None:
                 try:
@@ -251,8 +362,9 @@ def python_hooks(original_init: Any, original_del: Any, ctx: HookContext) -> Tup
                 except Exception as exc:
                     try:
                         count_error("_Handle.__del__", exc)
-                    except Exception:
-                        pass
+                    except Exception:  # RecursionError: count_error is a call too deep
+                        if registry is not None:
+                            registry.instrumentation_errors += 1
 
     return handle_init, handle_del
 

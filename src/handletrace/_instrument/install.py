@@ -12,22 +12,34 @@ import os
 import sys
 import threading
 import warnings
-from typing import Any, Dict, FrozenSet, Optional
+import weakref
+from types import FrameType
+from typing import Any, Collection, Dict, FrozenSet, Optional
 
 import wrapt
 
 from .._core import stacks
 from .._core.config import Config
+from .._core.registry import Registry
 from .._core.state import TRACKER, Tracker
 from .._sdk.kinds import unknown_kinds_message
-from .._sdk.modules import SDK_MODULE, SPEECH_MODULE, sdk_problem, sdk_version
+from .._sdk.modules import SDK_MODULE, SPEECH_MODULE, handle_type, sdk_problem, sdk_version
 from .._sdk.records import live_records, prune_dead_handles
 from ..errors import HandleTraceWarning
 from .environ import OPTIONS as ENV_OPTIONS
 from .environ import tracking_from_env, warn_once
 from .patcher import Patcher
 
-__all__ = ["install", "is_installed", "prune_unobserved", "uninstall"]
+__all__ = [
+    "install",
+    "is_installed",
+    "releases_in_flight",
+    "prune_unobserved",
+    "settle_exposed_futures",
+    "settle_records",
+    "uninstall",
+    "watch_handles",
+]
 
 # Serialises install(), uninstall() and the post-import hook: two concurrent first calls
 # must not stack two patchers. Re-entrant: the SDK import inside install() runs the hook.
@@ -142,7 +154,6 @@ def _install_locked(changes: Dict[str, Any]) -> bool:
         config = config.with_changes(**{k: v for k, v in given.items() if v is not None})
     tracker.config = config
     tracker.installed = True
-    tracker.exposed_futures, tracker.exposed_after = prune_unobserved(tracker), None
     if _on_gc not in gc.callbacks:
         gc.callbacks.append(_on_gc)
     sdk = sys.modules.get(SDK_MODULE)
@@ -151,6 +162,12 @@ def _install_locked(changes: Dict[str, Any]) -> bool:
     elif not _hook_registered:
         _hook_registered = True
         wrapt.register_post_import_hook(_patch_sdk, SDK_MODULE)
+    # Pruned once the hooks and release wrappers are in place, never before: a handle
+    # released by another thread between a prune and the hooks would be seen by neither
+    # and stay on record for good. From here on every release is seen, so one pass leaves
+    # only the handles alive now (see prune_unobserved for those dying as it runs).
+    watched_from = tracker.registry.last_seq()  # records made after this: all wrappers in
+    tracker.exposed_futures = prune_unobserved(tracker, made_before=watched_from)
     return tracker.installed
 
 
@@ -168,15 +185,20 @@ def _uninstall_locked() -> bool:
     tracker = TRACKER
     if not tracker.installed and tracker.patcher is None:
         return False
-    marker = tracker.registry.last_seq()  # records made after this raced with uninstall()
     tracker.installed = False
-    # Futures alive now may be resolved (their async handle released) unseen once the release
-    # wrappers are gone. Listed while the wrappers are still in place: a future resolved and
-    # dropped before the listing was seen by them, one resolved after it is listed.
-    tracker.exposed_futures = tracker.exposed_futures.union(
+    # Listed while the release wrappers are still in place: a future whose record is live
+    # and which is gone now died unresolved while they watched (a resolved one's release
+    # was seen and its record dropped): a real leak, kept by every later prune. Any other
+    # future record may be resolved unseen once the wrappers are gone (one added by a
+    # ResultFuture() that raced with this call too: it is not listed), and is pruned by the
+    # next install() if its future is resolved or gone by then.
+    registry = tracker.registry
+    _settle_futures(registry, tracker.exposed_futures)  # not leaks: released unseen, or not
+    tracker.exposed_futures = frozenset()
+    tracker.leaked_futures = frozenset(
         record.seq
-        for record in live_records(tracker.registry, source="future")
-        if record.owner_ref() is not None
+        for record in live_records(registry, source="future")
+        if record.owner_ref() is None
     )
     if tracker.patcher is not None:
         tracker.patcher.remove()
@@ -184,7 +206,6 @@ def _uninstall_locked() -> bool:
     if _on_gc in gc.callbacks:
         gc.callbacks.remove(_on_gc)
     tracker.gc_thread = None
-    tracker.exposed_after = marker
     return True
 
 
@@ -193,26 +214,140 @@ def is_installed() -> bool:
     return TRACKER.installed
 
 
-def prune_unobserved(tracker: Tracker) -> FrozenSet[int]:
+def prune_unobserved(tracker: Tracker, made_before: Optional[int] = None) -> FrozenSet[int]:
     """Drop records whose handle was released while handletrace was not installed: a
-    ``_Handle`` that died, or the async handle of a ``ResultFuture`` that was alive at an
-    ``uninstall()`` and has since been resolved (``get()`` released it unseen) or dropped.
-    (A future that died unresolved while handletrace watched is a real leak: it stays.)
+    ``_Handle`` that died, or the async handle of a ``ResultFuture`` that has been resolved
+    (``get()`` released it unseen) or dropped; a future that died unresolved while
+    handletrace watched is a real leak and stays (``leaked_futures``). A ``_Handle`` whose
+    release is running now through the SDK's own ``__del__`` (begun before the hooks went
+    in) has its record released when the object goes (``watch_handles``). ``made_before``: only
+    futures of records up to this sequence number are looked at (the later ones were made
+    with every wrapper in place).
 
-    Returns the exposed futures still alive and unresolved (still exposed: one may be in the
-    middle of ``get()``, its handle released but not yet marked resolved)."""
+    Returns the futures looked at that are still alive and unresolved (still exposed: one
+    may be in the middle of ``get()``, its handle released but not yet marked resolved)."""
     registry = tracker.registry
-    exposed, after = tracker.exposed_futures, tracker.exposed_after
+    # Looked for before the heap pass: a _Handle in its finaliser is still among the
+    # collector's objects (found alive).
+    unhooked = releases_in_flight()
+    alive: Dict[int, Any] = {}
+    prune_dead_handles(registry, found=alive if unhooked else None)
+    if unhooked:
+        watch_handles(registry, alive)
+        alive.clear()
+    leaked = tracker.leaked_futures
+    return _settle_futures(
+        registry,
+        [
+            seq
+            for seq in registry.entries(source="future")
+            if seq not in leaked and (made_before is None or seq <= made_before)
+        ],
+    )
+
+
+def settle_records(tracker: Tracker) -> None:
+    """What ``snapshot()`` does first: while not installed, drop the records of handles
+    released since (``prune_unobserved``, one heap pass); while installed, those of exposed
+    futures resolved or gone since ``install()`` looked (``settle_exposed_futures``)."""
+    if tracker.installed:
+        settle_exposed_futures(tracker)
+        return
+    with _LOCK:  # not while install() puts the wrappers in and prunes
+        if not tracker.installed:
+            prune_unobserved(tracker)
+
+
+def settle_exposed_futures(tracker: Tracker) -> None:
+    """Drop the records of exposed futures resolved or gone since install() looked: a
+    ``get()`` that released its async handle before the release wrappers were in place and
+    marked its future resolved after install() looked. ``snapshot()`` and ``stats()`` call
+    this while installed; it costs nothing when no future is exposed."""
+    if not tracker.exposed_futures:
+        return
+    with _LOCK:
+        if tracker.installed:
+            tracker.exposed_futures = _settle_futures(tracker.registry, tracker.exposed_futures)
+
+
+def _settle_futures(registry: Registry, seqs: Collection[int]) -> FrozenSet[int]:
+    """Release (cause ``untracked``) the future records of ``seqs`` whose future is resolved
+    (its record still live: the release was unseen) or gone; the others' sequence numbers."""
+    if not seqs:
+        return frozenset()
+    wanted = set(seqs)
     still = set()
-    prune_dead_handles(registry)
-    for record in live_records(registry, source="future"):
-        if record.seq in exposed or (after is not None and record.seq > after):
-            future = record.owner_ref()
-            if future is None or getattr(future, "_ResultFuture__resolved", False):
-                registry.release(record.seq, "untracked")
-            else:
-                still.add(record.seq)
+    for record in live_records(registry, select=wanted.__contains__, source="future"):
+        future = record.owner_ref()
+        if future is None or getattr(future, "_ResultFuture__resolved", False):
+            registry.release(record.seq, "untracked")
+        else:
+            still.add(record.seq)
     return frozenset(still)
+
+
+class _Watch(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference to a ``_Handle`` that knows its record's sequence number."""
+
+    __slots__ = ("seq",)
+    seq: int
+
+
+#: seq -> the weak reference that releases its record when its ``_Handle`` is freed.
+_WATCHED: Dict[int, _Watch] = {}
+
+
+def releases_in_flight() -> bool:
+    """Whether a ``_Handle.__del__`` of the SDK's is running now on some thread: one begun
+    before the hooks went in, if any, cannot be told from a hooked one.
+
+    Frames are only walked (their code compared), never read: the locals of another
+    thread's running frame are not safe to read (reading them in a ``__del__`` in flight
+    crashed CPython 3.11 within a few hundred install() calls)."""
+    handle_class = handle_type()
+    if handle_class is None:
+        return False
+    current = handle_class.__dict__.get("__del__")
+    original = getattr(current, "__wrapped__", current)  # the hooks name the SDK's own
+    code = getattr(original, "__code__", None)
+    if code is None:
+        return False
+    for top in sys._current_frames().values():
+        frame: Optional[FrameType] = top
+        while frame is not None:
+            if frame.f_code is code:
+                return True
+            frame = frame.f_back
+    return False
+
+
+def watch_handles(registry: Registry, alive: Dict[int, Any]) -> None:
+    """Release (cause ``untracked``) the record of each ``_Handle`` of ``alive`` (seq ->
+    object) when the object is freed, unless a hook did first.
+
+    For ``install()`` when a release was in flight as the hooks went in: a ``_Handle`` in
+    the SDK's own ``__del__`` then is among the collector's objects, found alive, and no
+    hook sees it go. Its record goes when the object is freed, just after its native
+    release returned (for every other handle the hook has released the record by then, and
+    the callback finds nothing to do)."""
+
+    def freed(ref: _Watch) -> None:
+        # Runs as the object is freed, on any thread: never raises.
+        try:
+            _WATCHED.pop(ref.seq, None)
+            registry.release(ref.seq, "untracked")
+        except Exception as exc:
+            registry.count_error("unhooked release", exc)
+
+    for seq, handle in alive.items():
+        if seq in _WATCHED:
+            continue
+        try:
+            ref = _Watch(handle, freed)
+        except TypeError:  # not weakly referenceable: left to the next install()
+            continue
+        ref.seq = seq
+        _WATCHED[seq] = ref
 
 
 def reset_lock_after_fork() -> None:

@@ -4,8 +4,9 @@ type check and default are written once, where the field is declared.
 A dataclass (or a ``NamedTuple``) is a JSON object with one key per field, in field order.
 The field's type annotation says how its value is checked and converted:
 
-- ``str``, ``int``, ``bool``: as they are (``true`` is not an ``int``); ``float``: a JSON
-  number (an integer is read as a float); ``Any``: anything, unchecked;
+- ``str``, ``int``, ``bool``: as they are (``true`` is not an ``int``); ``float``: a finite
+  JSON number (an integer is read as a float; ``NaN``, ``Infinity`` and an integer too
+  large for a float are refused); ``Any``: anything, unchecked;
 - ``Optional[X]``: ``null`` or X;
 - ``Tuple[X, ...]``: a list; ``Mapping[str, X]``: an object; another dataclass or a
   ``NamedTuple``: an object.
@@ -55,12 +56,14 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import json
+import math
 import typing
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from .._core.compat import DATACLASS_SLOTS
 
-__all__ = ["Codec", "CodecError", "meta"]
+__all__ = ["WALL_CLOCK", "Codec", "CodecError", "JSONValueError", "loads", "meta"]
 
 _META_KEY = "handletrace.codec"
 _ABSENT: Any = object()  # a key not in the JSON (``None`` is JSON's ``null``)
@@ -130,6 +133,44 @@ class CodecError(ValueError):
         if self.missing is not None:
             return f"{self.where}: {self.missing!r} is missing"
         return f"{self.where} {self.problem}"
+
+
+#: A ``check`` for a wall-clock time (``time.time()``): seconds from 1970 to the year 3000.
+#: Renderers turn it into a date; ``-1e18`` or ``1e300`` is no time a report was made.
+WALL_CLOCK: Tuple[Callable[[Any], bool], str] = (
+    lambda v: 0.0 <= v <= 32503680000.0,
+    "should be a time between 1970 and 3000 (seconds since 1970)",
+)
+
+#: The longest integer a handletrace file holds (a 64-bit address has 20 digits).
+MAX_INT_DIGITS = 40
+
+
+class JSONValueError(ValueError):
+    """Valid JSON syntax holding a value no handletrace file holds (``NaN``, ``Infinity``, an
+    integer of thousands of digits); the message says which."""
+
+
+def _parse_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_INT_DIGITS:
+        raise JSONValueError(
+            f"an integer of {digits} digits (a handletrace file holds none over "
+            f"{MAX_INT_DIGITS})"
+        )
+    return int(text)
+
+
+def _parse_constant(name: str) -> float:
+    raise JSONValueError(f"{name} is not a JSON number")
+
+
+def loads(text: str) -> Any:
+    """``json.loads`` for files from elsewhere: refuses ``NaN``/``Infinity`` and integers of
+    more than ``MAX_INT_DIGITS`` digits (``JSONValueError``: converting one of thousands of
+    digits costs seconds, and CPython refuses over 4,300). ``json.JSONDecodeError`` and
+    ``RecursionError`` (nested too deeply) as ``json.loads``."""
+    return json.loads(text, parse_int=_parse_int, parse_constant=_parse_constant)
 
 
 def _type_name(hint: Any) -> str:
@@ -542,13 +583,20 @@ def _fast_check(hint: Any, v: str, source: _Source) -> List[str]:
         return []
     name = inner.__name__
     none = f"{v} is not None and " if optional else ""
-    lines = [f"if {none}type({v}) is not {name}:"]
     if inner is float:
-        lines += [f"    if type({v}) is int:", f"        {v} = float({v})", "    else:"]
-        lines += ["        return checked(data)"]
+        # ``v - v`` is 0.0 for a finite float, NaN (true) for NaN and the infinities.
+        lines = [f"if {none}(type({v}) is not float or {v} - {v}):"]
+        lines += [f"    if type({v}) is int and -FLOAT_INT <= {v} <= FLOAT_INT:"]
+        lines += [f"        {v} = float({v})", "    else:", "        return checked(data)"]
+        source.namespace["FLOAT_INT"] = _FLOAT_INT
     else:
-        lines += ["    return checked(data)"]
+        lines = [f"if {none}type({v}) is not {name}:", "    return checked(data)"]
     return lines
+
+
+#: Integers up to this size convert to a float without overflow (the fast reader's bound;
+#: the checked reader tries the conversion).
+_FLOAT_INT = 1 << 1023
 
 
 def _read_any(v: Any) -> Any:
@@ -561,9 +609,14 @@ def _constant(value: Any) -> Callable[[], Any]:
 
 def _read_float(v: Any) -> float:
     if type(v) is float:
+        if not math.isfinite(v):
+            raise CodecError(f"should be a finite number, got {v!r}")
         return v  # type: ignore[no-any-return]
     if type(v) is int:
-        return float(v)
+        try:
+            return float(v)
+        except OverflowError:
+            raise CodecError("is too large a number") from None
     raise _wrong("float", v)
 
 

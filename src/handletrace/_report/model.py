@@ -382,7 +382,7 @@ class ReportGroup:
 class Report:
     """Everything a rendered report shows."""
 
-    generated_at: float
+    generated_at: float = field(metadata=codec.meta(check=codec.WALL_CLOCK))
     pid: int
     python: str
     sdk_version: str

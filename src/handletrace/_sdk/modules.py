@@ -34,8 +34,13 @@ _is_sdk_type: Dict[type, bool] = {}
 
 
 def is_sdk_class(cls: type) -> bool:
-    """Whether ``cls`` is defined by the SDK (a user's subclass is not)."""
-    return (getattr(cls, "__module__", None) or "").startswith(SDK_MODULE)
+    """Whether ``cls`` is defined by the SDK (a user's subclass is not). Read past a
+    metaclass's ``__getattribute__`` (a user's class may make it raise)."""
+    try:
+        module = type.__getattribute__(cls, "__module__")
+    except Exception:
+        return False
+    return isinstance(module, str) and module.startswith(SDK_MODULE)
 
 
 def is_sdk_object(obj: Any) -> bool:
@@ -43,7 +48,8 @@ def is_sdk_object(obj: Any) -> bool:
     cls = type(obj)
     known = _is_sdk_type.get(cls)
     if known is None:
-        known = _is_sdk_type[cls] = any(is_sdk_class(base) for base in cls.__mro__[:-1])
+        mro = type.__getattribute__(cls, "__mro__")  # past a metaclass's __getattribute__
+        known = _is_sdk_type[cls] = any(is_sdk_class(base) for base in mro[:-1])
     return known
 
 

@@ -61,16 +61,21 @@ def find_async_record(registry: Registry, address: int) -> Optional[HandleRecord
     return cached or build_records([entry], registry.seq_of_handle)[0]
 
 
-def prune_dead_handles(registry: Registry) -> int:
+def prune_dead_handles(registry: Registry, found: Optional[Dict[int, Any]] = None) -> int:
     """Release (cause ``untracked``) ``_Handle`` records whose object is gone: handles
     finalised while the hooks were not in place. Returns how many (one heap pass, if there
     are any ``_Handle`` records; none while objects are frozen by ``gc.freeze()``: a frozen
-    ``_Handle`` cannot be told from a dead one)."""
+    ``_Handle`` cannot be told from a dead one). ``found``, if given, receives seq -> each
+    live ``_Handle`` found."""
     seqs = registry.handle_seqs()
     if not seqs or not scan_sees_all():
         return 0
     alive = handles_by_seq(seqs, registry.seq_of_handle)
-    return registry.release_dead([seq for seq in seqs if seq not in alive])
+    if found is not None:
+        found.update(alive)
+    # A release in flight is ended by whoever began it (a hook, dispose()).
+    releasing = registry.releasing()
+    return registry.release_dead([s for s in seqs if s not in alive and s not in releasing])
 
 
 def build_records(

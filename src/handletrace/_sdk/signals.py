@@ -30,6 +30,8 @@ __all__ = [
     "delivered_types",
     "describe_callable",
     "event_signal_type",
+    "hostile",
+    "instance_namespace",
     "public_name",
     "signal_owner",
     "signal_names",
@@ -46,16 +48,41 @@ def public_name(attribute: str) -> Optional[str]:
     return None
 
 
+def hostile(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by reading a program's object, is the object's to keep to
+    itself: anything but a KeyboardInterrupt (which may arrive at any point, and is the
+    user's) is; an object may raise even a BaseException of its own from a property."""
+    return not isinstance(exc, KeyboardInterrupt)
+
+
+def _class_attribute(cls: type, name: str) -> Any:
+    """``cls.<name>`` read past a metaclass's ``__getattribute__``."""
+    return type.__getattribute__(cls, name)
+
+
+def instance_namespace(obj: Any) -> Dict[str, Any]:
+    """A copy of ``obj``'s instance dictionary read past its ``__getattribute__`` (``{}``
+    if it has none or it cannot be read)."""
+    try:
+        namespace = object.__getattribute__(obj, "__dict__")
+        return dict(namespace) if type(namespace) is dict else {}
+    except BaseException as exc:
+        if not hostile(exc):
+            raise
+        return {}
+
+
 def signal_names(cls: type) -> Dict[str, str]:
     """Every event signal a class declares, inherited and private ones included.
 
     Returns ``{attribute name: signal name}``, e.g.
-    ``{"_Recognizer__token_requested_signal": "token_requested", ...}``.
+    ``{"_Recognizer__token_requested_signal": "token_requested", ...}``. Classes are read
+    past a metaclass's ``__getattribute__``.
     """
     names: Dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        for attribute, value in vars(klass).items():
-            name = public_name(attribute)
+    for klass in reversed(_class_attribute(cls, "__mro__")):
+        for attribute, value in list(_class_attribute(klass, "__dict__").items()):
+            name = public_name(attribute) if type(attribute) is str else None
             if name is not None and value is None:
                 names[attribute] = name
     return names
@@ -64,12 +91,8 @@ def signal_names(cls: type) -> Dict[str, str]:
 def signals_of(obj: Any) -> Dict[str, Any]:
     """The event signals created on ``obj``: ``{signal name: EventSignal}``."""
     signal_type = event_signal_type()
-    try:
-        attributes = vars(obj)
-    except TypeError:
-        return {}
     found: Dict[str, Any] = {}
-    for attribute, value in list(attributes.items()):
+    for attribute, value in instance_namespace(obj).items():
         if signal_type is not None and isinstance(value, signal_type):
             found[public_name(attribute) or attribute] = value
     return found
@@ -78,20 +101,21 @@ def signals_of(obj: Any) -> Dict[str, Any]:
 def signal_owner(signal: Any) -> Tuple[Any, str]:
     """The object an ``EventSignal`` belongs to, and the signal's name on it (``(None, "")``
     if the object is gone; ``""`` if the signal is not found on it)."""
-    context = vars(signal).get("_EventSignal__context")
+    context = instance_namespace(signal).get("_EventSignal__context")
     owner = context.get() if context is not None else None
     if owner is None:
         return None, ""
-    for attribute, value in list(vars(owner).items()):
+    for attribute, value in instance_namespace(owner).items():
         if value is signal:
             return owner, public_name(attribute) or attribute
     return owner, ""
 
 
 def callbacks_of(signal: Any) -> Tuple[Callable[..., Any], ...]:
-    """The callables connected to an ``EventSignal`` (a copy)."""
-    callbacks = getattr(signal, "_EventSignal__callbacks", None)
-    return tuple(callbacks) if callbacks else ()
+    """The callables connected to an ``EventSignal`` (a copy; read past the signal's own
+    ``__getattribute__``: the SDK keeps them in a list in its instance dictionary)."""
+    callbacks = instance_namespace(signal).get("_EventSignal__callbacks")
+    return tuple(callbacks) if type(callbacks) is list else ()
 
 
 @dataclass(frozen=True, **DATACLASS_SLOTS)
@@ -115,9 +139,17 @@ def describe_callable(callback: Any) -> CallbackInfo:
     """
     try:
         return _describe_callable(callback)
-    except Exception as exc:
+    except BaseException as exc:
+        if not hostile(exc):
+            raise
         TRACKER.registry.count_error("describe callable", exc)
-        return CallbackInfo(type(callback).__qualname__, "", 0)
+    try:
+        name = _class_attribute(type(callback), "__qualname__")
+    except BaseException as exc:
+        if not hostile(exc):
+            raise
+        name = ""
+    return CallbackInfo(name if type(name) is str else "<callable>", "", 0)
 
 
 def _describe_callable(callback: Any) -> CallbackInfo:

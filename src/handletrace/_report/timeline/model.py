@@ -13,7 +13,6 @@ ignore fields they do not know); ``kinds`` is derived from the samples and not r
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -45,7 +44,14 @@ def _size(rss: Optional[int]) -> bool:
 
 
 #: A time in seconds since the sampler started, written to 0.1 ms.
-_TIME = codec.meta(digits=4, check=(math.isfinite, "is not a finite number"), what="time")
+#: Seconds since the sampler started: at most ~31 years either way (a chart's scale of 1e300
+#: seconds overflowed).
+MAX_SECONDS = 1e9
+_TIME = codec.meta(
+    digits=4,
+    check=(lambda t: -MAX_SECONDS <= t <= MAX_SECONDS, "is not a time in seconds within 1e9"),
+    what="time",
+)
 
 
 @dataclass(frozen=True, **DATACLASS_SLOTS)
@@ -78,7 +84,8 @@ class Timeline:
     """Samples in time order, the phase marks, and what is needed to draw and compare them."""
 
     label: str = ""  #: what was sampled, e.g. the program's name
-    started_at: float = 0.0  #: wall-clock time of the first sample (``time.time()``)
+    #: wall-clock time of the first sample (``time.time()``)
+    started_at: float = field(default=0.0, metadata=codec.meta(check=codec.WALL_CLOCK))
     interval: float = field(
         default=DEFAULT_INTERVAL, metadata=codec.meta(check=(lambda v: v > 0, "should be positive"))
     )
