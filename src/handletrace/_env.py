@@ -30,7 +30,6 @@ from ._instrument.environ import (
     tracking_from_env,
     warn_once,
 )
-from ._instrument.install import install
 from .errors import HandleTraceWarning
 
 __all__ = [
@@ -45,6 +44,7 @@ __all__ = [
     "EnvSettings",
     "activate",
     "activate_from_env",
+    "report_from_env_at_exit",
     "enable_metrics",
     "parse_seconds",
     "read_settings",
@@ -194,6 +194,9 @@ def _report_at_exit(
 
 def activate(settings: EnvSettings, *, report_at_exit: bool = True) -> bool:
     """Install with ``settings`` and (once) register the at-exit report."""
+    # Imported here: reading the variables (at exit, or HANDLETRACE=off) needs no wrapt.
+    from ._instrument.install import install
+
     installed = install(
         stack_depth=settings.stack_depth,
         stack_sample=settings.stack_sample,
@@ -241,3 +244,15 @@ def activate_from_env(environ: Optional[Mapping[str, str]] = None) -> bool:
     if not settings.enabled:
         return False
     return activate(settings)
+
+
+def report_from_env_at_exit(environ: Optional[Mapping[str, str]] = None) -> None:
+    """At exit, when the SDK was never imported (``HANDLETRACE=1`` armed at start and nothing
+    activated it): warn once per invalid value, then the report ``HANDLETRACE`` asks for
+    (it says no handle was made; none is written when the report is ``none``)."""
+    settings, problems = settings_from_env(environ)
+    warn_once(problems)
+    if not settings.enabled or settings.report.lower() == "none":
+        return
+    activate(settings, report_at_exit=False)
+    _report_at_exit(settings.report, settings.report_format, settings.stale_after)

@@ -85,6 +85,7 @@ from typing import (
 import pytest
 
 from ._analysis.blocking import sites_since
+from ._core import arming
 from ._core.blocking import Blocking, BlockingSite
 from ._core.config import (
     DEFAULT_STACK_DEPTH,
@@ -1000,6 +1001,9 @@ def _ini_value(config: pytest.Config, name: str) -> Any:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # HANDLETRACE=1 only armed tracking at interpreter start: it starts now, before the
+    # plugin decides whether to install (its at-exit report then replaces the session one).
+    arming.complete()
     config.addinivalue_line("markers", _marker_help())
     inifile = str(config.inipath) if config.inipath else "the ini file"
     try:

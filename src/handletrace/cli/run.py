@@ -12,6 +12,7 @@ import traceback
 import types
 from typing import Any, List, Optional, Sequence, Tuple
 
+from .._core import arming
 from .._core.config import format_for_path
 from .common import (
     EXIT_LEAKS,
@@ -378,6 +379,7 @@ class RunCommand:
         from .._core.state import TRACKER
         from .._instrument.install import uninstall
 
+        arming.disarm()  # armed at start, not yet activated: nothing to take over
         hook = TRACKER.at_exit
         if hook is None:
             return
