@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ._core.threads import ThreadInfo
     from ._instrument.install import install, is_installed, uninstall
     from ._report.model import Report
+    from ._report.render import render
     from .errors import (
         DisposedError,
         HandleTraceError,
@@ -79,6 +80,7 @@ __all__ = [
     "install",
     "is_installed",
     "release_all",
+    "render",
     "report",
     "snapshot",
     "stats",
@@ -130,6 +132,7 @@ _PUBLIC = {
     "ThreadInfo": "_core.threads",
     **dict.fromkeys(("install", "is_installed", "uninstall"), "_instrument.install"),
     "Report": "_report.model",
+    "render": "_report.render",
     **dict.fromkeys(
         ("DisposedError", "HandleTraceError", "HandleTraceWarning", "ReportError", "TimelineError"),
         "errors",

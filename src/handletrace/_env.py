@@ -18,7 +18,7 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Callable, FrozenSet, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, FrozenSet, List, Mapping, Optional, Tuple
 
 from ._core.config import DEFAULT_STACK_DEPTH, SWITCH_WORDS, format_for_path, parse_switch
 from ._core.state import TRACKER
@@ -31,6 +31,9 @@ from ._instrument.environ import (
     warn_once,
 )
 from .errors import HandleTraceWarning
+
+if TYPE_CHECKING:
+    from ._report.model import Report
 
 __all__ = [
     "ENV_ENABLE",
@@ -158,8 +161,9 @@ def settings_from_env(
 
 def write_report(
     destination: str, report_format: str, *, stale_after: Optional[float] = None
-) -> None:
-    """Write the report to ``stderr``, ``stdout`` or a file path (``none`` writes nothing).
+) -> Optional[Report]:
+    """Write the report to ``stderr``, ``stdout`` or a file path (``none`` writes nothing);
+    return its data (``None`` if nothing was written): one build, for any other use of it.
 
     ``stale_after``: seconds after which a still-referenced handle is classified ``stale``.
     """
@@ -167,14 +171,14 @@ def write_report(
 
     where = destination.lower()
     if where == "none":
-        return
+        return None
     if where in ("stderr", "stdout"):
         stream = sys.stderr if where == "stderr" else sys.stdout
         if stream is not None:
-            report(stream, report_format, stale_after=stale_after)
-        return
+            return report(stream, report_format, stale_after=stale_after)
+        return None
     with open(destination, "w", encoding="utf-8") as out:
-        report(out, report_format, stale_after=stale_after)
+        return report(out, report_format, stale_after=stale_after)
 
 
 def _report_at_exit(

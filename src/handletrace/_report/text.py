@@ -26,7 +26,7 @@ from .words import (
     process_line,
 )
 
-__all__ = ["blocking_lines", "format_text", "render_text"]
+__all__ = ["blocking_lines", "format_text", "render_text", "summary_line"]
 
 TRACEBACK_LIMIT = 8  # frames shown per group in text; JSON keeps all captured frames
 SITE_LIMIT = 3  # frames shown per blocking site in text (JSON keeps six)
@@ -35,6 +35,17 @@ SITE_LIMIT = 3  # frames shown per blocking site in text (JSON keeps six)
 def _causes(report: Report) -> str:
     parts = [f"{cause} {n}" for cause, n in report.released_by_cause.items() if n]
     return f" ({', '.join(parts)})" if parts else ""
+
+
+def summary_line(report: Report, where: str) -> str:
+    """One line for a report written elsewhere (a file): what it found, and ``where``."""
+    if report.live:
+        found = (
+            f"{plural(report.live, 'live handle')} in {plural(len(report.groups), 'group')}"
+        )
+    else:
+        found = "no live handles"
+    return f"handletrace: {found}; {where}"
 
 
 def format_text(report: Report) -> str:
