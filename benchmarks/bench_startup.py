@@ -10,10 +10,12 @@ median of the per-round differences against ``plain``:
   runs after the atexit hooks: the at-exit report included). Read in the child, not as the
   parent's ``ru_maxrss``, which on Linux starts from the spawning process's own peak.
 
-Arms: ``plain`` (``HANDLETRACE`` unset: the ``.pth`` line is one environment lookup),
-``armed`` (``HANDLETRACE=1 HANDLETRACE_REPORT=none``: tracking armed, no report),
-``armed+report`` (``HANDLETRACE=1``: the at-exit text report on stderr, which says that no
-handle was made). Targets: ``armed`` ≤ 15 ms and ≤ 2 MB over ``plain`` (issue #17).
+Arms on the empty program: ``plain`` (``HANDLETRACE`` unset: the ``.pth`` line is one
+environment lookup), ``armed`` (``HANDLETRACE=1 HANDLETRACE_REPORT=none``: tracking armed,
+no report), ``armed+report`` (``HANDLETRACE=1``: the at-exit text report on stderr, which
+says that no handle was made). Targets: ``armed`` ≤ 15 ms and ≤ 2 MB over ``plain`` (issue
+#17). Arms on a program that only imports the SDK (where the activation runs): ``sdk``,
+``sdk armed``, and ``sdk+wrapt`` (plain, then ``import wrapt``: wrapt's own cost, the floor).
 
 The modules each arm loaded are listed too (``--modules``): what start-up pays for.
 
@@ -29,7 +31,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -42,6 +44,7 @@ TARGET_MB = 2.0
 #: then, from a finaliser that runs after the atexit hooks (the at-exit report included),
 #: its peak RSS at exit.
 PROGRAM = """\
+{prelude}
 import os, time
 ENDED = time.time()
 def peak(open=open, int=int):
@@ -56,10 +59,19 @@ KEEP = AtExit()
 """
 LIST_MODULES = "import sys; print('\\n'.join(sorted(sys.modules)))"
 
-ARMS: Dict[str, Dict[str, str]] = {
-    "plain": {},
-    "armed": {"HANDLETRACE": "1", "HANDLETRACE_REPORT": "none"},
-    "armed+report": {"HANDLETRACE": "1"},
+SDK = "import azure.cognitiveservices.speech"
+OFF: Dict[str, str] = {}
+ARMED = {"HANDLETRACE": "1", "HANDLETRACE_REPORT": "none"}
+
+#: name -> (the program's first line, the environment, the arm it is compared with).
+ARMS: Dict[str, Tuple[str, Dict[str, str], str]] = {
+    "plain": ("pass", OFF, "plain"),
+    "armed": ("pass", ARMED, "plain"),
+    "armed+report": ("pass", {"HANDLETRACE": "1"}, "plain"),
+    # Importing the SDK: the activation runs then (tracking modules, wrapt).
+    "sdk": (SDK, OFF, "sdk"),
+    "sdk+wrapt": (f"{SDK}; import wrapt", OFF, "sdk"),
+    "sdk armed": (SDK, ARMED, "sdk"),
 }
 
 
@@ -69,12 +81,17 @@ def environment(extra: Dict[str, str]) -> Dict[str, str]:
     return env
 
 
-def run_once(extra: Dict[str, str]) -> Dict[str, float]:
+def run_once(arm: str) -> Dict[str, float]:
     """One interpreter start: seconds to the program's end and to exit, peak RSS then."""
+    prelude, extra, _ = ARMS[arm]
     env = environment(extra)
     spawned, started = time.time(), time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", PROGRAM], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", PROGRAM.format(prelude=prelude)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     seconds = time.perf_counter() - started
     ended, end_rss, exit_rss = done.stdout.split()
@@ -86,9 +103,10 @@ def run_once(extra: Dict[str, str]) -> Dict[str, float]:
     }
 
 
-def modules(extra: Dict[str, str]) -> List[str]:
+def modules(arm: str) -> List[str]:
+    prelude, extra, _ = ARMS[arm]
     done = subprocess.run(
-        [sys.executable, "-c", LIST_MODULES],
+        [sys.executable, "-c", f"{prelude}\n{LIST_MODULES}"],
         env=environment(extra),
         capture_output=True,
         text=True,
@@ -101,17 +119,17 @@ def run(rounds: int) -> Dict[str, Any]:
     names = list(ARMS)
     figures: Dict[str, List[Dict[str, float]]] = {name: [] for name in names}
     for name in names:  # warm the file cache and the .pyc files
-        run_once(ARMS[name])
+        run_once(name)
     for index in range(rounds):
         for name in rotated(names, index):
-            figures[name].append(run_once(ARMS[name]))
-    plain_modules = set(modules(ARMS["plain"]))
+            figures[name].append(run_once(name))
 
     def median(name: str, key: str) -> float:
         return statistics.median(f[key] for f in figures[name])
 
-    def added(name: str, key: str) -> float:  # per round, against plain in the same round
-        return statistics.median(a[key] - b[key] for a, b in zip(figures[name], figures["plain"]))
+    def added(name: str, key: str) -> float:  # per round, against its baseline in that round
+        base = figures[ARMS[name][2]]
+        return statistics.median(a[key] - b[key] for a, b in zip(figures[name], base))
 
     arms = {}
     for name in names:
@@ -124,7 +142,8 @@ def run(rounds: int) -> Dict[str, Any]:
             "added_end_rss_mb": added(name, "end_rss") / 2**20,
             "exit_rss_mb": median(name, "exit_rss") / 2**20,
             "added_exit_rss_mb": added(name, "exit_rss") / 2**20,
-            "modules_added": sorted(set(modules(ARMS[name])) - plain_modules),
+            "baseline": ARMS[name][2],
+            "modules_added": sorted(set(modules(name)) - set(modules(ARMS[name][2]))),
         }
     return {
         "machine": machine(),
@@ -137,9 +156,10 @@ def run(rounds: int) -> Dict[str, Any]:
 
 def format_table(data: Dict[str, Any], show_modules: bool = False) -> List[str]:
     lines = [
-        f"Empty program, median of {data['rounds']} interpreter starts per arm (added: over "
-        "`plain` in the same round). Start-up: spawn to the program's end; exit: spawn to "
-        "the process's end (atexit hooks included).",
+        f"Median of {data['rounds']} interpreter starts per arm; added: over the arm's "
+        "baseline in the same round (`plain` for the empty program, `sdk` for a program that "
+        "only imports the SDK). Start-up: spawn to the program's end; exit: spawn to the "
+        "process's end (atexit hooks included).",
         "",
         "| arm | start-up | added | peak RSS at program end | added | exit | added "
         "| peak RSS at exit | added |",
@@ -160,6 +180,17 @@ def format_table(data: Dict[str, Any], show_modules: bool = False) -> List[str]:
         )
     armed = data["arms"]["armed"]["modules_added"]
     lines += ["", f"`armed` loads {len(armed)} modules more than `plain`: {', '.join(armed)}."]
+    sdk_armed = data["arms"]["sdk armed"]["modules_added"]
+    ours = [m for m in sdk_armed if m.startswith("handletrace")]
+    wrapt = data["arms"]["sdk+wrapt"]
+    lines += [
+        "",
+        f"At the SDK's import `HANDLETRACE=1` loads {len(sdk_armed)} modules: {len(ours)} of "
+        f"handletrace's tracking (no report, analysis or API module), wrapt and what wrapt 2.x "
+        f"imports (asyncio, importlib.metadata: `import wrapt` alone after the SDK adds "
+        f"{wrapt['added_startup_ms']:+.0f} ms and {wrapt['added_end_rss_mb']:+.1f} MB, the "
+        "floor while wrapt is the patching mechanism).",
+    ]
     if show_modules:
         for name, row in data["arms"].items():
             if row["modules_added"] and name != "armed":

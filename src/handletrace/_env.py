@@ -167,11 +167,11 @@ def write_report(
 
     ``stale_after``: seconds after which a still-referenced handle is classified ``stale``.
     """
-    from ._api import report  # here, not at import: start-up loads no report code
-
     where = destination.lower()
     if where == "none":
         return None
+    from ._api import report  # here, not at import: start-up loads no report code
+
     if where in ("stderr", "stdout"):
         stream = sys.stderr if where == "stderr" else sys.stdout
         if stream is not None:
