@@ -12,7 +12,8 @@ loop was held. Measured, each the median over rounds:
 - ``report() twice``: text, then ``report(format="json")``: two heap scans;
 - ``build_report() in a thread``: ``await asyncio.to_thread(handletrace.build_report)``,
   then ``render()`` on the loop. The heap scan holds the GIL, so the loop still stalls,
-  but in slices of the interpreter's switch interval rather than in one piece.
+  but in slices of the interpreter's switch interval rather than in one piece;
+- ``report(diagnose=False)``: counts, groups and creation stacks, no heap scan.
 
     python benchmarks/bench_service_report.py [--objects 250000] [--leaked 100] [--rounds 3]
                                               [--json out.json]
@@ -114,6 +115,13 @@ def text_and_json_two_reports() -> Callable[[], Awaitable[Any]]:
     return handler
 
 
+def without_diagnosis() -> Callable[[], Awaitable[Any]]:
+    async def handler() -> None:
+        handletrace.report(io.StringIO(), diagnose=False)
+
+    return handler
+
+
 def built_in_a_thread() -> Callable[[], Awaitable[Any]]:
     async def handler() -> None:
         loop = asyncio.get_running_loop()
@@ -128,6 +136,7 @@ CASES: Dict[str, Callable[[], Callable[[], Awaitable[Any]]]] = {
     "report() + render(json)": text_and_json_one_build,
     "report() twice (text, json)": text_and_json_two_reports,
     "build_report() in a thread": built_in_a_thread,
+    "report(diagnose=False)": without_diagnosis,
 }
 
 
