@@ -84,7 +84,6 @@ from typing import (
 
 import pytest
 
-from ._analysis.blocking import sites_since
 from ._core import arming
 from ._core.blocking import Blocking, BlockingSite
 from ._core.config import (
@@ -520,6 +519,9 @@ def _pytest_dirs() -> Tuple[str, ...]:
 def _test_blocking(window: _Window, records: List[HandleRecord]) -> Optional[ReportBlocking]:
     """The test's blocking section (a ``ReportBlocking``): what the blocking record gained
     while it ran, and the releases of its handles still in flight; ``None`` if nothing."""
+    # Here, not at import: every pytest run loads this plugin; the analysis loads when a
+    # checked test ends.
+    from ._analysis.blocking import sites_since
     from ._report.model import make_blocking
 
     log = TRACKER.blocking
