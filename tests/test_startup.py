@@ -161,19 +161,21 @@ def test_invalid_switch_warns_and_does_not_track(tmp_path: Path) -> None:
     assert "live native handles" not in result.stderr, result.stderr
 
 
-def test_boot_names_the_sdk_package_and_report_variable_as_their_layers_do() -> None:
-    """_boot waits for the package _sdk/modules.py calls the SDK and reads the report variable
-    _env.py declares (each stated twice, to keep their modules out of start-up)."""
+def test_boot_names_the_sdk_package_and_variables_as_their_layers_do() -> None:
+    """_boot waits for the package _sdk/modules.py calls the SDK and reads the report and
+    metrics variables _env.py declares (each stated twice, to keep their modules out of
+    start-up)."""
     script = (
         "import handletrace._boot as boot, handletrace._sdk.modules as modules\n"
         "import handletrace._env as env\n"
-        "print(boot.SDK_MODULE == modules.SDK_MODULE, boot.ENV_REPORT == env.ENV_REPORT)\n"
+        "print(boot.SDK_MODULE == modules.SDK_MODULE, boot.ENV_REPORT == env.ENV_REPORT,\n"
+        "      boot.ENV_METRICS == env.ENV_METRICS)\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("HANDLETRACE")}
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
     )
-    assert done.stdout == "True True\n", done.stdout + done.stderr
+    assert done.stdout == "True True True\n", done.stdout + done.stderr
 
 
 def test_public_names_all_resolve() -> None:

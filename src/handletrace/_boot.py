@@ -17,8 +17,10 @@ from ._core import arming
 #: The SDK's package, as ``_sdk/modules.SDK_MODULE`` states it (a test checks they agree):
 #: imported from there, it would load ``typing`` at every interpreter start.
 SDK_MODULE = "azure.cognitiveservices.speech"
-#: ``_env.ENV_REPORT``, read here for the same reason (a test checks they agree).
+#: ``_env.ENV_REPORT`` and ``_env.ENV_METRICS``, read here for the same reason (a test
+#: checks they agree).
 ENV_REPORT = "HANDLETRACE_REPORT"
+ENV_METRICS = "HANDLETRACE_METRICS"
 
 
 def _activate(at_exit: bool) -> None:
@@ -40,6 +42,11 @@ def _activate(at_exit: bool) -> None:
 def _boot() -> None:
     try:
         arming.arm(SDK_MODULE, _activate)
+        if os.environ.get(ENV_METRICS, "").strip():
+            # Metrics asked for: activate now, as opentelemetry-instrument expects (the
+            # instruments exist before its sitecustomize sets the meter provider). Those
+            # programs load OpenTelemetry at start anyway.
+            arming.complete()
     except Exception as exc:  # a broken tracer must never stop the interpreter from starting
         sys.stderr.write(f"handletrace: not activated ({type(exc).__name__}: {exc})\n")
 
