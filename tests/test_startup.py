@@ -187,3 +187,22 @@ def test_public_names_all_resolve() -> None:
     from handletrace._instrument.install import install
 
     assert handletrace.install is install
+
+
+def test_pytest_plugin_import_loads_no_analysis_or_report_module() -> None:
+    """pytest loads the plugin in every run: importing it loads no analysis, report or API
+    module (they load when a checked test ends)."""
+    script = (
+        "import sys, json, pytest\n"
+        "before = set(sys.modules)\n"
+        "import handletrace.pytest_plugin\n"
+        "print(json.dumps(sorted(set(sys.modules) - before)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HANDLETRACE")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout)
+    reporting = [m for m in loaded if m.startswith(REPORTING)]
+    assert not reporting, reporting
