@@ -39,10 +39,13 @@ HERE = Path(__file__).resolve().parent
 SERVICE = HERE / "seed_service.py"
 TARGET = 1.05
 
+# Bytecode cached, as for an installed package: an empty PYTHONDONTWRITEBYTECODE is unset
+# (set, every run would compile the editable checkout's modules again).
+CACHED = {"PYTHONDONTWRITEBYTECODE": ""}
 ARMS: Dict[str, Dict[str, str]] = {
-    "plain": {},
-    "handletrace": {"HANDLETRACE": "1"},
-    "tracking only": {"HANDLETRACE": "1", "HANDLETRACE_REPORT": "none"},
+    "plain": {**CACHED},
+    "handletrace": {**CACHED, "HANDLETRACE": "1"},
+    "tracking only": {**CACHED, "HANDLETRACE": "1", "HANDLETRACE_REPORT": "none"},
 }
 
 

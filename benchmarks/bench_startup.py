@@ -77,6 +77,9 @@ ARMS: Dict[str, Tuple[str, Dict[str, str], str]] = {
 
 def environment(extra: Dict[str, str]) -> Dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HANDLETRACE")}
+    # Bytecode cached, as for an installed package (PYTHONDONTWRITEBYTECODE would compile the
+    # editable checkout's modules at every start: a cost users do not pay).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(extra)
     return env
 
