@@ -1,15 +1,17 @@
 """Run every benchmark, print the tables, and write them into benchmarks/README.md.
 
 Each benchmark runs in its own process (so no state, patch or memory tracer carries over):
-``bench_overhead.py``, ``bench_memory.py``, ``bench_session.py``, ``bench_instructions.py``
-and ``bench_peers.py`` give JSON and a table; the other helpers' ``bench_metrics.py``,
+``bench_overhead.py``, ``bench_memory.py``, ``bench_session.py``, ``bench_instructions.py``,
+``bench_peers.py``, ``bench_startup.py``, ``bench_service_report.py`` and
+``bench_seed_service.py`` give JSON and a table; the other helpers' ``bench_metrics.py``,
 ``bench_diagnosis.py`` and ``bench_release.py`` are run as they are, if present, and their
 output is included verbatim.
 The results go between the ``results`` markers of benchmarks/README.md, replacing what was
 there; the rest of the README is left alone.
 
-    python benchmarks/run.py [--quick] [--only overhead,memory,session,instructions,peers,others]
-                             [--no-write]
+    python benchmarks/run.py [--quick] [--no-write]
+        [--only overhead,memory,session,instructions,peers,startup,service-report,
+                seed-service,others]
 """
 
 from __future__ import annotations
@@ -59,6 +61,26 @@ OURS: Dict[str, Tuple[str, List[str], List[str], str]] = {
         [],
         ["--rounds", "1"],
         "Peers on the seed's leaky service: handletrace, tracemalloc, memray",
+    ),
+    "startup": (
+        "bench_startup.py",
+        [],
+        ["--rounds", "5"],
+        "Start-up: HANDLETRACE=1 on an empty program (target ≤ 15 ms, ≤ 2 MB) and at the "
+        "SDK's import",
+    ),
+    "service-report": (
+        "bench_service_report.py",
+        [],
+        ["--rounds", "1", "--objects", "100000"],
+        "handletrace.report() from inside an asyncio handler: how long the loop is held",
+    ),
+    "seed-service": (
+        "bench_seed_service.py",
+        [],
+        ["--rounds", "1"],
+        "Seed-shaped service, 60 requests, GC on: HANDLETRACE=1 with the at-exit report "
+        "(target ≤ 1.05× wall and peak RSS; the report names the leak, its line, its cycle)",
     ),
 }
 OTHERS: Dict[str, str] = {
@@ -134,7 +156,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     parser.add_argument(
-        "--only", help="comma-separated: overhead,memory,session,instructions,peers,others"
+        "--only",
+        help="comma-separated: overhead,memory,session,instructions,peers,startup,"
+        "service-report,seed-service,others",
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)

@@ -17,10 +17,9 @@ import contextlib
 import math
 import os
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass
-from typing import IO, Callable, FrozenSet, List, Mapping, Optional, Tuple
+from typing import IO, TYPE_CHECKING, Any, Callable, FrozenSet, List, Mapping, Optional, Tuple
 
 from ._core.config import DEFAULT_STACK_DEPTH, SWITCH_WORDS, format_for_path, parse_switch
 from ._core.state import TRACKER
@@ -32,8 +31,10 @@ from ._instrument.environ import (
     tracking_from_env,
     warn_once,
 )
-from ._instrument.install import install
 from .errors import HandleTraceWarning
+
+if TYPE_CHECKING:
+    from ._report.model import Report
 
 __all__ = [
     "ENV_ENABLE",
@@ -49,6 +50,7 @@ __all__ = [
     "ReportPathRefused",
     "activate",
     "activate_from_env",
+    "report_from_env_at_exit",
     "enable_metrics",
     "parse_seconds",
     "read_settings",
@@ -214,8 +216,9 @@ def _command_line() -> List[str]:
 
 def write_report(
     destination: str, report_format: str, *, stale_after: Optional[float] = None
-) -> None:
-    """Write the report to ``stderr``, ``stdout`` or a file path (``none`` writes nothing).
+) -> Optional[Report]:
+    """Write the report to ``stderr``, ``stdout`` or a file path (``none`` writes nothing);
+    return its data (``None`` if nothing was written): one build, for any other use of it.
 
     A file path may hold ``{pid}`` (see ``report_path``). The file is written whole or not
     at all (a temporary file in the same directory, then renamed over the path: a reader
@@ -224,24 +227,28 @@ def write_report(
     never followed. ``stale_after``: seconds after which a still-referenced handle is
     classified ``stale``.
     """
-    from ._api import report  # here, not at import: start-up loads no report code
-
     where = destination.lower()
     if where == "none":
-        return
+        return None
+    from ._api import report  # here, not at import: start-up loads no report code
+
     if where in ("stderr", "stdout"):
         stream = sys.stderr if where == "stderr" else sys.stdout
         if stream is not None:
-            report(stream, report_format, stale_after=stale_after)
-        return
+            return report(stream, report_format, stale_after=stale_after)
+        return None
+    written: List[Report] = []
     write_report_file(
         report_path(destination, helper=started_by_multiprocessing()),
-        lambda out: report(out, report_format, stale_after=stale_after),
+        lambda out: written.append(report(out, report_format, stale_after=stale_after)),
     )
+    return written[0] if written else None
 
 
-def write_report_file(path: str, write: Callable[[IO[str]], object]) -> None:
+def write_report_file(path: str, write: Callable[[IO[str]], Any]) -> None:
     """Call ``write`` with a new private file beside ``path``, then rename it to ``path``."""
+    import tempfile  # here, not at import: activation at start-up loads no more than it needs
+
     if os.path.islink(path):
         raise ReportPathRefused(
             f"{path} is a symbolic link; handletrace does not follow it (remove the link or "
@@ -282,6 +289,9 @@ def _report_at_exit(
 
 def activate(settings: EnvSettings, *, report_at_exit: bool = True) -> bool:
     """Install with ``settings`` and (once) register the at-exit report."""
+    # Imported here: reading the variables (at exit, or HANDLETRACE=off) needs no wrapt.
+    from ._instrument.install import install
+
     installed = install(
         stack_depth=settings.stack_depth,
         stack_sample=settings.stack_sample,
@@ -329,3 +339,15 @@ def activate_from_env(environ: Optional[Mapping[str, str]] = None) -> bool:
     if not settings.enabled:
         return False
     return activate(settings)
+
+
+def report_from_env_at_exit(environ: Optional[Mapping[str, str]] = None) -> None:
+    """At exit, when the SDK was never imported (``HANDLETRACE=1`` armed at start and nothing
+    activated it): warn once per invalid value, then the report ``HANDLETRACE`` asks for
+    (it says no handle was made; none is written when the report is ``none``)."""
+    settings, problems = settings_from_env(environ)
+    warn_once(problems)
+    if not settings.enabled or settings.report.lower() == "none":
+        return
+    activate(settings, report_at_exit=False)
+    _report_at_exit(settings.report, settings.report_format, settings.stale_after)

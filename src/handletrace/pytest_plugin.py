@@ -84,7 +84,7 @@ from typing import (
 
 import pytest
 
-from ._analysis.blocking import sites_since
+from ._core import arming
 from ._core.blocking import Blocking, BlockingSite
 from ._core.config import (
     DEFAULT_STACK_DEPTH,
@@ -519,6 +519,9 @@ def _pytest_dirs() -> Tuple[str, ...]:
 def _test_blocking(window: _Window, records: List[HandleRecord]) -> Optional[ReportBlocking]:
     """The test's blocking section (a ``ReportBlocking``): what the blocking record gained
     while it ran, and the releases of its handles still in flight; ``None`` if nothing."""
+    # Here, not at import: every pytest run loads this plugin; the analysis loads when a
+    # checked test ends.
+    from ._analysis.blocking import sites_since
     from ._report.model import make_blocking
 
     log = TRACKER.blocking
@@ -1000,6 +1003,9 @@ def _ini_value(config: pytest.Config, name: str) -> Any:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # HANDLETRACE=1 only armed tracking at interpreter start: it starts now, before the
+    # plugin decides whether to install (its at-exit report then replaces the session one).
+    arming.complete()
     config.addinivalue_line("markers", _marker_help())
     inifile = str(config.inipath) if config.inipath else "the ini file"
     try:

@@ -14,6 +14,7 @@ from html import escape
 from typing import IO, Any, List, Optional, Sequence
 
 from .model import Report, ReportBlocking, ReportFinding, ReportFrame, ReportGroup
+from .text import FoldedFrames, fold_library_frames
 from .words import (
     age_text,
     blocking_headline,
@@ -55,6 +56,7 @@ pre { background: var(--code); padding: .6rem .8rem; overflow-x: auto; font-size
 .note.warn { background: #fdecea; border-left-color: var(--bad); font-size: 1rem; }
 .frame-src { color: #444; }
 .frame-user { font-weight: 600; }
+.frame-folded { color: #777; font-style: italic; }
 details > summary { cursor: pointer; color: var(--muted); font-size: .9rem; }
 .diagnosis { margin: .4rem 0 .8rem; }
 .diagnosis .label { font-weight: 600; }
@@ -73,15 +75,21 @@ def _frames_html(frames: Sequence[ReportFrame]) -> str:
 
 
 def _traceback_html(frames: Sequence[ReportFrame]) -> str:
+    """Most recent call last; runs of standard-library frames folded into one line, as in
+    the text report (the JSON report keeps them)."""
     lines = ["Traceback (most recent call last):"]
-    for index, frame in enumerate(frames):
-        css = "frame-user" if index == len(frames) - 1 else ""
+    entries = fold_library_frames(frames)
+    for index, entry in enumerate(entries):
+        if isinstance(entry, FoldedFrames):
+            lines.append(f'<span class="frame-folded">  {escape(str(entry))}</span>')
+            continue
+        css = "frame-user" if index == len(entries) - 1 else ""
         lines.append(
-            f'<span class="{css}">  File "{escape(frame.filename)}", line {frame.lineno}, '
-            f"in {escape(frame.name)}</span>"
+            f'<span class="{css}">  File "{escape(entry.filename)}", line {entry.lineno}, '
+            f"in {escape(entry.name)}</span>"
         )
-        if frame.line:
-            lines.append(f'<span class="frame-src">    {escape(frame.line)}</span>')
+        if entry.line:
+            lines.append(f'<span class="frame-src">    {escape(entry.line)}</span>')
     return "<pre>" + "\n".join(lines) + "</pre>"
 
 
@@ -268,7 +276,10 @@ def _blocking_html(blocking: ReportBlocking) -> str:
     """Releases in flight, slow releases and blocking calls by site, and the findings."""
     if blocking.clean:
         return ""
-    parts = ["<h2>What blocked</h2>", f'<p class="mono small">{escape(blocking_headline(blocking))}</p>']
+    parts = [
+        "<h2>What blocked</h2>",
+        f'<p class="mono small">{escape(blocking_headline(blocking))}</p>',
+    ]
     for finding in blocking.findings:
         parts.append(_finding_html(finding, "times"))
     if blocking.in_flight:

@@ -9,8 +9,11 @@ in flight, slow releases and blocking calls by site, and the patterns they match
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import IO, Optional
+import sysconfig
+from dataclasses import dataclass
+from typing import IO, Optional, Sequence, Tuple, Union
 
 from .._analysis.diagnosis import SignalInfo
 from .._analysis.paths import RefPath
@@ -26,15 +29,98 @@ from .words import (
     process_line,
 )
 
-__all__ = ["blocking_lines", "format_text", "render_text"]
+__all__ = [
+    "FoldedFrames",
+    "blocking_lines",
+    "fold_library_frames",
+    "format_text",
+    "render_text",
+    "summary_line",
+]
 
 TRACEBACK_LIMIT = 8  # frames shown per group in text; JSON keeps all captured frames
+
+
+def _library_dirs() -> Tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {os.path.join(os.path.abspath(paths[key]), "") for key in ("stdlib", "platstdlib")}
+    return tuple(sorted(dirs))
+
+
+#: Where the standard library lives (its site-packages excluded: third-party code is shown).
+_STDLIB = _library_dirs()
+_ASYNCIO = tuple(os.path.join(d, "asyncio", "") for d in _STDLIB)
+
+
+def _library_kind(filename: str) -> Optional[str]:
+    """``"asyncio"`` or ``"standard-library"`` for a frame of the standard library, else None."""
+    if filename.startswith("<frozen "):
+        return "standard-library"
+    if not filename.startswith(_STDLIB) or "-packages" + os.sep in filename:
+        return None
+    return "asyncio" if filename.startswith(_ASYNCIO) else "standard-library"
+
+
+@dataclass(frozen=True)
+class FoldedFrames:
+    """Consecutive standard-library frames shown as one line (``what``: ``asyncio`` when they
+    are all asyncio's, as the event loop's runner frames that begin a coroutine's stack)."""
+
+    count: int
+    what: str
+
+    def __str__(self) -> str:
+        return f"... {self.count} {self.what} frame{'s' if self.count != 1 else ''}"
+
+
+def fold_library_frames(
+    frames: Sequence[ReportFrame],
+) -> Tuple[Union[ReportFrame, FoldedFrames], ...]:
+    """``frames`` with each run of two or more standard-library frames folded into one entry
+    (text and HTML show the program's frames; JSON keeps every frame). The last frame (the
+    creation site) is always shown."""
+    out: list[Union[ReportFrame, FoldedFrames]] = []
+    run: list[ReportFrame] = []
+    kinds: set[str] = set()
+
+    def flush() -> None:
+        if len(run) >= 2:
+            out.append(
+                FoldedFrames(len(run), kinds.pop() if len(kinds) == 1 else "standard-library")
+            )
+        else:
+            out.extend(run)
+        run.clear()
+        kinds.clear()
+
+    last = len(frames) - 1
+    for index, frame in enumerate(frames):
+        kind = _library_kind(frame.filename) if index != last else None
+        if kind is None:
+            flush()
+            out.append(frame)
+        else:
+            run.append(frame)
+            kinds.add(kind)
+    flush()
+    return tuple(out)
+
+
 SITE_LIMIT = 3  # frames shown per blocking site in text (JSON keeps six)
 
 
 def _causes(report: Report) -> str:
     parts = [f"{cause} {n}" for cause, n in report.released_by_cause.items() if n]
     return f" ({', '.join(parts)})" if parts else ""
+
+
+def summary_line(report: Report, where: str) -> str:
+    """One line for a report written elsewhere (a file): what it found, and ``where``."""
+    if report.live:
+        found = f"{plural(report.live, 'live handle')} in {plural(len(report.groups), 'group')}"
+    else:
+        found = "no live handles"
+    return f"handletrace: {found}; {where}"
 
 
 def format_text(report: Report) -> str:
@@ -291,15 +377,22 @@ def _group_lines(index: int, group: ReportGroup) -> list[str]:
         lines.append(f"    {n:>5} x {kind:<{width}}  {owner}")
     lines.extend(_diagnosis_lines(group))
     if group.traceback:
-        shown = group.traceback[-TRACEBACK_LIMIT:]
-        hidden = len(group.traceback) - len(shown)
+        entries = fold_library_frames(group.traceback)
+        shown = entries[-TRACEBACK_LIMIT:]
+        hidden = sum(
+            entry.count if isinstance(entry, FoldedFrames) else 1
+            for entry in entries[: len(entries) - len(shown)]
+        )
         lines.append("    Traceback (most recent call last):")
         if hidden:
             lines.append(f"      ... {hidden} older frames")
-        for frame in shown:
-            lines.append(f'      File "{frame.filename}", line {frame.lineno}, in {frame.name}')
-            if frame.line:
-                lines.append(f"        {frame.line}")
+        for entry in shown:
+            if isinstance(entry, FoldedFrames):
+                lines.append(f"      {entry}")
+                continue
+            lines.append(f'      File "{entry.filename}", line {entry.lineno}, in {entry.name}')
+            if entry.line:
+                lines.append(f"        {entry.line}")
     return lines
 
 

@@ -44,7 +44,6 @@ def open_output(destination: str) -> Tuple[IO[str], bool]:
 def write_report(report: Any, destination: str, fmt: str) -> None:
     """Render ``report`` (a :class:`~handletrace.Report`) to ``destination`` as ``fmt``."""
     # Here, not at import: `handletrace --help` loads no report code.
-    from .._report.html import format_html
     from .._report.terminal import Style
     from .._report.text import format_text
 
@@ -54,6 +53,8 @@ def write_report(report: Any, destination: str, fmt: str) -> None:
             json.dump(report.to_dict(), stream, indent=2)
             stream.write("\n")
         elif fmt == "html":
+            from .._report.html import format_html  # the page's code, only for a page
+
             stream.write(format_html(report))
         else:
             text = format_text(report)

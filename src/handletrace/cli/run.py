@@ -12,6 +12,7 @@ import traceback
 import types
 from typing import Any, List, Optional, Sequence, Tuple
 
+from .._core import arming
 from .._core.config import format_for_path
 from .common import (
     EXIT_LEAKS,
@@ -35,10 +36,6 @@ def _parse_kinds(value: str) -> List[str]:
     if problem is not None:
         raise UsageError(f"--kinds: {problem}")
     return names
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 class _Program:
@@ -378,6 +375,7 @@ class RunCommand:
         from .._core.state import TRACKER
         from .._instrument.install import uninstall
 
+        arming.disarm()  # armed at start, not yet activated: nothing to take over
         hook = TRACKER.at_exit
         if hook is None:
             return
@@ -391,14 +389,11 @@ class RunCommand:
     def _say_where(report: Any, destination: str, leaked: bool) -> None:
         """One line on stderr when the report is not there itself: where it went (a file),
         and why the exit code is 3 (--fail-on-leak) when it went to stdout or nowhere."""
+        from .._report.text import summary_line  # here: `handletrace --help` loads no report code
+
         to_file = destination not in ("stderr", "stdout", "none")
         if not to_file and not (leaked and destination != "stderr"):
             return
-        if report.live:
-            groups = len(report.groups)
-            found = f"{_plural(report.live, 'live handle')} in {_plural(groups, 'group')}"
-        else:
-            found = "no live handles"
         if destination == "stdout":
             where = "report on stdout"
         elif destination == "none":
@@ -406,7 +401,7 @@ class RunCommand:
         else:
             where = f"report written to {destination}"
         exit_note = f"; exit {EXIT_LEAKS} (--fail-on-leak)" if leaked else ""
-        sys.stderr.write(f"handletrace: {found}; {where}{exit_note}\n")
+        sys.stderr.write(summary_line(report, where + exit_note) + "\n")
 
     @staticmethod
     def _flush() -> None:
