@@ -186,3 +186,44 @@ def test_a_symbolic_link_at_the_report_path_is_not_followed(tmp_path: Path) -> N
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "symbolic link" in lines[0], lines
     assert "HANDLETRACE_REPORT" in lines[0], lines
+
+
+def test_handletrace_run_writes_its_report_file_as_the_environment_does(tmp_path: Path) -> None:
+    """``handletrace run --report``: the file is private (0600), written whole, and a link at
+    the path is refused with one line and exit 2, the file it points to untouched."""
+    script = tmp_path / "keep.py"
+    script.write_text(
+        "import azure.cognitiveservices.speech as speechsdk\n"
+        "KEPT = speechsdk.audio.PushAudioInputStream()\n",
+        encoding="utf-8",
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("HANDLETRACE")}
+
+    def run(report: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "handletrace", "run", "--report", str(report), str(script)],
+            capture_output=True,
+            text=True,
+            env=environment,
+            cwd=tmp_path,
+            timeout=120,
+            preexec_fn=lambda: os.umask(0o022) and None,
+        )
+
+    report = tmp_path / "leaks.json"
+    result = run(report)
+    assert result.returncode == 0, result.stdout + result.stderr
+    mode = stat.S_IMODE(report.stat().st_mode)
+    assert mode == 0o600, oct(mode)
+    assert json.loads(report.read_text(encoding="utf-8"))["summary"]["live"] == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("not yours", encoding="utf-8")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    result = run(link)
+    print(result.stdout, result.stderr)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert target.read_text(encoding="utf-8") == "not yours"
+    assert [line for line in result.stderr.splitlines() if "symbolic link" in line], result.stderr

@@ -42,31 +42,46 @@ def open_output(destination: str) -> Tuple[IO[str], bool]:
 
 
 def write_report(report: Any, destination: str, fmt: str) -> None:
-    """Render ``report`` (a :class:`~handletrace.Report`) to ``destination`` as ``fmt``."""
+    """Render ``report`` (a :class:`~handletrace.Report`) to ``destination`` as ``fmt``: a
+    file is written as ``HANDLETRACE_REPORT`` writes one (``{pid}`` replaced, whole or not
+    at all, mode 0600, never through a symbolic link)."""
+    if destination in ("-", "stdout", "stderr"):
+        stream, _ = open_output(destination)
+        _render(report, stream, fmt)
+        return
+    from .._env import ReportPathRefused, report_path, write_report_file
+
+    try:
+        write_report_file(report_path(destination), lambda out: _render(report, out, fmt))
+    except ReportPathRefused:
+        raise UsageError(
+            f"{destination} is a symbolic link; handletrace does not follow it (remove the "
+            "link or write the report to another path)"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {destination}: {exc.strerror or exc}") from None
+
+
+def _render(report: Any, stream: IO[str], fmt: str) -> None:
     # Here, not at import: `handletrace --help` loads no report code.
     from .._report.terminal import Style
     from .._report.text import format_text
 
-    stream, close = open_output(destination)
-    try:
-        if fmt == "json":
-            json.dump(report.to_dict(), stream, indent=2)
-            stream.write("\n")
-        elif fmt == "html":
-            from .._report.html import format_html  # the page's code, only for a page
+    if fmt == "json":
+        json.dump(report.to_dict(), stream, indent=2)
+        stream.write("\n")
+    elif fmt == "html":
+        from .._report.html import format_html  # the page's code, only for a page
 
-            stream.write(format_html(report))
-        else:
-            text = format_text(report)
-            style = Style.for_stream(stream)
-            if style.enabled:
-                first, _, rest = text.partition("\n")
-                text = style(first, "bold", "green" if report.clean else "red") + "\n" + rest
-            stream.write(text)
-        stream.flush()
-    finally:
-        if close:
-            stream.close()
+        stream.write(format_html(report))
+    else:
+        text = format_text(report)
+        style = Style.for_stream(stream)
+        if style.enabled:
+            first, _, rest = text.partition("\n")
+            text = style(first, "bold", "green" if report.clean else "red") + "\n" + rest
+        stream.write(text)
+    stream.flush()
 
 
 def exit_code(code: Any) -> int:
