@@ -4,7 +4,7 @@ The SDK keeps every setting of a config, recognizer, synthesizer or dialog conne
 property bag (a ``PropertyCollection``, each with a ``property_bag`` handle of its own): the
 subscription key and the authorization token of ``SpeechConfig``, ``BotFrameworkConfig``
 and ``CustomCommandsConfig`` (positional or not, whatever the class was imported as), the
-proxy password, and are copied into the bag of every recognizer made from the config.
+proxy password; and they are copied into the bag of every recognizer made from the config.
 A report masks those exact values wherever they appear (``_core/redaction.py``). They are
 read when a report is built, from the SDK objects its records name (no heap scan: the
 records already know their owners), and never kept or written.
@@ -16,6 +16,7 @@ import sys
 from typing import Any, Container, Dict, FrozenSet, Iterable, List, Set
 
 from .._core.registry import HandleRecord
+from .._core.state import TRACKER
 from .modules import SDK_MODULE
 
 __all__ = ["SECRET_PROPERTIES", "sdk_secrets"]
@@ -52,8 +53,11 @@ def sdk_secrets(records: Iterable[HandleRecord], *, skip: Container[int] = ()) -
         owner = record.owner_ref()
         if owner is None:
             continue
-        for collection in _collections_of(owner, collection_type):
-            collections.setdefault(id(collection), collection)
+        try:
+            for collection in _collections_of(owner, collection_type):
+                collections.setdefault(id(collection), collection)
+        except Exception as exc:  # never break a report; counted like the diagnosis's faults
+            TRACKER.registry.count_error("secrets", exc)
     found: Set[str] = set()
     for collection in collections.values():
         found.update(_read(collection, secret_ids))
@@ -61,14 +65,20 @@ def sdk_secrets(records: Iterable[HandleRecord], *, skip: Container[int] = ()) -
 
 
 def _collections_of(owner: Any, collection_type: type) -> List[Any]:
-    """``owner`` if it is a property collection, else the ones among its attributes."""
-    if isinstance(owner, collection_type):
+    """``owner`` if it is a property collection, else the ones among its attributes.
+
+    Read without the owner's own attribute machinery (``type()``, the instance dict as
+    ``object`` gives it): a report must not run a user subclass's ``__getattribute__`` or a
+    proxy's ``__class__``."""
+    if issubclass(type(owner), collection_type):
         return [owner]
     try:
-        namespace = vars(owner)
-    except TypeError:  # no instance dict (a future's owner may be anything)
+        namespace = object.__getattribute__(owner, "__dict__")
+    except AttributeError:  # no instance dict (a future's owner may be anything)
         return []
-    return [value for value in list(namespace.values()) if isinstance(value, collection_type)]
+    if not isinstance(namespace, dict):
+        return []
+    return [v for v in list(namespace.values()) if issubclass(type(v), collection_type)]
 
 
 def _read(collection: Any, secret_ids: Iterable[Any]) -> List[str]:
