@@ -337,6 +337,7 @@ CASES = {
     "a short dict key, on a reference path": "Hotel42",
     "an authorization token given to a helper": "IssuedTokenIndia",
     "a proxy password given to a helper": "ProxyWordJuliet",
+    "the creation line of a release in the blocking section": "ReleasedLineKilo",
 }
 CASES_PROGRAM = textwrap.dedent(
     """
@@ -385,7 +386,14 @@ CASES_PROGRAM = textwrap.dedent(
         return speechsdk.SpeechRecognizer(config, audio_config=push())
 
 
+    def release_one():
+        KEPT.append(speechsdk.SpeechConfig("ReleasedLineKilo", "westus"))  # holds the key
+        rec = speechsdk.SpeechRecognizer(SC("ReleasedLineKilo", "westus"), audio_config=push())
+        del rec  # recorded with HANDLETRACE_SLOW_RELEASE=0, with its creation stack
+
+
     def main():
+        release_one()
         KEPT.append(dialog.BotFrameworkConfig("BotPositionalAlpha", None, "westus"))
         KEPT.append(dialog.CustomCommandsConfig("app", "CommandsPositionalBravo", None, "westus"))
         KEPT.append(SC("AliasedClassCharlie", "westus"))
@@ -419,6 +427,10 @@ CASES_SHOWN = (
 )
 
 
+#: The blocking section's creation line of the recognizer released in ``release_one()``.
+RELEASED_LINE = 'rec = speechsdk.SpeechRecognizer(SC("***", "westus"), audio_config=push())'
+
+
 def assert_no_case_secret(outputs: Dict[str, str]) -> None:
     """No case's secret (any case) in any of ``outputs``; each leak named by case and output."""
     leaks = [
@@ -444,9 +456,10 @@ def cases_program(tmp_path: Path) -> Path:
     return path
 
 
-def test_no_case_secret_in_reports_built_in_process(cases_program: Path, installed: None) -> None:
+def test_no_case_secret_in_reports_built_in_process(cases_program: Path) -> None:
     """handletrace.report() as text, JSON and HTML: the lines and paths of every case are
-    shown, their secrets masked."""
+    shown, their secrets masked (the blocking section's creation lines too)."""
+    handletrace.install(slow_release=0)  # every release recorded, with its creation stack
     spec = importlib.util.spec_from_file_location("secret_cases", cases_program)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -457,7 +470,7 @@ def test_no_case_secret_in_reports_built_in_process(cases_program: Path, install
         outputs = {}
         for form in ("text", "json", "html"):
             out = io.StringIO()
-            handletrace.report(out, form)
+            data = handletrace.report(out, form)
             outputs[form] = out.getvalue()
     finally:
         del sys.modules["secret_cases"]
@@ -468,6 +481,9 @@ def test_no_case_secret_in_reports_built_in_process(cases_program: Path, install
     assert_no_case_secret({"the JSON report, decoded": json.dumps(json.loads(outputs["json"]))})
     assert_cases_shown("the text report", outputs["text"])
     assert_cases_shown("the HTML report", html_text(outputs["html"]))
+    assert data.blocking is not None
+    created = [f.line for site in data.blocking.sites for f in site.created]
+    assert RELEASED_LINE in created, created
 
 
 def html_text(page: str) -> str:
@@ -498,6 +514,9 @@ def test_no_case_secret_in_handletrace_run_or_its_reports_rendered_again(
     assert_cases_shown("handletrace run's text report", outputs["run: stderr (text report)"])
     assert_cases_shown("handletrace report as text", outputs["report cases.json as text"])
     assert_cases_shown("handletrace run's HTML report", html_text(outputs["run: html report"]))
+    blocking = json.loads(outputs["run: json report"])["blocking"]
+    created = [frame["line"] for site in blocking["sites"] for frame in site["created"]]
+    assert RELEASED_LINE in created, created
 
 
 def test_a_report_read_back_masks_what_looks_like_a_key(tmp_path: Path) -> None:
@@ -550,7 +569,9 @@ def test_no_case_secret_in_the_report_at_exit(
     cases_program: Path, environment: Dict[str, str], written: str
 ) -> None:
     """HANDLETRACE=1: the report at exit, on stderr or written to HANDLETRACE_REPORT."""
-    result = subprocesses.run_script(cases_program, {"HANDLETRACE": "1", **environment})
+    result = subprocesses.run_script(
+        cases_program, {"HANDLETRACE": "1", **EVERY_RELEASE, **environment}
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "served\n", result.stdout
     output = (cases_program.parent / written).read_text() if written else result.stderr
@@ -560,10 +581,11 @@ def test_no_case_secret_in_the_report_at_exit(
 
 
 def test_no_case_secret_in_the_pytest_plugin_failure_report(
-    pytester: pytest.Pytester, cases_program: Path
+    pytester: pytest.Pytester, cases_program: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A test that leaks every case's SDK objects fails with a report that shows their
-    lines and paths, and none of their secrets."""
+    """A test that leaks every case's SDK objects (and releases one) fails with a report that
+    shows their lines and paths, and none of their secrets."""
+    monkeypatch.setenv("HANDLETRACE_SLOW_RELEASE", "0")
     pytester.makepyfile(
         secret_cases=cases_program.read_text(),
         test_cases="""
