@@ -16,6 +16,7 @@ Secret values are never kept: a :class:`SecretMask` lives while one report is bu
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -40,31 +41,46 @@ _LITERAL = r"""[rbufRBUF]{0,2}("[^"\n]*"|'[^'\n]*')"""
 
 # Values passed as these keywords or dict keys (``api_key="..."``, ``key=f"..."``,
 # ``{"subscription": "..."}``, ``{"Ocp-Apim-Subscription-Key": "..."}``) are masked.
-_SECRET_KEYWORD = re.compile(
-    rf"""(\b\w*{_SECRET_NAME}\w*\s*=\s*|["'][\w-]*{_SECRET_NAME}[\w-]*["']\s*:\s*){_LITERAL}""",
-    re.IGNORECASE,
+_SECRET_KEYWORD = (
+    rf"""(\b\w*{_SECRET_NAME}\w*\s*=\s*|["'][\w-]*{_SECRET_NAME}[\w-]*["']\s*:\s*){_LITERAL}"""
 )
 # A line that builds a config taking a key or a token (SpeechConfig, SpeechTranslationConfig,
 # EmbeddedSpeechConfig, BotFrameworkConfig, CustomCommandsConfig, DialogServiceConfig: their
 # secrets may be positional), sets a token, a proxy or a secret property: every literal on it
 # is masked. A pattern on source text (what the line says), so it lives here with the other
 # source patterns; which SDK settings are secrets is stated in ``_sdk/secrets.py``.
-_CONFIG_CALL = re.compile(
+_CONFIG_CALL = (
     r"(\w*Speech\w*Config\b|TranslationConfig|\w*Dialog\w*Config\b|BotFrameworkConfig"
     r"|CustomCommandsConfig|authorization_token|Authorization|set_proxy\b"
     r"|_Key\b|_Token\b|ProxyPassword|ModelKey)"
 )
-_STRING_LITERAL = re.compile(_LITERAL)
-_QUOTED = re.compile(r"""("[^"\n]*"|'[^'\n]*')""")
+_QUOTED = r"""("[^"\n]*"|'[^'\n]*')"""
+#: A run of letters and digits this long, mixing both, as in every key and token (a path, a
+#: URL or a date has shorter runs, or runs of one kind).
+_RANDOM_RUN = r"[A-Za-z0-9]{12,}"
+
+
+class _Patterns:
+    """The patterns above, compiled when first used: importing handletrace compiles none."""
+
+    def __init__(self) -> None:
+        self.secret_keyword = re.compile(_SECRET_KEYWORD, re.IGNORECASE)
+        self.config_call = re.compile(_CONFIG_CALL)
+        self.string_literal = re.compile(_LITERAL)
+        self.quoted = re.compile(_QUOTED)
+        self.random_run = re.compile(_RANDOM_RUN)
+
+
+@functools.cache
+def _patterns() -> _Patterns:
+    return _Patterns()
+
 
 # -- what looks like a key or a token ------------------------------------------------------
 
 #: Keys and tokens are long: Speech keys are 32 hex digits (84 characters for newer ones),
 #: tokens are JWTs; shorter strings are too often ordinary text.
 _RANDOM_MIN_LENGTH = 16
-#: A run of letters and digits this long, mixing both, as in every key and token (a path, a
-#: URL or a date has shorter runs, or runs of one kind).
-_RANDOM_RUN = re.compile(r"[A-Za-z0-9]{12,}")
 #: Bits per character below which a string is too repetitive to be a key.
 _RANDOM_ENTROPY = 3.0
 
@@ -75,7 +91,7 @@ def looks_random(text: str) -> bool:
     more of entropy per character)."""
     if len(text) < _RANDOM_MIN_LENGTH or any(c.isspace() for c in text):
         return False
-    if not any(_mixed(run) for run in _RANDOM_RUN.findall(text)):
+    if not any(_mixed(run) for run in _patterns().random_run.findall(text)):
         return False
     counts = Counter(text)
     entropy = -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
@@ -97,17 +113,18 @@ def mask_random_literals(text: str) -> str:
     in a source line, a name in ``attribute '...'`` or ``key '...'`` of a reference path)."""
     if "'" not in text and '"' not in text:
         return text
-    return _QUOTED.sub(_mask_if_random, text)
+    return _patterns().quoted.sub(_mask_if_random, text)
 
 
 def redact_source(line: str) -> str:
     """Mask string literals that may hold a secret in a displayed source line."""
     if not line:
         return line
-    line = _SECRET_KEYWORD.sub(lambda m: f"{m.group(1)}'{MASK}'", line)
-    if _CONFIG_CALL.search(line):
-        return _STRING_LITERAL.sub(f"'{MASK}'", line)
-    return _STRING_LITERAL.sub(_mask_if_random, line)
+    patterns = _patterns()
+    line = patterns.secret_keyword.sub(lambda m: f"{m.group(1)}'{MASK}'", line)
+    if patterns.config_call.search(line):
+        return patterns.string_literal.sub(f"'{MASK}'", line)
+    return patterns.string_literal.sub(_mask_if_random, line)
 
 
 # -- exact values --------------------------------------------------------------------------
