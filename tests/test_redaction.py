@@ -180,6 +180,14 @@ def test_a_short_secret_is_masked_only_as_a_whole_word() -> None:
     assert mask("ab cab") == "ab cab"
 
 
+def test_overlapping_secrets_are_masked_as_one_and_unusual_text_still_works() -> None:
+    """Secrets that overlap in the text are masked together; text whose lower case changes
+    length (non-ASCII) is still searched, in the secrets' own case."""
+    mask = SecretMask(["abcdefghij", "ghijklmnop", "PlainSecretValue"])
+    assert mask("xxabcdefghijklmnopyy") == "xx***yy"
+    assert mask("İstanbul PlainSecretValue") == "İstanbul ***"
+
+
 def test_redact_values_masks_every_string_of_a_nested_value() -> None:
     """Strings in dataclass fields, named tuples, tuples, lists and mapping keys and values
     are masked; a value with nothing to mask comes back as the same object."""

@@ -21,7 +21,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import fields, is_dataclass, replace
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Pattern, TypeVar
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Tuple, TypeVar
 
 __all__ = [
     "MASK",
@@ -139,28 +139,63 @@ _MIN_LENGTH = 3
 
 class SecretMask:
     """Masks the exact ``secrets`` (any case) in text, and quoted strings that look like a
-    key or a token. Made for one report and dropped with it: it holds the secrets."""
+    key or a token. Made for one report and dropped with it: it holds the secrets.
 
-    __slots__ = ("_pattern",)
+    Plain string search, not a regular expression: ``re`` keeps the patterns it compiles in
+    a module cache, which would keep the secrets after the report."""
+
+    __slots__ = ("_secrets", "_lowered")
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         values = {v for secret in secrets for v in (secret, secret.strip())}
-        words = sorted((v for v in values if len(v) >= _MIN_LENGTH), key=len, reverse=True)
-        parts = [
-            re.escape(w) if len(w) >= _ANYWHERE_LENGTH else rf"(?<!\w){re.escape(w)}(?!\w)"
-            for w in words
-        ]
-        self._pattern: Optional[Pattern[str]] = (
-            re.compile("|".join(parts), re.IGNORECASE) if parts else None
-        )
+        kept = [v for v in values if len(v) >= _MIN_LENGTH]
+        # Longest first: a secret that contains another is masked whole.
+        self._secrets: Tuple[str, ...] = tuple(sorted(kept, key=len, reverse=True))
+        self._lowered = tuple(sorted({v.lower() for v in kept}, key=len, reverse=True))
 
     def __repr__(self) -> str:
         return "<SecretMask>"  # never the secrets themselves
 
     def __call__(self, text: str) -> str:
-        if self._pattern is not None:
-            text = self._pattern.sub(MASK, text)
+        if self._secrets:
+            text = self._mask_secrets(text)
         return mask_random_literals(text)
+
+    def _mask_secrets(self, text: str) -> str:
+        searched, secrets = text.lower(), self._lowered
+        if len(searched) != len(text):  # lower() changed a character's length: exact case
+            searched, secrets = text, self._secrets
+        spans: List[Tuple[int, int]] = []
+        for secret in secrets:
+            start = searched.find(secret)
+            while start != -1:
+                end = start + len(secret)
+                if len(secret) >= _ANYWHERE_LENGTH or _whole_word(searched, start, end):
+                    spans.append((start, end))
+                start = searched.find(secret, start + 1)
+        if not spans:
+            return text
+        parts = []
+        shown = 0  # text before this index is done
+        for start, end in sorted(spans):
+            if end <= shown:
+                continue  # inside a longer secret already masked
+            if start >= shown:
+                parts.append(text[shown:start])
+                parts.append(MASK)
+            shown = end
+        parts.append(text[shown:])
+        return "".join(parts)
+
+
+def _whole_word(text: str, start: int, end: int) -> bool:
+    before = text[start - 1] if start > 0 else " "
+    after = text[end] if end < len(text) else " "
+    return not (_word_char(before) or _word_char(after))
+
+
+def _word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"
 
 
 _T = TypeVar("_T")
