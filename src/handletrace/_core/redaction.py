@@ -142,50 +142,60 @@ class SecretMask:
     key or a token. Made for one report and dropped with it: it holds the secrets.
 
     Plain string search, not a regular expression: ``re`` keeps the patterns it compiles in
-    a module cache, which would keep the secrets after the report."""
+    a module cache, which would keep the secrets after the report. Secrets are indexed by
+    their first characters, so a text is searched once whatever their number (a service
+    may hold a token per session)."""
 
-    __slots__ = ("_secrets", "_lowered")
+    __slots__ = ("_exact", "_lowered")
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         values = {v for secret in secrets for v in (secret, secret.strip())}
         kept = [v for v in values if len(v) >= _MIN_LENGTH]
-        # Longest first: a secret that contains another is masked whole.
-        self._secrets: Tuple[str, ...] = tuple(sorted(kept, key=len, reverse=True))
-        self._lowered = tuple(sorted({v.lower() for v in kept}, key=len, reverse=True))
+        self._exact = _index(kept)
+        self._lowered = _index({v.lower() for v in kept})
 
     def __repr__(self) -> str:
         return "<SecretMask>"  # never the secrets themselves
 
     def __call__(self, text: str) -> str:
-        if self._secrets:
+        if self._exact:
             text = self._mask_secrets(text)
         return mask_random_literals(text)
 
     def _mask_secrets(self, text: str) -> str:
-        searched, secrets = text.lower(), self._lowered
+        searched, index = text.lower(), self._lowered
         if len(searched) != len(text):  # lower() changed a character's length: exact case
-            searched, secrets = text, self._secrets
+            searched, index = text, self._exact
         spans: List[Tuple[int, int]] = []
-        for secret in secrets:
-            start = searched.find(secret)
-            while start != -1:
+        for start in range(len(searched) - _MIN_LENGTH + 1):
+            for secret in index.get(searched[start : start + _MIN_LENGTH], ()):
                 end = start + len(secret)
-                if len(secret) >= _ANYWHERE_LENGTH or _whole_word(searched, start, end):
+                if searched.startswith(secret, start) and (
+                    len(secret) >= _ANYWHERE_LENGTH or _whole_word(searched, start, end)
+                ):
                     spans.append((start, end))
-                start = searched.find(secret, start + 1)
+                    break  # the longest secret found here
         if not spans:
             return text
         parts = []
         shown = 0  # text before this index is done
-        for start, end in sorted(spans):
+        for start, end in spans:  # in order of start
             if end <= shown:
-                continue  # inside a longer secret already masked
+                continue  # inside a secret already masked
             if start >= shown:
                 parts.append(text[shown:start])
                 parts.append(MASK)
             shown = end
         parts.append(text[shown:])
         return "".join(parts)
+
+
+def _index(secrets: Iterable[str]) -> Dict[str, Tuple[str, ...]]:
+    """Secrets by their first ``_MIN_LENGTH`` characters, the longest first."""
+    index: Dict[str, List[str]] = {}
+    for secret in sorted(secrets, key=len, reverse=True):
+        index.setdefault(secret[:_MIN_LENGTH], []).append(secret)
+    return {head: tuple(found) for head, found in index.items()}
 
 
 def _whole_word(text: str, start: int, end: int) -> bool:
