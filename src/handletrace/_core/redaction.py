@@ -113,7 +113,8 @@ def mask_random_literals(text: str) -> str:
     in a source line, a name in ``attribute '...'`` or ``key '...'`` of a reference path)."""
     if "'" not in text and '"' not in text:
         return text
-    return _patterns().quoted.sub(_mask_if_random, text)
+    masked = _patterns().quoted.sub(_mask_if_random, text)
+    return text if masked == text else masked
 
 
 def redact_source(line: str) -> str:
@@ -216,26 +217,40 @@ def redact_values(value: _T, mask: Callable[[str], str]) -> _T:
     dataclasses, the items of tuples (named ones too) and lists, the keys and values of
     mappings. Other values are kept; a part with nothing masked is the same object."""
     if isinstance(value, str):
-        return mask(value)  # type: ignore[return-value]
-    if is_dataclass(value) and not isinstance(value, type):
+        masked = mask(value)
+        return value if masked == value else masked  # type: ignore[return-value]
+    cls: Any = type(value)
+    names = _init_fields.get(cls)
+    if names is None:
+        names = _init_fields[cls] = _fields_of(cls)
+    if names:
         changed: Dict[str, Any] = {}
-        for spec in fields(value):
-            if spec.init:
-                old = getattr(value, spec.name)
-                new = redact_values(old, mask)
-                if new is not old:
-                    changed[spec.name] = new
-        return replace(value, **changed) if changed else value  # type: ignore[return-value]
+        for name in names:
+            old = getattr(value, name)
+            new = redact_values(old, mask)
+            if new is not old:
+                changed[name] = new
+        return replace(value, **changed) if changed else value  # type: ignore[type-var]
     if isinstance(value, (tuple, list)):
         items: List[Any] = [redact_values(item, mask) for item in value]
         if all(new is old for new, old in zip(items, value)):
             return value
         if isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple
-            return type(value)(*items)  # type: ignore[return-value]
-        return type(value)(items)  # type: ignore[return-value,call-arg]
+            return cls(*items)  # type: ignore[no-any-return]
+        return cls(items)  # type: ignore[no-any-return]
     if isinstance(value, Mapping):
         pairs = [(redact_values(k, mask), redact_values(v, mask)) for k, v in value.items()]
         if all(k is old_k and v is old_v for (k, v), (old_k, old_v) in zip(pairs, value.items())):
             return value
         return dict(pairs)  # type: ignore[return-value]
     return value
+
+
+#: The ``__init__`` fields of each dataclass type seen (empty: not a dataclass).
+_init_fields: Dict[type, Tuple[str, ...]] = {}
+
+
+def _fields_of(cls: type) -> Tuple[str, ...]:
+    if not is_dataclass(cls):
+        return ()
+    return tuple(spec.name for spec in fields(cls) if spec.init)
