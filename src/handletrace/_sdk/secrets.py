@@ -1,10 +1,10 @@
 """Which of the SDK's settings are secrets, and reading them from live SDK objects.
 
 The SDK keeps every setting of a config, recognizer, synthesizer or dialog connector in a
-property bag (a ``PropertyCollection``, each with a ``property_bag`` handle of its own): the
-subscription key and the authorization token of ``SpeechConfig``, ``BotFrameworkConfig``
-and ``CustomCommandsConfig`` (positional or not, whatever the class was imported as), the
-proxy password; and they are copied into the bag of every recognizer made from the config.
+property bag (a ``PropertyCollection``, each with a ``property_bag`` handle of its own),
+secrets included: the subscription key and the authorization token of ``SpeechConfig``,
+``BotFrameworkConfig`` and ``CustomCommandsConfig`` (positional or not, whatever the class
+was imported as) and the proxy password. A recognizer made from a config gets a copy.
 A report masks those exact values wherever they appear (``_core/redaction.py``). They are
 read when a report is built, from the SDK objects its records name (no heap scan: the
 records already know their owners), and never kept or written.
