@@ -188,6 +188,16 @@ def test_overlapping_secrets_are_masked_as_one_and_unusual_text_still_works() ->
     assert mask("İstanbul PlainSecretValue") == "İstanbul ***"
 
 
+def test_many_secrets_are_all_masked() -> None:
+    """With more secrets than are searched one by one (a token per session), each is still
+    masked wherever it appears, the longest of those starting at one place first."""
+    secrets = [f"{chr(65 + i % 26)}{i:03d}-session-token" for i in range(40)]
+    mask = SecretMask([*secrets, "A000-session"])
+    text = " ".join(f"[{secret.lower()}]" for secret in secrets)
+    assert mask(text) == " ".join(["[***]"] * len(secrets))
+    assert mask("A000-session!") == "***!"
+
+
 def test_redact_values_masks_every_string_of_a_nested_value() -> None:
     """Strings in dataclass fields, named tuples, tuples, lists and mapping keys and values
     are masked; a value with nothing to mask comes back as the same object."""

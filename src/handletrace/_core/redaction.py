@@ -168,8 +168,8 @@ class SecretMask:
         if len(searched) != len(text):  # lower() changed a character's length: exact case
             searched, index = text, self._exact
         spans: List[Tuple[int, int]] = []
-        for start in range(len(searched) - _MIN_LENGTH + 1):
-            for secret in index.get(searched[start : start + _MIN_LENGTH], ()):
+        for start in _starts(searched, index):
+            for secret in index[searched[start : start + _MIN_LENGTH]]:
                 end = start + len(secret)
                 if searched.startswith(secret, start) and (
                     len(secret) >= _ANYWHERE_LENGTH or _whole_word(searched, start, end)
@@ -180,7 +180,7 @@ class SecretMask:
             return text
         parts = []
         shown = 0  # text before this index is done
-        for start, end in spans:  # in order of start
+        for start, end in sorted(spans):
             if end <= shown:
                 continue  # inside a secret already masked
             if start >= shown:
@@ -189,6 +189,28 @@ class SecretMask:
             shown = end
         parts.append(text[shown:])
         return "".join(parts)
+
+
+#: Up to this many distinct secret beginnings, a text is searched for each (``str.find``);
+#: beyond, it is walked once, character by character.
+_FIND_EACH = 16
+
+
+def _starts(text: str, index: Mapping[str, Tuple[str, ...]]) -> Iterable[int]:
+    """Where in ``text`` some secret of ``index`` may begin (its first characters are there)."""
+    if len(index) <= _FIND_EACH:
+        starts = set()
+        for head in index:
+            start = text.find(head)
+            while start != -1:
+                starts.add(start)
+                start = text.find(head, start + 1)
+        return starts
+    return [
+        start
+        for start in range(len(text) - _MIN_LENGTH + 1)
+        if text[start : start + _MIN_LENGTH] in index
+    ]
 
 
 def _index(secrets: Iterable[str]) -> Dict[str, Tuple[str, ...]]:
