@@ -239,9 +239,7 @@ def test_html_report_at_exit_shows_the_leak_and_no_secret(
     program: Path, environment: Dict[str, str], written: str
 ) -> None:
     """HANDLETRACE=1 with an .html report path, or HANDLETRACE_REPORT_FORMAT=html: the page."""
-    result = subprocesses.run_script(
-        program, {"HANDLETRACE": "1", **EVERY_RELEASE, **environment}
-    )
+    result = subprocesses.run_script(program, {"HANDLETRACE": "1", **EVERY_RELEASE, **environment})
     assert result.returncode == 0, result.stderr
     assert (result.stdout, result.stderr) == ("served\n", "")
     page = (program.parent / written).read_text(encoding="utf-8")
@@ -319,3 +317,286 @@ def test_no_secret_in_the_pytest_plugin_failure_report(
     assert "ConversationTranscriber" in output
     assert "blocking: " in output
     assert_no_secret("pytest plugin output", output)
+
+
+# -- secrets a line's shape does not show --------------------------------------------------
+#
+# Each case below gives the SDK a secret in a way masking by a source line's shape cannot see
+# (an aliased class, a helper, a dict literal, a name on a reference path...). The secrets are
+# plain words (no digits, nothing that looks random), so only the report's masking of the
+# exact values the live SDK objects hold can hide them.
+
+CASES = {
+    "BotFrameworkConfig, key positional": "BotPositionalAlpha",
+    "CustomCommandsConfig, key positional": "CommandsPositionalBravo",
+    "SpeechConfig imported as SC": "AliasedClassCharlie",
+    "a helper given the key positionally": "HelperArgumentDelta",
+    "an f-string": "FormattedStringEcho",
+    "a dict literal": "DictLiteralFoxtrot",
+    "an attribute set with setattr, on a reference path": "SetattrNameGolf",
+    "a short dict key, on a reference path": "Hotel42",
+    "an authorization token given to a helper": "IssuedTokenIndia",
+    "a proxy password given to a helper": "ProxyWordJuliet",
+    "the creation line of a release in the blocking section": "ReleasedLineKilo",
+}
+CASES_PROGRAM = textwrap.dedent(
+    """
+    import azure.cognitiveservices.speech as speechsdk
+    from azure.cognitiveservices.speech import audio, dialog
+    from azure.cognitiveservices.speech import SpeechConfig as SC
+
+    ATTRIBUTE = "SetattrNameGolf"
+    SHORT = "Hotel42"
+    KEPT = []
+    SESSIONS = {}
+
+
+    class Holder:
+        pass
+
+
+    HOLDER = Holder()
+
+
+    def push():
+        return audio.AudioConfig(stream=audio.PushAudioInputStream())
+
+
+    def recognizer_from_key(key):
+        config = speechsdk.SpeechConfig(key, "westus")
+        return speechsdk.SpeechRecognizer(config, audio_config=push())
+
+
+    def recognizer_from_subscription(subscription_key):
+        return speechsdk.SpeechRecognizer(SC(subscription_key, "westus"), audio_config=push())
+
+
+    def recognizer_from_settings(settings):
+        return speechsdk.SpeechRecognizer(SC(settings["k"], "westus"), audio_config=push())
+
+
+    def recognizer_from_token(token):
+        config = SC(auth_token=token, region="westus")
+        return speechsdk.SpeechRecognizer(config, audio_config=push())
+
+
+    def recognizer_via_proxy(host, port, user, password):
+        config = SC(ATTRIBUTE + "Proxied", "westus")
+        config.set_proxy(host, port, user, password)
+        return speechsdk.SpeechRecognizer(config, audio_config=push())
+
+
+    def release_one():
+        KEPT.append(speechsdk.SpeechConfig("ReleasedLineKilo", "westus"))  # holds the key
+        rec = speechsdk.SpeechRecognizer(SC("ReleasedLineKilo", "westus"), audio_config=push())
+        del rec  # recorded with HANDLETRACE_SLOW_RELEASE=0, with its creation stack
+
+
+    def main():
+        release_one()
+        KEPT.append(dialog.BotFrameworkConfig("BotPositionalAlpha", None, "westus"))
+        KEPT.append(dialog.CustomCommandsConfig("app", "CommandsPositionalBravo", None, "westus"))
+        KEPT.append(SC("AliasedClassCharlie", "westus"))
+        KEPT.append(recognizer_from_key("HelperArgumentDelta"))
+        KEPT.append(recognizer_from_subscription(subscription_key=f"FormattedStringEcho"))
+        KEPT.append(recognizer_from_settings({"k": "DictLiteralFoxtrot"}))
+        recognizer = speechsdk.SpeechRecognizer(SC(ATTRIBUTE, "westus"), audio_config=push())
+        setattr(HOLDER, ATTRIBUTE, recognizer)
+        SESSIONS[SHORT] = speechsdk.SpeechRecognizer(SC(SHORT, "westus"), audio_config=push())
+        KEPT.append(recognizer_from_token("IssuedTokenIndia"))
+        KEPT.append(recognizer_via_proxy("proxy.invalid", 3128, "user", "ProxyWordJuliet"))
+        print("served")
+
+
+    if __name__ == "__main__":
+        main()
+    """
+)
+#: Lines and paths each case's group shows, masked (the report still shows every case).
+CASES_SHOWN = (
+    "dialog.BotFrameworkConfig('***', None, '***')",
+    "dialog.CustomCommandsConfig('***', '***', None, '***')",
+    'KEPT.append(SC("***", "westus"))',
+    'KEPT.append(recognizer_from_key("***"))',
+    "recognizer_from_subscription(subscription_key='***')",
+    'recognizer_from_settings({"k": "***"})',
+    "Holder (attribute '***') -> SpeechRecognizer",
+    "dict (key '***') -> SpeechRecognizer",
+    'KEPT.append(recognizer_from_token("***"))',
+    'recognizer_via_proxy("proxy.invalid", 3128, "user", "***")',
+)
+
+
+#: The blocking section's creation line of the recognizer released in ``release_one()``.
+RELEASED_LINE = 'rec = speechsdk.SpeechRecognizer(SC("***", "westus"), audio_config=push())'
+
+
+def assert_no_case_secret(outputs: Dict[str, str]) -> None:
+    """No case's secret (any case) in any of ``outputs``; each leak named by case and output."""
+    leaks = [
+        f"{case} ({secret}) in {where}"
+        for where, output in outputs.items()
+        for case, secret in CASES.items()
+        if secret.lower() in output.lower()
+    ]
+    assert not leaks, "\n".join(leaks)
+
+
+def assert_cases_shown(where: str, output: str) -> None:
+    """Every case's line or path is in ``output``, masked (a report that lost them proves
+    nothing)."""
+    missing = [shown for shown in CASES_SHOWN if shown not in output]
+    assert not missing, f"not in {where}: {missing}\n{output}"
+
+
+@pytest.fixture
+def cases_program(tmp_path: Path) -> Path:
+    path = tmp_path / "cases.py"
+    path.write_text(CASES_PROGRAM)
+    return path
+
+
+def test_no_case_secret_in_reports_built_in_process(cases_program: Path) -> None:
+    """handletrace.report() as text, JSON and HTML: the lines and paths of every case are
+    shown, their secrets masked (the blocking section's creation lines too)."""
+    handletrace.install(slow_release=0)  # every release recorded, with its creation stack
+    spec = importlib.util.spec_from_file_location("secret_cases", cases_program)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["secret_cases"] = module  # module globals are the roots of the paths
+    try:
+        spec.loader.exec_module(module)
+        module.main()
+        outputs = {}
+        for form in ("text", "json", "html"):
+            out = io.StringIO()
+            data = handletrace.report(out, form)
+            outputs[form] = out.getvalue()
+    finally:
+        del sys.modules["secret_cases"]
+        module.KEPT.clear()
+        module.SESSIONS.clear()
+        vars(module.HOLDER).clear()
+    assert_no_case_secret(outputs)
+    assert_no_case_secret({"the JSON report, decoded": json.dumps(json.loads(outputs["json"]))})
+    assert_cases_shown("the text report", outputs["text"])
+    assert_cases_shown("the HTML report", html_text(outputs["html"]))
+    assert data.blocking is not None
+    created = [f.line for site in data.blocking.sites for f in site.created]
+    assert RELEASED_LINE in created, created
+
+
+def html_text(page: str) -> str:
+    """The page with the entities the cases' lines need unescaped."""
+    return page.replace("&#x27;", "'").replace("&quot;", '"').replace("&gt;", ">")
+
+
+def test_no_case_secret_in_handletrace_run_or_its_reports_rendered_again(
+    cases_program: Path, tmp_path: Path
+) -> None:
+    """``handletrace run`` (text on stderr, JSON and HTML reports) and ``handletrace report``
+    rendering its JSON report as text, JSON and HTML."""
+    outputs = {}
+    text = run_cli(["run", str(cases_program)], tmp_path)
+    assert text.returncode == 0, text.stderr
+    outputs["run: stdout"] = text.stdout
+    outputs["run: stderr (text report)"] = text.stderr
+    for suffix in ("json", "html"):
+        result = run_cli(["run", "--report", f"cases.{suffix}", str(cases_program)], tmp_path)
+        assert result.returncode == 0, result.stderr
+        outputs[f"run: {suffix} report"] = (tmp_path / f"cases.{suffix}").read_text()
+    for form in ("text", "json", "html"):
+        out = tmp_path / f"rendered.{form}"
+        code = cli.main(["report", str(tmp_path / "cases.json"), "--format", form, "-o", str(out)])
+        assert code in (0, 3)
+        outputs[f"report cases.json as {form}"] = out.read_text()
+    assert_no_case_secret(outputs)
+    assert_cases_shown("handletrace run's text report", outputs["run: stderr (text report)"])
+    assert_cases_shown("handletrace report as text", outputs["report cases.json as text"])
+    assert_cases_shown("handletrace run's HTML report", html_text(outputs["run: html report"]))
+    blocking = json.loads(outputs["run: json report"])["blocking"]
+    created = [frame["line"] for site in blocking["sites"] for frame in site["created"]]
+    assert RELEASED_LINE in created, created
+
+
+def test_a_report_read_back_masks_what_looks_like_a_key(tmp_path: Path) -> None:
+    """A saved report showing a key (one written before this masking) is rendered by
+    ``handletrace report`` with the key masked."""
+    key = "0f3a9c0d41e24b7d8c5e6a1f2b3c4d5e"
+    frame = {"filename": "app.py", "lineno": 3, "name": "main", "line": f'r = SC("{key}", "w")'}
+    saved = {
+        "schema": "handletrace.report",
+        "version": 1,
+        "generated_at": 0.0,
+        "pid": 1,
+        "python": "3.11.0",
+        "sdk_version": "1.53.0",
+        "installed": True,
+        "summary": {"live": 1},
+        "groups": [
+            {
+                "fingerprint": "0123456789ab",
+                "site": frame,
+                "count": 1,
+                "kinds": [{"kind": "recognizer", "owner": "SpeechRecognizer", "count": 1}],
+                "age": {"min": 1.0, "max": 1.0},
+                "traceback": [frame],
+                "handles": [],
+            }
+        ],
+    }
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(saved))
+    outputs = {}
+    for form in ("text", "json", "html"):
+        out = tmp_path / f"old.{form}"
+        assert cli.main(["report", str(path), "--format", form, "-o", str(out)]) in (0, 3)
+        outputs[form] = out.read_text()
+    assert "r = SC('***', \"w\")" in outputs["text"], outputs["text"]
+    for where, output in outputs.items():
+        assert key not in output, f"the key in {where}"
+
+
+@pytest.mark.parametrize(
+    "environment, written",
+    [
+        ({}, ""),
+        ({"HANDLETRACE_REPORT": "leaks.json"}, "leaks.json"),
+        ({"HANDLETRACE_REPORT": "leaks.html"}, "leaks.html"),
+    ],
+)
+def test_no_case_secret_in_the_report_at_exit(
+    cases_program: Path, environment: Dict[str, str], written: str
+) -> None:
+    """HANDLETRACE=1: the report at exit, on stderr or written to HANDLETRACE_REPORT."""
+    result = subprocesses.run_script(
+        cases_program, {"HANDLETRACE": "1", **EVERY_RELEASE, **environment}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "served\n", result.stdout
+    output = (cases_program.parent / written).read_text() if written else result.stderr
+    assert_no_case_secret({f"the report at exit ({written or 'stderr'})": output})
+    if not written.endswith(".json"):
+        assert_cases_shown(f"the report at exit ({written or 'stderr'})", html_text(output))
+
+
+def test_no_case_secret_in_the_pytest_plugin_failure_report(
+    pytester: pytest.Pytester, cases_program: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test that leaks every case's SDK objects (and releases one) fails with a report that
+    shows their lines and paths, and none of their secrets."""
+    monkeypatch.setenv("HANDLETRACE_SLOW_RELEASE", "0")
+    pytester.makepyfile(
+        secret_cases=cases_program.read_text(),
+        test_cases="""
+        import secret_cases
+
+        def test_leaks():
+            secret_cases.main()
+        """,
+    )
+    result = pytester.runpytest_subprocess("--handletrace", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    output = "\n".join(result.outlines + result.errlines)
+    assert_no_case_secret({"pytest plugin output": output})
+    assert_cases_shown("the pytest plugin output", output)

@@ -72,7 +72,18 @@ import platform
 import re
 import sysconfig
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    Container,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from .._analysis.blocking import blocking_findings
 from .._analysis.diagnosis import Diagnosis, HandleDiagnosis, SignalInfo
@@ -80,12 +91,14 @@ from .._analysis.paths import RefPath
 from .._analysis.states import CLASSIFICATIONS, DESCRIPTIONS, RELEASED
 from .._core.blocking import Blocking, BlockingSite, InFlight
 from .._core.compat import DATACLASS_SLOTS
+from .._core.redaction import SecretMask, redact_values
 from .._core.registry import HandleRecord
 from .._core.snapshot import HandleGroup, Snapshot
 from .._core.stacks import Frame, Traceback, is_machinery
 from .._core.threads import ThreadInfo
 from .._sdk.access import AccessRecord
 from .._sdk.native import NativeCheck
+from .._sdk.secrets import sdk_secrets
 from ..errors import ReportError
 from . import codec
 
@@ -108,6 +121,7 @@ __all__ = [
     "make_blocking",
     "make_report",
     "fingerprint_of",
+    "redact_report",
 ]
 
 REPORT_SCHEMA = "handletrace.report"
@@ -435,7 +449,9 @@ class Report:
             raise ReportError(_problem(exc, source)) from None
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ReportError(f"{source}: not a valid handletrace report ({exc!r})") from None
-        return report
+        # Masked again as read (what looks like a key or a token): a report written by an
+        # older handletrace may show one.
+        return redact_report(report)
 
 
 #: Values the JSON carries beside the fields (derived from them; not read back).
@@ -628,12 +644,16 @@ def _site_row(site: BlockingSite) -> ReportBlockingSite:
     )
 
 
-def make_blocking(
-    blocking: Blocking, records: Sequence[HandleRecord] = ()
-) -> ReportBlocking:
+def make_blocking(blocking: Blocking, records: Sequence[HandleRecord] = ()) -> ReportBlocking:
     """The report's blocking section for ``blocking`` (what :func:`handletrace.blocking`
     returns, or the part of it a test made); ``records``: the live records, whose kind,
-    owner and creation stack describe the releases in flight."""
+    owner and creation stack describe the releases in flight (and whose SDK objects' secrets
+    are masked in it, see :func:`redact_report`)."""
+    skip = {flight.seq for flight in blocking.in_flight}
+    return redact_values(_blocking_section(blocking, records), _mask(records, skip))
+
+
+def _blocking_section(blocking: Blocking, records: Sequence[HandleRecord]) -> ReportBlocking:
     by_seq = {record.seq: record for record in records}
     in_flight = [(flight, by_seq.get(flight.seq)) for flight in blocking.in_flight]
     findings = blocking_findings(
@@ -724,7 +744,7 @@ def make_report(
             stale_after=None if diagnosis.stale_after is None else float(diagnosis.stale_after),
             gc_collected=diagnosis.gc_collected,
         )
-    return Report(
+    report = Report(
         generated_at=snapshot.taken_at,
         pid=os.getpid(),
         python=platform.python_version(),
@@ -743,5 +763,28 @@ def make_report(
         instrumentation_errors=stats.instrumentation_errors if stats else 0,
         diagnosis=summary,
         native=diagnosis.native if diagnosis is not None else None,
-        blocking=make_blocking(blocking, snapshot.records) if blocking is not None else None,
+        blocking=_blocking_section(blocking, snapshot.records) if blocking is not None else None,
     )
+    return redact_values(report, _mask(snapshot.records, snapshot.releasing))
+
+
+# -- the redaction step --------------------------------------------------------------------
+#
+# Every string of the model passes here once, whatever part of the report it is in (source
+# lines of stacks and access records, reference-path labels and notes, findings, thread
+# names, notes), so that every renderer (text, JSON, HTML and its drawings) gets the
+# redacted model: masking source lines by their shape (``Frame.source_line()``) cannot catch
+# a key given to an aliased class, to a helper, in a dict literal or as an attribute name.
+
+
+def _mask(records: Sequence[HandleRecord], skip: Container[int]) -> SecretMask:
+    """What a report of ``records`` masks: the secrets their live SDK objects were given,
+    read now and dropped with the mask (see ``_sdk/secrets.py``)."""
+    return SecretMask(sdk_secrets(records, skip=skip))
+
+
+def redact_report(report: Report, secrets: Iterable[str] = ()) -> Report:
+    """``report`` with every string masked: the exact ``secrets`` (any case) wherever they
+    appear, and quoted strings that look like a key or a token. :func:`make_report` applies
+    it with the secrets of the snapshot's SDK objects; a report read back gets it again."""
+    return redact_values(report, SecretMask(secrets))
