@@ -39,12 +39,12 @@ from .._sdk.attributes import sdk_instance_attributes
 from .._sdk.modules import event_signal_type
 from .._sdk.native import NativeCheck, cross_check, read_native_counts
 from .._sdk.owners import scan_sees_all
-from .._sdk.signals import CallbackInfo, callbacks_of, describe_callable, signal_names
+from .._sdk.signals import CallbackInfo, callbacks_of, describe_callable
 from . import patterns
 from .delivery import Delivery, find_deliveries, made_on_sdk_thread
 from .heap import HeapGraph
 from .paths import RefPath
-from .patterns import Finding, Subject
+from .patterns import Finding, Subject, declared_signals
 from .states import (
     CLASSIFICATIONS,
     CYCLIC_GARBAGE,
@@ -97,7 +97,7 @@ def signals_tree(obj: Any) -> Tuple[SignalInfo, ...]:
     """
     cls = type(obj)
     try:
-        names = signal_names(cls)
+        names = declared_signals(cls)
         order = {klass.__name__: index for index, klass in enumerate(cls.__mro__)}
     except Exception as exc:
         _count_error("signals tree", exc)

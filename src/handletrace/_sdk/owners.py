@@ -4,18 +4,24 @@ The hot path records only the sequence number (by the ``_Handle``'s address) and
 that made it; the ``_Handle`` itself, which SDK object keeps it (the owner, e.g. a
 ``PropertyCollection``) and which SDK object keeps that one (the parent, e.g. the
 ``ConversationTranscriber``) are worked out here, for many records at once, from the
-collector's lists: one heap pass per level, at report time only.
+collector's lists: one heap pass per level, at report time only, linear in the heap
+(``_core/heappass.py``: a pass holds no object another thread may still be building; what
+it keeps are ``_Handle`` objects, SDK objects and dictionaries).
 """
 
 from __future__ import annotations
 
 import gc
 import sys
+from functools import partial
+from itertools import compress
+from operator import not_
 from types import CodeType
-from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from .._core.compat import referents
-from .modules import SDK_MODULE, handle_type, is_sdk_object
+from .._core.heappass import chains, heap_pass, ids_of_steps, select_instances
+from .modules import SDK_MODULE, handle_type, is_sdk_class, is_sdk_object
 
 __all__ = ["class_of_code", "handles_by_seq", "owners_of", "scan_sees_all"]
 
@@ -96,11 +102,10 @@ def handles_by_seq(seqs: Collection[int], seq_of: Callable[[Any], Optional[int]]
         return {}
     wanted = set(seqs)
     found: Dict[int, Any] = {}
-    for obj in gc.get_objects():
-        if type(obj) is handle_class:
-            seq = seq_of(obj)
-            if seq in wanted:
-                found[seq] = obj
+    for obj in select_instances(handle_class):
+        seq = seq_of(obj)
+        if seq in wanted:
+            found[seq] = obj
     return found
 
 
@@ -137,12 +142,58 @@ def _choose(candidates: Optional[List[Any]], class_name: str) -> Any:
     return candidates[0]
 
 
+def _sdk_types() -> FrozenSet[int]:
+    """The ids of the SDK's classes and of every class derived from one (the application's
+    subclasses too): what an SDK object can be an instance of."""
+    found: Dict[int, type] = {}
+    pending: List[type] = []
+    for name, module in list(sys.modules.items()):
+        if name.startswith(SDK_MODULE) and module is not None:
+            pending.extend(v for v in list(vars(module).values()) if isinstance(v, type))
+    while pending:
+        cls = pending.pop()
+        if id(cls) in found or not (is_sdk_class(cls) or any(map(is_sdk_class, cls.__mro__))):
+            continue
+        found[id(cls)] = cls
+        try:
+            pending.extend(type.__subclasses__(cls))
+        except TypeError:
+            continue
+    return frozenset(found)
+
+
+def _referrers(types: FrozenSet[int], wanted: FrozenSet[int]) -> List[Any]:
+    """The objects whose class is one of ``types`` (ids) and that refer to an object of
+    ``wanted`` (ids), in ``gc`` order: one pass (the classes are tested first, so only
+    their objects' references are read)."""
+    of_type = (partial(map, id), partial(map, types.__contains__))
+    refers = (
+        partial(map, gc.get_referents),
+        partial(map, partial(map, id)),
+        partial(map, wanted.isdisjoint),
+        partial(map, not_),
+    )
+    found: List[Any] = []
+    steps = [
+        *chains((iter,), (partial(map, type), *of_type), (iter,), (partial(map, type), *of_type)),
+        ("join", compress),
+        *chains((iter,), refers),
+        ("join", compress),
+    ]
+    sinks = [found.extend]
+    own = heap_pass(steps, sinks, width=4)
+    own.update(ids_of_steps(steps, sinks, *of_type, *refers))
+    own.add(id(found))
+    return [obj for obj in found if id(obj) not in own]
+
+
 def _holders(objects: Sequence[Any]) -> Dict[int, List[Any]]:
     """id(object) -> the SDK objects holding it in an attribute (each heap pass finds all)."""
-    wanted = {id(obj) for obj in objects}
+    wanted = frozenset(id(obj) for obj in objects)
     holders: Dict[int, List[Any]] = {}
     instance_dicts = []
-    for referrer in gc.get_referrers(*objects):
+    sdk_types = _sdk_types()
+    for referrer in _referrers(sdk_types | {id(dict)}, wanted):
         if type(referrer) is dict:
             # An instance __dict__ (Python 3.9/3.10, or one that was materialised): the
             # object owning it is one more pass away.
@@ -151,8 +202,8 @@ def _holders(objects: Sequence[Any]) -> Dict[int, List[Any]]:
         elif is_sdk_object(referrer):
             _note(referrer, referents(referrer), wanted, holders)
     if instance_dicts:
-        dict_ids = {id(d) for d in instance_dicts}
-        for referrer in gc.get_referrers(*instance_dicts):
+        dict_ids = frozenset(id(d) for d in instance_dicts)
+        for referrer in _referrers(sdk_types, dict_ids):
             if is_sdk_object(referrer):
                 own = getattr(referrer, "__dict__", None)
                 if own is not None and id(own) in dict_ids:
@@ -160,7 +211,7 @@ def _holders(objects: Sequence[Any]) -> Dict[int, List[Any]]:
     return holders
 
 
-def _note(holder: Any, values: Any, wanted: set, holders: Dict[int, List[Any]]) -> None:
+def _note(holder: Any, values: Any, wanted: FrozenSet[int], holders: Dict[int, List[Any]]) -> None:
     for value in values:
         if id(value) in wanted:
             found = holders.setdefault(id(value), [])

@@ -1,0 +1,158 @@
+"""Reliability of the heap scans (#18): a scan never breaks another thread, never leaves a
+forked child without its collector, does bounded work, and keeps nothing the program let go.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import os
+import threading
+import time
+import warnings
+import weakref
+from typing import Any, Iterator, List
+
+import pytest
+
+import handletrace
+from handletrace._analysis.heap import CYCLE_SEARCH_LIMIT, CYCLE_WORK_PER_OBJECT, HeapGraph
+
+from . import sdk_objects
+
+BUILDERS = 4
+#: Reports made while the builders run (each reads the whole heap at least twice).
+REPORTS = 12
+TIMEOUT = 120.0
+HELD: List[Any] = []
+
+
+def build_forever(stop: threading.Event, errors: List[BaseException], built: List[int]) -> None:
+    """Build tuples, lists and dicts from generators (Python code runs between the items, so
+    another thread can run while each is half built) until ``stop`` is set."""
+
+    def items(count: int) -> Iterator[int]:
+        yield from range(count)
+
+    while not stop.is_set():
+        try:
+            tuple(items(50))
+            tuple(x for x in range(20))
+            list(items(30))
+            dict((k, k) for k in range(10))
+        except SystemError as exc:  # what a scan holding a half-built tuple causes
+            errors.append(exc)
+        built[0] += 1
+
+
+def test_reports_while_other_threads_build_tuples_break_none_of_them(installed: None) -> None:
+    """Reports (snapshot, owner lookup, heap scan, paths) while 4 threads build tuples, lists
+    and dicts from generators: no thread ever gets SystemError from a half-built tuple."""
+    HELD.append(sdk_objects.transcriber())
+    stop = threading.Event()
+    errors: List[BaseException] = []
+    built = [0]
+    threads = [
+        threading.Thread(target=build_forever, args=(stop, errors, built), daemon=True)
+        for _ in range(BUILDERS)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(REPORTS):
+            HELD.append(sdk_objects.recognizer())  # new records: their owners are looked up
+            sdk_objects.make_leaky_transcriber([])  # cyclic garbage: cycles are searched
+            handletrace.report(io.StringIO())
+            handletrace.release_all(kinds="recognizer", stop_timeout=0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(TIMEOUT)
+        HELD.clear()
+    assert built[0] > BUILDERS, built
+    assert errors == [], f"{len(errors)} builds failed while reports ran: {errors[:3]}"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_child_forked_while_a_scan_runs_has_automatic_collection_on(installed: None) -> None:
+    """A child forked by one thread while another thread's heap scan has the collector
+    paused gets the collector as the program had it: on."""
+    assert gc.isenabled()
+    HELD.append(sdk_objects.transcriber())
+    stop = threading.Event()
+
+    def scan_forever() -> None:
+        while not stop.is_set():
+            handletrace.diagnose()
+
+    thread = threading.Thread(target=scan_forever, daemon=True)
+    thread.start()
+    forks = 0
+    during_scan = 0
+    without_gc = 0
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+            while during_scan < 10 and time.monotonic() < deadline:
+                paused = not gc.isenabled()  # the other thread is scanning
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - the child
+                    os._exit(0 if gc.isenabled() else 1)
+                _, status = os.waitpid(pid, 0)
+                forks += 1
+                during_scan += paused
+                without_gc += os.waitstatus_to_exitcode(status) != 0
+    finally:
+        stop.set()
+        thread.join(TIMEOUT)
+        HELD.clear()
+    assert during_scan == 10, f"only {during_scan} of {forks} forks came during a scan"
+    assert without_gc == 0, f"{without_gc} of {forks} children ({during_scan} during a scan)"
+
+
+def test_object_the_program_drops_while_a_heap_graph_is_open_is_freed_at_once(
+    installed: None,
+) -> None:
+    """A heap graph holds no object of the heap: one the program drops while it is open is
+    freed (and its native handles released) at once, not when the graph closes."""
+    config = sdk_objects.speech_config()
+    ref = weakref.ref(config)
+    released_before = handletrace.stats().released
+    with HeapGraph.scan() as graph:
+        assert graph.contains(config)
+        del config
+        alive = ref() is not None
+        released = handletrace.stats().released - released_before
+    assert (alive, released) == (False, 2)
+
+
+def test_cycle_searches_of_many_objects_held_by_one_garbage_region_do_bounded_work(
+    installed: None, no_gc: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 leaked configs, each held by a garbage list on a cycle and each referring to one
+    big garbage region: the cycle searches together read each object's references a bounded
+    number of times (linear in the heap), and every config still gets its cycle."""
+    region: List[Any] = [[index] for index in range(30_000)]
+    region.append(region)
+    for _ in range(200):
+        config = sdk_objects.speech_config()
+        config.garbage = region  # type: ignore[attr-defined]
+        holder = [config]
+        holder.append(holder)  # the config is garbage, held by a cycle it is not on
+    del region, config, holder
+    reads = [0]
+    edges = HeapGraph._edges
+
+    def counted(self: HeapGraph, node: int) -> Any:
+        reads[0] += 1
+        return edges(self, node)
+
+    monkeypatch.setattr(HeapGraph, "_edges", counted)
+    diagnosis = handletrace.diagnose(paths=False)
+    cycles = {h.cycle.text for h in diagnosis.handles.values() if h.cycle is not None}
+    garbage = diagnosis.counts().get("cyclic-garbage", 0)
+    bound = CYCLE_WORK_PER_OBJECT * diagnosis.objects_scanned + CYCLE_SEARCH_LIMIT
+    assert (garbage, len(cycles)) == (400, 1), cycles
+    assert reads[0] <= bound, f"{reads[0]} reads of references for {garbage} handles"
+    gc.collect()
