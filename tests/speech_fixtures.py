@@ -21,6 +21,7 @@ from typing import Any, Iterator, List, Mapping, Optional, Protocol, Tuple
 import azure.cognitiveservices.speech as speechsdk
 import pytest
 
+import handletrace
 from handletrace.testing import SpeechService, push_stream_audio_config, silence_wav
 
 SESSION_TIMEOUT = 10.0
@@ -452,3 +453,67 @@ __all__ += [
     "synthesizer",
     "write_audio",
 ]
+
+
+# -- releases in flight (added with the asyncio service's tests) ----------------------------
+
+
+class ReleaseWatcher:
+    """A thread that looks, every few milliseconds, for a native release that has been in
+    flight for at least ``blocked`` seconds (default: the slow-release threshold) and keeps
+    what the first look at one of a ``kind`` handle saw: the snapshot, the diagnosis of its
+    ``kind`` records and the stats, all taken while the release was blocking (from this
+    thread, as a monitoring endpoint would).
+
+    Until then it only calls ``handletrace.blocking()``: a snapshot (or a diagnosis) makes a
+    heap pass that holds every object for its duration, so an object whose last other
+    reference died meanwhile (an SDK callback's recognizer, say) would be released on this
+    thread instead of where the program dropped it. Once a release has blocked a while, its
+    object is long gone from the heap.
+    """
+
+    def __init__(
+        self, kind: str = "recognizer", blocked: Optional[float] = None, timeout: float = 60.0
+    ) -> None:
+        self.kind = kind
+        self.blocked = blocked
+        self.seen: List[Tuple[Any, Any, Any]] = []
+        self._done = threading.Event()
+        self._timeout = timeout
+        self._thread = threading.Thread(target=self._watch, name="release-watcher")
+
+    def __enter__(self) -> ReleaseWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(self._timeout)
+
+    def wait(self, timeout: float = SESSION_TIMEOUT) -> bool:
+        """Wait until a release in flight was seen; False if ``timeout`` passed."""
+        deadline = time.monotonic() + timeout
+        while not self.seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return bool(self.seen)
+
+    def _watch(self) -> None:
+        deadline = time.monotonic() + self._timeout
+        while not self._done.is_set() and time.monotonic() < deadline:
+            blocking = handletrace.blocking()
+            blocked = blocking.threshold if self.blocked is None else self.blocked
+            if any(flight.elapsed >= blocked for flight in blocking.in_flight):
+                snapshot = handletrace.snapshot()
+                kinds = {r.seq: r.kind for r in snapshot.records}
+                if any(kinds.get(seq) == self.kind for seq in snapshot.releasing):
+                    # Only the kind watched: a diagnosis of every record walks the whole
+                    # heap (about 2 s in a full test run), and one that ends after the
+                    # release did says "released after the snapshot was taken".
+                    wanted = snapshot.filter(kinds=[self.kind])
+                    diagnosis = handletrace.diagnose(wanted, paths=False, native=False)
+                    self.seen.append((snapshot, diagnosis, handletrace.stats()))
+                    return
+            self._done.wait(0.002)
+
+
+__all__ += ["ReleaseWatcher"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import io
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -17,10 +19,17 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import handletrace
 from handletrace import metrics
+from handletrace._core.blocking import BlockingEvent, BlockingLog
+from handletrace._core.stacks import capture
 from handletrace._core.state import TRACKER
+from handletrace._core.threads import ThreadInfo
 from handletrace._env import EnvSettings, activate, settings_from_env
 from handletrace._sdk.records import live_records
-from tests import sdk_objects
+from handletrace.testing import SpeechService
+from tests import blocking_scenarios, sdk_objects
+from tests.blocking_scenarios import running_recognizer
+
+held_service = blocking_scenarios.held_service
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,7 +46,8 @@ def _metrics_off() -> Iterator[None]:
 
 def collect(memory: InMemoryMetricReader) -> Points:
     """{metric name: {its one attribute value (None if it has none): value}} of handletrace's
-    meter (some SDK releases also report metrics about themselves, under their own scope)."""
+    meter (some SDK releases also report metrics about themselves, under their own scope); a
+    histogram's value is its count."""
     points: Points = {}
     data = memory.get_metrics_data()
     for resource in data.resource_metrics if data is not None else ():
@@ -49,7 +59,10 @@ def collect(memory: InMemoryMetricReader) -> Points:
                 for point in metric.data.data_points:
                     attributes = list(point.attributes.values())
                     assert len(attributes) <= 1
-                    values[str(attributes[0]) if attributes else None] = point.value
+                    value = getattr(point, "value", None)
+                    if value is None:
+                        value = point.count  # a histogram's point
+                    values[str(attributes[0]) if attributes else None] = value
     return points
 
 
@@ -230,7 +243,12 @@ def test_only_low_cardinality_attributes_are_used(installed: None, exported: Exp
         for point in metric.data.data_points
         for key in point.attributes
     }
-    assert keys == {metrics.ATTR_HANDLE_KIND, metrics.ATTR_RELEASE_CAUSE, metrics.ATTR_LEAK_PATTERN}
+    assert keys == {
+        metrics.ATTR_HANDLE_KIND,
+        metrics.ATTR_RELEASE_CAUSE,
+        metrics.ATTR_LEAK_PATTERN,
+        metrics.ATTR_BLOCKING_WHAT,
+    }
     del keep
 
 
@@ -351,10 +369,13 @@ def test_disable_returns_true_then_a_repeat_is_a_no_op(exported: Exported) -> No
 
 
 def test_disabled_instruments_observe_nothing(installed: None, exported: Exported) -> None:
-    """After disable(), the observable instruments report no points."""
+    """After disable(), the observable instruments report no points and releases are no
+    longer recorded (the histogram keeps what it had, as leaks.found does)."""
     sdk_objects.speech_config()
+    recorded = exported.collect()[metrics.METRIC_RELEASE_DURATION]
     metrics.disable()
-    assert exported.collect() == {}
+    sdk_objects.speech_config()
+    assert exported.collect() == {metrics.METRIC_RELEASE_DURATION: recorded}
 
 
 def test_enable_again_on_the_same_provider_reports_again(
@@ -391,9 +412,11 @@ def test_a_failing_read_is_counted_not_raised(
 
     monkeypatch.setattr(TRACKER.registry, "totals", broken)
     points = exported.collect()
-    assert sorted(points) == [metrics.METRIC_NATIVE]  # the one instrument not reading the registry
-    # One error per failing instrument: live, created, released, instrumentation.errors.
-    assert TRACKER.registry.last_errors == ["metrics callback: RuntimeError"] * 4
+    # The instruments not reading the registry's totals.
+    assert sorted(points) == [metrics.METRIC_LOOP_BLOCKED, metrics.METRIC_NATIVE]
+    # One error per failing instrument: live, created, released, instrumentation.errors,
+    # releases in flight.
+    assert TRACKER.registry.last_errors == ["metrics callback: RuntimeError"] * 5
 
 
 # -- OpenTelemetry missing -----------------------------------------------------------------------
@@ -585,3 +608,144 @@ def test_prometheus_example_exposes_the_growing_leak(tmp_path: Path) -> None:
     )
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == "[['hello'], ['hello'], ['hello']]\n3.0\n"
+
+
+# -- releases: duration, in flight, event loops blocked -----------------------------------------
+
+
+def test_release_duration_is_recorded_for_every_release_per_kind(
+    installed: None, exported: Exported
+) -> None:
+    """Each release is one observation in handletrace.release.duration, per kind: the counts
+    equal the registry's releases of each kind."""
+    for _ in range(3):
+        sdk_objects.speech_config()
+    counted = exported.collect()[metrics.METRIC_RELEASE_DURATION]
+    released = {k: s.released for k, s in TRACKER.registry.stats().kinds.items() if s.released}
+    assert counted == released == {"speech_config": 3, "property_bag": 3}, counted
+
+
+def test_the_release_listener_is_set_while_enabled_and_removed_on_disable(
+    exported: Exported,
+) -> None:
+    """enable() sets TRACKER.release_listener, disable() removes it (only if still its own)."""
+    listener = TRACKER.release_listener
+    assert listener is not None
+    metrics.disable()
+    assert TRACKER.release_listener is None
+    metrics.enable(exported.provider)
+    assert TRACKER.release_listener is listener
+
+    def other(kind: str, seconds: float) -> None:
+        pass
+
+    TRACKER.release_listener = other
+    metrics.disable()
+    assert TRACKER.release_listener is other
+
+
+def test_a_failing_release_listener_is_counted_never_raised(installed: None) -> None:
+    """A histogram that fails to record: the releases still happen and are counted, the
+    failure is an instrumentation error (never raised from __del__)."""
+
+    class Broken:  # fault injection: OpenTelemetry's histograms do not fail on their own
+        def record(self, amount: float, attributes: Any = None) -> None:
+            raise RuntimeError("injected")
+
+    TRACKER.release_listener = metrics._release_listener(Broken())
+    try:
+        sdk_objects.speech_config()
+    finally:
+        TRACKER.release_listener = None
+    assert TRACKER.registry.stats().released == 2
+    assert TRACKER.registry.last_errors == ["metrics release listener: RuntimeError"] * 2
+
+
+def test_releases_during_a_cyclic_collection_are_recorded_at_the_next_release(
+    installed: None, no_gc: None, exported: Exported
+) -> None:
+    """Handles freed by gc.collect() are recorded when the next release happens outside a
+    collection (recording inside one could wait forever on OpenTelemetry's own lock)."""
+    sdk_objects.make_leaky_transcriber([])
+    gc.collect()
+    assert TRACKER.registry.stats().released_by_cause["gc"] == 2
+    during = exported.collect().get(metrics.METRIC_RELEASE_DURATION, {})
+    assert "recognizer" not in during, during
+    sdk_objects.speech_config()
+    after = exported.collect()[metrics.METRIC_RELEASE_DURATION]
+    released = {k: s.released for k, s in TRACKER.registry.stats().kinds.items() if s.released}
+    assert after == released and after["recognizer"] == 1, after
+
+
+def test_a_release_that_blocks_is_in_flight_while_it_blocks(
+    installed: None, exported: Exported, held_service: SpeechService
+) -> None:
+    """releases.in_flight{recognizer} is 1 while a dropped running recognizer's release
+    blocks on another thread, and 0 once it returned."""
+    recognizer, feed = running_recognizer(held_service)
+    box = [recognizer]
+    del recognizer
+    dropper = threading.Thread(target=box.pop, name="dropper")
+    dropper.start()
+    seen: List[Points] = []
+    waiting = threading.Event()
+    for _ in range(3000):
+        if TRACKER.registry.releasing():
+            seen.append(exported.collect())
+            break
+        waiting.wait(0.001)
+    dropper.join(60)
+    assert seen, "the release was never seen in flight"
+    assert seen[0][metrics.METRIC_IN_FLIGHT]["recognizer"] == 1, seen[0]
+    assert exported.collect()[metrics.METRIC_IN_FLIGHT]["recognizer"] == 0
+    del feed
+
+
+def test_event_loop_blocked_counts_the_seconds_of_releases_and_calls_on_loops(
+    installed: None, exported: Exported, held_service: SpeechService
+) -> None:
+    """A teardown and a synchronous stop on a loop: event_loop.blocked{release} and {call}
+    are their recorded durations, and stay so at the next collection (counted once)."""
+    dropped, dropped_feed = running_recognizer(held_service)
+    stopped, stopped_feed = running_recognizer(held_service)
+    holder = [dropped]
+    del dropped
+
+    async def main(stopped: Any) -> None:
+        holder.pop()
+        stopped.stop_continuous_recognition()
+
+    asyncio.run(main(stopped))
+    handletrace.dispose(stopped)
+    sites = handletrace.blocking().sites
+    release = sum(s.total for s in sites if s.what == "release" and s.on_event_loop)
+    call = sum(s.total for s in sites if s.what == "call")
+    assert release >= 0.5 and call >= 0.5, sites
+    first = exported.collect()[metrics.METRIC_LOOP_BLOCKED]
+    assert first == {"release": pytest.approx(release), "call": pytest.approx(call)}, first
+    assert exported.collect()[metrics.METRIC_LOOP_BLOCKED] == first
+    del stopped, dropped_feed, stopped_feed
+
+
+def test_event_loop_blocked_never_goes_down_and_counts_only_on_loop_events() -> None:
+    """From one site's events, some on a loop and some not: only the on-loop seconds are
+    added, each once; a cleared record starts again from what it holds."""
+    log = BlockingLog()
+    loop, worker = ThreadInfo(1, "MainThread", event_loop=True), ThreadInfo(2, "worker")
+
+    def add(thread: ThreadInfo, seconds: float, ended: float) -> None:
+        site = capture(4)  # one line: one site
+        log.add(BlockingEvent("release", "recognizer", "X", seconds, ended, thread, site))
+
+    blocked = metrics._LoopBlocked()
+    add(loop, 1.0, 1.0)
+    add(worker, 0.1, 2.0)
+    assert blocked.update(log.sites(), log.events())["release"] == pytest.approx(1.0)
+    add(loop, 0.5, 3.0)
+    add(worker, 2.0, 4.0)
+    assert blocked.update(log.sites(), log.events())["release"] == pytest.approx(1.5)
+    assert blocked.update(log.sites(), log.events())["release"] == pytest.approx(1.5)
+    log.clear()
+    assert blocked.update(log.sites(), log.events())["release"] == pytest.approx(1.5)
+    add(loop, 0.2, 5.0)
+    assert blocked.update(log.sites(), log.events())["release"] == pytest.approx(1.7)

@@ -496,7 +496,8 @@ def test_marker_help_is_registered_even_when_inert(pytester: pytest.Pytester) ->
     result.stdout.fnmatch_lines(
         [
             "@pytest.mark.handletrace(enabled=True, *, allow=None, max_leaks=0, "
-            "allow_cycles=False): check this test for native Speech SDK handles*"
+            "allow_cycles=False, max_blocking=None): check this test for native Speech SDK "
+            "handles*"
         ]
     )
 
@@ -854,6 +855,8 @@ def test_no_session_report_when_nothing_was_tracked(
         ("report", "HANDLETRACE_REPORT", " STDOUT ", "stdout"),
         ("report_format", "HANDLETRACE_REPORT_FORMAT", "Html", "html"),
         ("stale_after", "HANDLETRACE_STALE_AFTER", "0.5", 0.5),
+        ("max_blocking", "HANDLETRACE_PYTEST_MAX_BLOCKING", "0", 0.0),
+        ("max_blocking", "HANDLETRACE_PYTEST_MAX_BLOCKING", " 2.5 ", 2.5),
     ],
 )
 def test_environment_boundary_values_the_plugin_accepts(
@@ -878,6 +881,9 @@ def test_environment_boundary_values_the_plugin_accepts(
         ("HANDLETRACE_REPORT", " "),
         ("HANDLETRACE_REPORT_FORMAT", "svg"),
         ("HANDLETRACE_STALE_AFTER", "0"),
+        ("HANDLETRACE_PYTEST_MAX_BLOCKING", "-0.1"),
+        ("HANDLETRACE_PYTEST_MAX_BLOCKING", "inf"),
+        ("HANDLETRACE_PYTEST_MAX_BLOCKING", "none"),
     ],
 )
 def test_environment_boundary_values_the_plugin_refuses(variable: str, value: str) -> None:
@@ -958,3 +964,200 @@ def test_fixture_only_test_runs_under_pytests_own_protocol(pytester: pytest.Pyte
     result.assert_outcomes(passed=1)
     out = result.stdout.str()
     assert "order: ['log setup', 'log call', 'teardown', 'log teardown']" in out, out
+
+
+# -- what blocked ------------------------------------------------------------------------------
+
+BLOCKING_HELPERS = """
+import asyncio
+
+import pytest
+
+from handletrace.testing import Script, SpeechService, Teardown
+from tests.blocking_scenarios import running_recognizer
+
+
+@pytest.fixture(scope="module")
+def service():
+    with SpeechService(Script.of("hello", teardown=Teardown(answer_end=False))) as service:
+        yield service
+
+
+def drop_on_a_loop(service):
+    recognizer, feed = running_recognizer(service)
+    holder = [recognizer]
+    del recognizer
+
+    async def drop():
+        holder.pop()  # the release waits ~1 s: the loop is blocked
+
+    asyncio.run(drop())
+"""
+
+
+def make_blocking_suite(pytester: pytest.Pytester, body: str) -> None:
+    pytester.makepyfile(test_blocking_suite=BLOCKING_HELPERS + textwrap.dedent(body))
+
+
+def test_what_a_test_blocked_is_in_its_section_and_does_not_fail_it_by_default(
+    pytester: pytest.Pytester,
+) -> None:
+    """A checked test whose SDK teardown blocked its loop passes (no limit by default); its
+    handletrace section (-rA) shows the blocking site and the fix, the summary says how to
+    fail such tests."""
+    make_blocking_suite(
+        pytester,
+        """
+        def test_blocks(service):
+            drop_on_a_loop(service)
+        """,
+    )
+    result = run(pytester, "--handletrace", "-rA")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*- handletrace -*",
+            "blocking: 1 slow release at 1 site, * in all, * worst; event loops blocked *",
+            "*release recognizer (*): 1x, * in all, * worst, 1 on an event loop; last: del on "
+            "MainThread (event loop)",
+            "*holder.pop()  # the release waits ~1 s: the loop is blocked",
+            "*finding [[]blocking-release-on-event-loop[]] at *test_blocking_suite.py:*",
+            "*fix: await handletrace.adispose(recognizer) before dropping it*",
+            "handletrace: the SDK work of 1 test blocked an event loop (* s in all; see the "
+            "handletrace section with -rA, fail such tests with "
+            "--handletrace-max-blocking=SECONDS)",
+        ]
+    )
+
+
+def test_max_blocking_fails_a_test_whose_sdk_work_blocked_its_loop_longer(
+    pytester: pytest.Pytester,
+) -> None:
+    """--handletrace-max-blocking=0.2 fails the test whose teardown held its loop ~1 s, as
+    BLOCKED with a headline; the marker's max_blocking=30 lets another test pass."""
+    make_blocking_suite(
+        pytester,
+        """
+        def test_blocks(service):
+            drop_on_a_loop(service)
+
+        @pytest.mark.handletrace(max_blocking=30)
+        def test_blocks_within_its_limit(service):
+            drop_on_a_loop(service)
+
+        def test_blocks_nothing():
+            pass
+        """,
+    )
+    result = run(pytester, "--handletrace", "--handletrace-max-blocking=0.2", "-v")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_blocks BLOCKED*",
+            "*::test_blocks_within_its_limit PASSED*",
+            "*::test_blocks_nothing PASSED*",
+            "handletrace: event loop blocked * s by this test's SDK work (more than "
+            "max_blocking=0.2 s): see the blocking part of the handletrace section",
+            "*- handletrace -*",
+            "blocking: 1 slow release at 1 site*",
+            "*= handletrace: 1 test blocked its event loop longer than max_blocking =*",
+            "test_blocking_suite.py::test_blocks: * s",
+            "handletrace: the SDK work of 1 test blocked an event loop within max_blocking (* s "
+            "in all)",
+        ]
+    )
+
+
+def test_a_test_that_blocked_nothing_gets_no_blocking_section(pytester: pytest.Pytester) -> None:
+    """Without blocking, a passed test has no handletrace section, even with a limit of 0."""
+    make_suite(pytester, "def test_clean():\n    transcriber()\n")
+    result = run(pytester, "--handletrace", "--handletrace-max-blocking=0", "-rA")
+    result.assert_outcomes(passed=1)
+    output = result.stdout.str()
+    assert "blocking:" not in output and "- handletrace -" not in output, output
+
+
+@pytest.mark.parametrize("bad", [-1, "1", float("nan"), True])
+def test_invalid_max_blocking_marker_argument_stops_the_run(
+    pytester: pytest.Pytester, bad: object
+) -> None:
+    """max_blocking must be a number of seconds of 0 or more (or None)."""
+    make_suite(
+        pytester,
+        f"""
+        @pytest.mark.handletrace(max_blocking={bad!r})
+        def test_bad():
+            pass
+        """.replace("nan", "float('nan')"),
+    )
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: handletrace: invalid @pytest.mark.handletrace(...) on "
+            "test_suite.py::test_bad: max_blocking must be None or a number of seconds of 0 or "
+            "more, such as 0.5, got *"
+        ]
+    )
+
+
+def test_invalid_max_blocking_option_names_the_option(pytester: pytest.Pytester) -> None:
+    """A bad --handletrace-max-blocking stops the run naming the option and the value."""
+    make_suite(pytester, "def test_x():\n    pass\n")
+    result = run(pytester, "--handletrace-max-blocking=soon")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: handletrace: invalid value 'soon' from command line option "
+            "--handletrace-max-blocking: expected a number of seconds of 0 or more, such as 0.5"
+        ]
+    )
+
+
+def test_ini_max_blocking_applies_and_the_marker_wins(pytester: pytest.Pytester) -> None:
+    """handletrace_max_blocking in the ini file is the limit; a marker replaces it."""
+    pytester.makeini("[pytest]\nhandletrace_max_blocking = 0.2\n")
+    make_blocking_suite(
+        pytester,
+        """
+        @pytest.mark.handletrace
+        def test_blocks(service):
+            drop_on_a_loop(service)
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    assert "event loop blocked" in result.stdout.str()
+
+
+def test_the_leak_section_of_a_test_that_also_blocked_has_its_blocking_part(
+    pytester: pytest.Pytester,
+) -> None:
+    """A test that leaks and blocks its loop fails as LEAKED; its section reports the leak
+    and, after it, what the test blocked (not what other tests did)."""
+    make_blocking_suite(
+        pytester,
+        """
+        import azure.cognitiveservices.speech as speechsdk
+
+        KEEP = []
+
+        def test_blocks_first(service):
+            drop_on_a_loop(service)
+
+        def test_leaks_and_blocks(service):
+            KEEP.append(speechsdk.SpeechConfig(subscription="dummy", region="westus"))
+            drop_on_a_loop(service)
+        """,
+    )
+    result = run(pytester, "--handletrace", "-v")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_leaks_and_blocks LEAKED*",
+            "handletrace: 2 native handles created by this test are still alive after it ended*",
+            "*- handletrace -*",
+            "#1  2 handles created at *test_blocking_suite.py:* in test_leaks_and_blocks",
+            "blocking: 1 slow release at 1 site, * in all, * worst; event loops blocked *",
+        ]
+    )

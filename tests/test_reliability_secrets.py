@@ -3,13 +3,18 @@
 The program below passes a recognisable fake key and token every way the SDK takes them, as
 literals on the very lines that create handles (so source lines shown in stacks must be
 masked), captured in a callback closure, and as the key of a dict that holds a recognizer
-(so a reference path would name it). Then every output is searched for both strings: text,
-JSON and HTML reports, the diagnosis, drawn cycles, stacks, access records, counted errors,
-``handletrace run`` (report, timeline), ``handletrace report`` and the pytest plugin.
+(so a reference path would name it). A recognizer made from the same secrets is then
+stopped synchronously and released on an event loop called with the key as an argument:
+with ``slow_release=0`` those are recorded, so the blocking section has their sites and
+stacks. Then every output is searched for both strings: text, JSON and HTML reports (their
+blocking and native sections included), the diagnosis, drawn cycles, stacks, access records,
+counted errors, ``handletrace run`` (report, timeline), ``handletrace report`` and the pytest
+plugin.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import io
 import json
@@ -49,6 +54,7 @@ RECOGNIZER_LINE = (
 PROGRAM = (
     textwrap.dedent(
         f"""
+    import asyncio
     import gc
     import sys
 
@@ -78,10 +84,17 @@ PROGRAM = (
         SESSIONS["{KEY}"] = (recognizer, config)
 
 
+    async def on_the_loop(subscription_key):
+        RECOGNIZER_LINE
+        recognizer.stop_continuous_recognition()  # a synchronous call on the loop
+        del recognizer  # released on the loop
+
+
     def main():
         gc.disable()
         for _ in range(2):
             make_session()
+        asyncio.run(on_the_loop(subscription_key="{KEY}"))
         print("served")
 
 
@@ -92,6 +105,8 @@ PROGRAM = (
     .replace("TRANSCRIBER_LINE", TRANSCRIBER_LINE)
     .replace("RECOGNIZER_LINE", RECOGNIZER_LINE)
 )
+#: Every release and call is recorded as blocking (the threshold is 0 s).
+EVERY_RELEASE = {"HANDLETRACE_SLOW_RELEASE": "0"}
 
 
 def assert_no_secret(where: str, text: str) -> None:
@@ -159,6 +174,38 @@ def test_no_secret_in_reports_diagnosis_stacks_or_access_records(sessions: Any) 
         assert_no_secret(where, output)
 
 
+def test_no_secret_in_the_blocking_and_native_sections(program: Path) -> None:
+    """The blocking section (sites, stacks, findings, releases of the secret-made objects on
+    an event loop) and the native section, in text, JSON and HTML: no secret."""
+    spec = importlib.util.spec_from_file_location("secret_service_loop", program)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    handletrace.install(slow_release=0)
+    asyncio.run(module.on_the_loop(subscription_key=KEY))
+    report = handletrace.build_report()
+    blocking = report.blocking
+    assert blocking is not None and blocking.findings, blocking
+    calls = [site for site in blocking.sites if site.what == "call"]
+    assert [site.name for site in calls] == ["SpeechRecognizer.stop_continuous_recognition()"]
+    lines = [frame.line for site in blocking.sites for frame in (*site.site, *site.created)]
+    assert "del recognizer  # released on the loop" in lines, lines
+    assert any("SpeechConfig(auth_token='***'" in line for line in lines), lines
+    text, data = io.StringIO(), io.StringIO()
+    handletrace.report(text)
+    handletrace.report(data, "json")
+    assert "blocking: " in text.getvalue(), text.getvalue()
+    assert report.native is not None and "threads" in data.getvalue()
+    outputs = {
+        "text report": text.getvalue(),
+        "JSON report": data.getvalue(),
+        "HTML report": format_html(report),
+        "blocking events": repr(handletrace.blocking()),
+    }
+    for where, output in outputs.items():
+        assert_no_secret(where, output)
+
+
 def assert_html_shows_the_leaked_transcriber(page: str, program: Path) -> None:
     """The page names the transcriber's kind and its creation line (source masked)."""
     line = PROGRAM.splitlines().index(f"    {TRANSCRIBER_LINE}") + 1
@@ -192,17 +239,21 @@ def test_html_report_at_exit_shows_the_leak_and_no_secret(
     program: Path, environment: Dict[str, str], written: str
 ) -> None:
     """HANDLETRACE=1 with an .html report path, or HANDLETRACE_REPORT_FORMAT=html: the page."""
-    result = subprocesses.run_script(program, {"HANDLETRACE": "1", **environment})
+    result = subprocesses.run_script(
+        program, {"HANDLETRACE": "1", **EVERY_RELEASE, **environment}
+    )
     assert result.returncode == 0, result.stderr
     assert (result.stdout, result.stderr) == ("served\n", "")
     page = (program.parent / written).read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>\n")
+    assert "<h2>What blocked</h2>" in page
     assert_html_shows_the_leaked_transcriber(page, program)
     assert_no_secret(f"the at-exit HTML report {written}", page)
 
 
 def run_cli(argv: List[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("HANDLETRACE")}
+    environment.update(EVERY_RELEASE)
     return subprocess.run(
         [sys.executable, "-m", "handletrace", *argv],
         capture_output=True,
@@ -238,26 +289,33 @@ def test_no_secret_in_anything_handletrace_run_and_report_write(
             assert code in (0, 3)
             outputs[f"report {source} as {form}"] = out.read_text()
     assert "ConversationTranscriber" in outputs["run: stderr (text report)"]
-    assert json.loads(outputs["run: json report"])["summary"]
+    assert "blocking: " in outputs["run: stderr (text report)"]
+    assert json.loads(outputs["run: json report"])["blocking"]["sites"]
     for where, output in outputs.items():
         assert_no_secret(where, output)
 
 
 def test_no_secret_in_the_pytest_plugin_failure_report(
-    pytester: pytest.Pytester, program: Path
+    pytester: pytest.Pytester, program: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A test that leaks the program's sessions fails with a report that shows no secret."""
+    """A test that leaks the program's sessions (and releases a recognizer on a loop) fails
+    with a report, blocking part included, that shows no secret."""
     pytester.makepyfile(
         service=program.read_text(),
-        test_leak="""
+        test_leak=f"""
+        import asyncio
+
         import service
 
         def test_leaks():
             service.make_session()
+            asyncio.run(service.on_the_loop(subscription_key="{KEY}"))
         """,
     )
+    monkeypatch.setenv("HANDLETRACE_SLOW_RELEASE", "0")
     result = pytester.runpytest_subprocess("--handletrace", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     output = "\n".join(result.outlines + result.errlines)
     assert "ConversationTranscriber" in output
+    assert "blocking: " in output
     assert_no_secret("pytest plugin output", output)

@@ -71,6 +71,7 @@ def test_json_keys_come_in_the_documented_order(diagnosed_report: Report) -> Non
         "notes",
         "diagnosis",
         "native",
+        "blocking",
     ]
     assert list(data["summary"]) == [
         "live",
@@ -93,7 +94,24 @@ def test_json_keys_come_in_the_documented_order(diagnosed_report: Report) -> Non
     ]
     assert list(cyclic["age"]) == ["min", "max"]
     assert cyclic["cycle"]["text"].startswith("ConversationTranscriber -> EventSignal")
-    assert list(data["native"]) == ["native_total", "tracked_total", "relative", "rows"]
+    assert list(data["native"]) == [
+        "native_total",
+        "tracked_total",
+        "relative",
+        "rows",
+        "threads",
+        "sockets",
+        "per_object",
+    ]
+    assert list(data["blocking"]) == [
+        "threshold",
+        "in_flight",
+        "sites",
+        "findings",
+        "total",
+        "worst",
+        "event_loop",
+    ]
 
 
 def test_group_without_a_diagnosis_writes_no_diagnosis_keys(installed: None) -> None:

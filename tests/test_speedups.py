@@ -9,6 +9,7 @@ cases against both.
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 from dataclasses import fields
 from types import SimpleNamespace
@@ -243,3 +244,25 @@ def test_handle_index_values_are_seen_by_the_collector() -> None:
     del index, marker
     gc.collect()
     assert alive() is None
+
+
+def test_releasing_table_is_a_mapping_of_releases_in_flight() -> None:
+    """Releasing: seq -> (started, thread, column), set, read, popped, copied and cleared
+    like the dict the Python hooks use; values are checked."""
+    table = speedups.Releasing({7: (1.5, "t", 5)})
+    thread = threading.current_thread()
+    table[9] = (2.0, thread, 6)
+    assert (len(table), 7 in table, 8 in table) == (2, True, False)
+    assert table[9] == (2.0, thread, 6)
+    assert table.copy() == {7: (1.5, "t", 5), 9: (2.0, thread, 6)}
+    assert sorted(table.items()) == sorted({7: (1.5, "t", 5), 9: (2.0, thread, 6)}.items())
+    assert table.pop(7) == (1.5, "t", 5) and table.pop(7, "gone") == "gone"
+    with pytest.raises(KeyError):
+        del table[7]
+    with pytest.raises(TypeError):
+        table[3] = "not a tuple"
+    for seq in range(100, 140):  # grows past its first capacity
+        table[seq] = (0.0, None, 5)
+    assert len(table) == 41 and table[139] == (0.0, None, 5)
+    table.clear()
+    assert len(table) == 0 and table.copy() == {}

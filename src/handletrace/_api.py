@@ -52,6 +52,19 @@ def blocking() -> Blocking:
     )
 
 
+def _recorded_blocking(snapshot: Snapshot) -> Blocking:
+    """What blocked, for a report of ``snapshot``: its releases in flight (one moment), and
+    the releases and calls recorded so far."""
+    tracker = TRACKER
+    log = tracker.blocking
+    return Blocking(
+        in_flight=tuple(sorted(snapshot.releasing.values(), key=lambda r: -r.elapsed)),
+        sites=log.sites(),
+        events=log.events(),
+        threshold=tracker.config.slow_release,
+    )
+
+
 def stats() -> Stats:
     """Created / released / live / peak per kind, and releases per cause."""
     return TRACKER.registry.stats()
@@ -113,6 +126,8 @@ def build_report(
     if collect:
         _gc.collect()
     snapshot = snapshot if snapshot is not None else _take_snapshot()
+    # Read with the snapshot, before the diagnosis (which takes a while): one moment.
+    blocking = _recorded_blocking(snapshot)
     diagnosis = None
     failed = ""
     if diagnose:
@@ -122,7 +137,11 @@ def build_report(
             TRACKER.registry.count_error("diagnose", exc)
             failed = f"the diagnosis failed ({type(exc).__name__}); groups are not explained"
     data = make_report(
-        snapshot, installed=TRACKER.installed, sdk_version=sdk_version(), diagnosis=diagnosis
+        snapshot,
+        installed=TRACKER.installed,
+        sdk_version=sdk_version(),
+        diagnosis=diagnosis,
+        blocking=blocking,
     )
     del snapshot, diagnosis
     notes = []

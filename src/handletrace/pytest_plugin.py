@@ -13,6 +13,13 @@ that only the cyclic collector would free is found deterministically instead of 
 Only after the check does the plugin run ``gc.collect()``, to tell "cyclic garbage" (freed
 by that collection) from "still reachable" in the failure section, and to free them.
 
+What blocked is reported too: the slow native releases and blocking SDK calls recorded while a
+checked test ran (``handletrace.blocking()``: releases and event-loop calls of at least
+``slow_release``, 0.1 s by default) are its ``handletrace`` section's blocking part, always.
+A test fails for them only when asked: with ``max_blocking`` seconds (marker argument,
+``--handletrace-max-blocking``, ...), a checked test whose SDK work held an event loop longer
+than that in all fails as ``BLOCKED``. The default is no limit: report, do not fail.
+
 Attribution is per test: a test owns the handles created from the start of its setup to the
 end of its teardown, except during the setup of fixtures of a wider scope (class, module,
 package, session), which belong to no test. A handle created by one test and released in the
@@ -43,6 +50,7 @@ command line                        environment                       ini
 ``--handletrace-stack-sample=N``    ``HANDLETRACE_STACK_SAMPLE``      ``handletrace_stack_sample``
 ``--handletrace-kinds=KINDS``       ``HANDLETRACE_KINDS``             ``handletrace_kinds``
 ``--handletrace-report=DEST``       ``HANDLETRACE_REPORT``            ``handletrace_report``
+``--handletrace-max-blocking=S``    ``HANDLETRACE_PYTEST_MAX_BLOCKING`` ``handletrace_max_blocking``
                                     ``HANDLETRACE_REPORT_FORMAT``
                                     ``HANDLETRACE_STALE_AFTER``
 ==================================  ================================  ==========================
@@ -56,13 +64,28 @@ from __future__ import annotations
 
 import gc
 import inspect
+import math
 import os
 import sys
 from dataclasses import dataclass, replace
-from typing import IO, Any, Dict, FrozenSet, Iterable, Iterator, List, Mapping, Optional, Tuple
+from typing import (
+    IO,
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    FrozenSet,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+)
 
 import pytest
 
+from ._analysis.blocking import sites_since
+from ._core.blocking import Blocking, BlockingSite
 from ._core.config import (
     DEFAULT_STACK_DEPTH,
     MAX_STACK_DEPTH,
@@ -92,12 +115,17 @@ from ._instrument.environ import (
     MAX_STACK_SAMPLE,
     parse_count,
 )
+from ._sdk.blocking import in_flight
 from ._sdk.kinds import unknown_kinds_message
 from ._sdk.records import live_records
+
+if TYPE_CHECKING:  # imported when a test is judged: an inert plugin loads no report code
+    from ._report.model import ReportBlocking
 
 __all__ = [
     "ENV_PYTEST",
     "ENV_PYTEST_ALLOW",
+    "ENV_PYTEST_MAX_BLOCKING",
     "FIXTURE",
     "MARKER",
     "CheckedProtocol",
@@ -113,11 +141,16 @@ MARKER = "handletrace"
 FIXTURE = "handletrace_handles"
 SECTION = "handletrace"
 LEAK_PREFIX = "handletrace: "
+#: How the failure of a test that blocked its event loop too long begins.
+BLOCKED_PREFIX = "handletrace: event loop blocked"
 
 #: ``1``/``true``/``yes``/``on`` to check every test, ``0``/``false``/``no``/``off`` not to.
 ENV_PYTEST = "HANDLETRACE_PYTEST"
 #: Comma-separated handle kinds that may outlive a test (e.g. ``speech_config``).
 ENV_PYTEST_ALLOW = "HANDLETRACE_PYTEST_ALLOW"
+#: Seconds a checked test's SDK work may hold an event loop (in all) before the test fails.
+ENV_PYTEST_MAX_BLOCKING = "HANDLETRACE_PYTEST_MAX_BLOCKING"
+ACCEPTED_MAX_BLOCKING = "a number of seconds of 0 or more, such as 0.5"
 # Shared with every front end (_env, _instrument/environ): HANDLETRACE_STACK_DEPTH,
 # HANDLETRACE_STACK_SAMPLE, HANDLETRACE_KINDS, HANDLETRACE_REPORT, HANDLETRACE_REPORT_FORMAT,
 # HANDLETRACE_STALE_AFTER.
@@ -147,6 +180,8 @@ class Settings:
     report: Optional[str] = None  #: where the session report goes; ``None``: nowhere
     report_format: Optional[str] = None  #: ``None``: from the report path's extension
     stale_after: Optional[float] = None
+    #: Seconds a checked test's SDK work may block its event loop; ``None``: no limit.
+    max_blocking: Optional[float] = None
 
 
 def _parse_bool(value: Any) -> bool:
@@ -208,6 +243,24 @@ def _parse_format(value: Any) -> str:
     return text
 
 
+def _max_blocking(value: Any) -> Optional[float]:
+    """``value`` as seconds of blocking allowed (a finite number >= 0), or ``None``."""
+    if isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _parse_max_blocking(value: Any) -> float:
+    seconds = _max_blocking(value)
+    if seconds is None:
+        raise ValueError(f"expected {ACCEPTED_MAX_BLOCKING}")
+    return seconds
+
+
 def _parse_stale(value: Any) -> float:
     seconds = parse_seconds(str(value))
     if seconds is None:
@@ -235,6 +288,13 @@ _SETTINGS = (
     ),
     ("kinds", _parse_tracked_kinds, "--handletrace-kinds", ENV_KINDS, "handletrace_kinds"),
     ("report", _parse_report, "--handletrace-report", ENV_REPORT, "handletrace_report"),
+    (
+        "max_blocking",
+        _parse_max_blocking,
+        "--handletrace-max-blocking",
+        ENV_PYTEST_MAX_BLOCKING,
+        "handletrace_max_blocking",
+    ),
     ("report_format", _parse_format, None, ENV_REPORT_FORMAT, None),
     ("stale_after", _parse_stale, None, ENV_STALE_AFTER, None),
 )
@@ -290,6 +350,8 @@ class MarkerOptions:
     allow: Optional[FrozenSet[str]] = None  #: ``None``: the session's allowed kinds
     max_leaks: int = 0
     allow_cycles: bool = False
+    #: ``None``: the session's ``max_blocking``.
+    max_blocking: Optional[float] = None
 
 
 def handletrace(
@@ -298,16 +360,24 @@ def handletrace(
     allow: Optional[Iterable[str]] = None,
     max_leaks: int = 0,
     allow_cycles: bool = False,
+    max_blocking: Optional[float] = None,
 ) -> MarkerOptions:
-    """check this test for native Speech SDK handles it leaves alive (also without --handletrace). enabled=False exempts the test from --handletrace; allow: handle kinds that may outlive it (replaces --handletrace-allow); max_leaks: how many other handles may; allow_cycles=True accepts handles that only the cyclic garbage collector frees."""  # noqa: E501
+    """check this test for native Speech SDK handles it leaves alive (also without --handletrace). enabled=False exempts the test from --handletrace; allow: handle kinds that may outlive it (replaces --handletrace-allow); max_leaks: how many other handles may; allow_cycles=True accepts handles that only the cyclic garbage collector frees; max_blocking: seconds its SDK work may block its event loop (replaces --handletrace-max-blocking; default: no limit)."""  # noqa: E501
     if not isinstance(enabled, bool):
         raise TypeError(f"enabled must be True or False, got {enabled!r}")
     if not isinstance(max_leaks, int) or isinstance(max_leaks, bool) or max_leaks < 0:
         raise ValueError(f"max_leaks must be an integer >= 0, got {max_leaks!r}")
     if not isinstance(allow_cycles, bool):
         raise TypeError(f"allow_cycles must be True or False, got {allow_cycles!r}")
+    if max_blocking is not None and (
+        isinstance(max_blocking, str) or _max_blocking(max_blocking) is None
+    ):
+        raise ValueError(
+            f"max_blocking must be None or {ACCEPTED_MAX_BLOCKING}, got {max_blocking!r}"
+        )
     kinds = None if allow is None else _parse_kinds(allow)
-    return MarkerOptions(enabled, kinds, max_leaks, allow_cycles)
+    limit = None if max_blocking is None else float(max_blocking)
+    return MarkerOptions(enabled, kinds, max_leaks, allow_cycles, limit)
 
 
 def _marker_help() -> str:
@@ -339,16 +409,20 @@ class _Window:
 
     Those above ``start`` (and up to ``end`` once it ended), except the ranges created while
     fixtures of a wider scope were being set up. Only integers: nothing here keeps a handle
-    alive.
+    alive. ``blocking_before``: the blocking record's sites when the test began (what it
+    gained by the end is the test's: plain data, stacks of code objects, no SDK object).
     """
 
-    __slots__ = ("start", "end", "excluded", "nodeid")
+    __slots__ = ("start", "end", "excluded", "nodeid", "blocking_before")
 
-    def __init__(self, start: int, nodeid: str) -> None:
+    def __init__(
+        self, start: int, nodeid: str, blocking_before: Tuple[BlockingSite, ...] = ()
+    ) -> None:
         self.start = start
         self.end: Optional[int] = None
         self.excluded: List[Tuple[int, int]] = []
         self.nodeid = nodeid
+        self.blocking_before = blocking_before
 
     def owns(self, seq: int) -> bool:
         if seq <= self.start or (self.end is not None and seq > self.end):
@@ -408,11 +482,25 @@ class CreatedHandles:
 class Verdict:
     """What the check found for one test (plain data: no record, no handle)."""
 
-    failed: bool
+    failed: bool  #: the test fails for a leak or for blocking its event loop too long
     leaked: int  #: handles alive when the test ended (not counting allowed kinds)
     cyclic: int  #: of those, how many ``gc.collect()`` then freed
     headline: str
-    text: str  #: the report for the failure section
+    text: str  #: the report for the failure section ("": nothing to report)
+    leak_failed: bool = False  #: its leaks are more than it may leave
+    #: Seconds its SDK work held an event loop (recorded releases and calls).
+    blocked: float = 0.0
+    blocking_failed: bool = False  #: more than ``max_blocking``
+    limited: bool = False  #: a ``max_blocking`` applied
+
+
+@dataclass(frozen=True)
+class _LeakCheck:
+    failed: bool
+    leaked: int
+    cyclic: int
+    headline: str
+    text: str
 
 
 def _plural(n: int, word: str) -> str:
@@ -428,14 +516,36 @@ def _pytest_dirs() -> Tuple[str, ...]:
     return (module_dir(_pytest), module_dir(pluggy), module_dir(pytest), module_dir(_check))
 
 
-def _check(window: _Window, allow: FrozenSet[str], options: MarkerOptions) -> Optional[Verdict]:
-    """Compare what the test left alive with what it may; ``None`` when nothing is left."""
+def _test_blocking(window: _Window, records: List[HandleRecord]) -> Optional[ReportBlocking]:
+    """The test's blocking section (a ``ReportBlocking``): what the blocking record gained
+    while it ran, and the releases of its handles still in flight; ``None`` if nothing."""
+    from ._report.model import make_blocking
+
+    log = TRACKER.blocking
+    sites = sites_since(window.blocking_before, log.sites(), log.events())
+    releasing = [flight for seq, flight in in_flight(TRACKER).items() if window.owns(seq)]
+    if not sites and not releasing:
+        return None
+    releasing.sort(key=lambda flight: -flight.elapsed)
+    blocking = Blocking(tuple(releasing), sites, (), TRACKER.config.slow_release)
+    return make_blocking(blocking, records)
+
+
+def _check(
+    window: _Window,
+    allow: FrozenSet[str],
+    options: MarkerOptions,
+    blocking: Optional[ReportBlocking],
+) -> Optional[_LeakCheck]:
+    """Compare what the test left alive with what it may; ``None`` when nothing is left.
+    ``blocking``: the test's blocking section, put in its report."""
     from ._api import build_report
     from ._frontend import collect_and_split, trim_frames
     from ._report.text import format_text
 
     registry = TRACKER.registry
-    window.end = registry.last_seq()
+    # Releases in flight first: a record listed after its release began is still live.
+    releasing = {seq: f for seq, f in in_flight(TRACKER).items() if window.owns(seq)}
     alive = window.live_records()
     suspects = [r for r in alive if r.kind not in allow]
     if not suspects:
@@ -450,7 +560,7 @@ def _check(window: _Window, allow: FrozenSet[str], options: MarkerOptions) -> Op
         live=len(suspects),
     )
     # Build the report while the leaked objects still exist (the diagnosis looks at them).
-    data = trim_frames(build_report(Snapshot.of(suspects, stats)), _pytest_dirs())
+    data = trim_frames(build_report(Snapshot.of(suspects, stats, releasing)), _pytest_dirs())
     seqs = [r.seq for r in suspects]
     del alive, suspects
     data, collected = collect_and_split(data, seqs)
@@ -461,7 +571,8 @@ def _check(window: _Window, allow: FrozenSet[str], options: MarkerOptions) -> Op
     ]
     if allow:
         notes.append(f"kinds allowed to outlive the test, not counted: {', '.join(sorted(allow))}")
-    data = replace(data, notes=(*notes, *data.notes))
+    # The test's own blocking, not the whole session's.
+    data = replace(data, notes=(*notes, *data.notes), blocking=blocking)
     what = []
     if collected.cyclic:
         what.append(f"{collected.cyclic} cyclic garbage")
@@ -472,12 +583,63 @@ def _check(window: _Window, allow: FrozenSet[str], options: MarkerOptions) -> Op
         f"{LEAK_PREFIX}{_plural(n, 'native handle')} created by this test "
         f"{'is' if n == 1 else 'are'} still alive after it ended ({', '.join(what)})"
     )
-    return Verdict(
+    return _LeakCheck(
         failed=counted > options.max_leaks,
         leaked=n,
         cyclic=collected.cyclic,
         headline=headline,
         text=format_text(data),
+    )
+
+
+def _judge(
+    window: _Window, allow: FrozenSet[str], options: MarkerOptions, max_blocking: Optional[float]
+) -> Optional[Verdict]:
+    """The test's verdict: its leaks, and what its SDK work blocked (``max_blocking``:
+    seconds it may hold an event loop; ``None``: no limit); ``None`` when there is nothing
+    to say."""
+    from ._report.text import blocking_lines
+
+    window.end = TRACKER.registry.last_seq()
+    blocking = _test_blocking(window, window.live_records())
+    leak = _check(window, allow, options, blocking)
+    if leak is None and blocking is None:
+        return None
+    blocked = blocking.event_loop if blocking is not None else 0.0
+    blocking_failed = max_blocking is not None and blocked > max_blocking and blocked > 0
+    # A leak's report has the test's blocking section in it.
+    if leak is not None:
+        text = leak.text
+    else:
+        assert blocking is not None
+        text = "\n".join(blocking_lines(blocking)) + "\n"
+    headline = leak.headline if leak is not None and leak.failed else ""
+    if blocking_failed and not headline:
+        headline = (
+            f"{BLOCKED_PREFIX} {blocked:.2f} s by this test's SDK work (more than "
+            f"max_blocking={max_blocking:g} s): see the blocking part of the handletrace section"
+        )
+    return Verdict(
+        failed=(leak is not None and leak.failed) or blocking_failed,
+        leaked=leak.leaked if leak is not None else 0,
+        cyclic=leak.cyclic if leak is not None else 0,
+        headline=headline,
+        text=text,
+        leak_failed=leak is not None and leak.failed,
+        blocked=blocked,
+        blocking_failed=blocking_failed,
+        limited=max_blocking is not None,
+    )
+
+
+def is_blocked_report(report: Any) -> bool:
+    """Whether ``report`` is a call report that failed because the test's SDK work blocked
+    its event loop longer than ``max_blocking`` (and leaked nothing)."""
+    return (
+        getattr(report, "when", None) == "call"
+        and report.failed
+        and isinstance(report.longrepr, str)
+        and report.longrepr.startswith(BLOCKED_PREFIX)
     )
 
 
@@ -488,6 +650,7 @@ def is_leak_report(report: Any) -> bool:
         and report.failed
         and isinstance(report.longrepr, str)
         and report.longrepr.startswith(LEAK_PREFIX)
+        and not report.longrepr.startswith(BLOCKED_PREFIX)
     )
 
 
@@ -507,6 +670,9 @@ class Manager:
         self.current_options: Optional[MarkerOptions] = None
         self.checked = 0
         self.leaks: List[Tuple[str, int, int]] = []  # (nodeid, handles, cyclic): text only
+        #: (nodeid, seconds, failed, a limit applied) of the tests whose SDK work blocked an
+        #: event loop.
+        self.blocked: List[Tuple[str, float, bool, bool]] = []
 
     # -- tracking ------------------------------------------------------------------------
     def ensure_installed(self) -> bool:
@@ -545,7 +711,9 @@ class Manager:
         if not watched or not self.ensure_installed():
             yield
             return
-        self.current = _Window(TRACKER.registry.last_seq(), item.nodeid)
+        # The blocking record's sites now, only for a checked test (a copy and a sort).
+        before = TRACKER.blocking.sites() if options is not None else ()
+        self.current = _Window(TRACKER.registry.last_seq(), item.nodeid, before)
         self.current_options = options
         gc_was_enabled = gc.isenabled()
         if options is not None:
@@ -592,17 +760,24 @@ class Manager:
         if call is None or call.skipped or hasattr(call, "wasxfail"):
             return None  # setup failed, skipped or xfail: nothing to judge
         allow = options.allow if options.allow is not None else self.settings.allow
-        return _check(window, allow, options)
+        limit = options.max_blocking
+        if limit is None:
+            limit = self.settings.max_blocking
+        return _judge(window, allow, options, limit)
 
     def apply(self, verdict: Verdict, item: pytest.Item, reports: List[pytest.TestReport]) -> None:
         call = next(r for r in reports if r.when == "call")
-        if verdict.failed:
+        if verdict.leak_failed:
             self.leaks.append((item.nodeid, verdict.leaked, verdict.cyclic))
+        if verdict.blocked:
+            self.blocked.append(
+                (item.nodeid, verdict.blocked, verdict.blocking_failed, verdict.limited)
+            )
         if call.passed and verdict.failed:
             call.outcome = "failed"
             call.longrepr = verdict.headline
             call.sections.append((SECTION, verdict.text))
-        elif call.failed:
+        elif call.failed and verdict.leaked:
             call.sections.append(
                 (
                     SECTION,
@@ -611,12 +786,16 @@ class Manager:
                     "so some of these handles may be held only by that\n",
                 )
             )
+        else:  # what blocked, beside any failure of its own (or shown by -rP)
+            call.sections.append((SECTION, verdict.text))
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_report_teststatus(self, report: Any, config: pytest.Config) -> Iterator[Any]:
         outcome: Any = yield
         if is_leak_report(report):
             outcome.force_result(("failed", "L", ("LEAKED", {"red": True})))
+        elif is_blocked_report(report):
+            outcome.force_result(("failed", "B", ("BLOCKED", {"red": True})))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.unsupported:
@@ -637,6 +816,36 @@ class Manager:
         elif self.settings.enabled and self.checked:
             terminalreporter.write_line(
                 f"handletrace: {_plural(self.checked, 'test')} checked, no native handle leaked"
+            )
+        self.blocking_summary(terminalreporter)
+
+    def blocking_summary(self, terminalreporter: Any) -> None:
+        """The tests whose SDK work blocked an event loop: those failed for it, or one line
+        saying how to fail them."""
+        failed = [(nodeid, seconds) for nodeid, seconds, over, _ in self.blocked if over]
+        if failed:
+            its = "its" if len(failed) == 1 else "their"
+            terminalreporter.write_sep(
+                "=",
+                f"handletrace: {_plural(len(failed), 'test')} blocked {its} event loop longer "
+                "than max_blocking",
+                red=True,
+            )
+            for nodeid, seconds in failed:
+                terminalreporter.write_line(f"{nodeid}: {seconds:.2f} s")
+        within = [seconds for _, seconds, over, limited in self.blocked if limited and not over]
+        unlimited = [seconds for _, seconds, _, limited in self.blocked if not limited]
+        if within:
+            terminalreporter.write_line(
+                f"handletrace: the SDK work of {_plural(len(within), 'test')} blocked an event "
+                f"loop within max_blocking ({sum(within):.2f} s in all)"
+            )
+        if unlimited:
+            terminalreporter.write_line(
+                f"handletrace: the SDK work of {_plural(len(unlimited), 'test')} blocked an "
+                f"event loop ({sum(unlimited):.2f} s in all; see the handletrace section with "
+                "-rA, fail such tests with --handletrace-max-blocking=SECONDS)",
+                yellow=True,
             )
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
@@ -744,6 +953,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"Environment: {ENV_KINDS}.",
     )
     group.addoption(
+        "--handletrace-max-blocking",
+        metavar="SECONDS",
+        default=None,
+        help="fail a checked test whose SDK work (slow native releases, synchronous SDK "
+        "calls) blocked its event loop longer than SECONDS in all (0: at all); default: "
+        f"report it, never fail. Environment: {ENV_PYTEST_MAX_BLOCKING}.",
+    )
+    group.addoption(
         "--handletrace-report",
         metavar="DEST",
         default=None,
@@ -766,6 +983,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "handletrace_report", "where the report of the session's end goes", default=""
+    )
+    parser.addini(
+        "handletrace_max_blocking",
+        "seconds a checked test's SDK work may block its event loop (default: no limit)",
+        default="",
     )
 
 

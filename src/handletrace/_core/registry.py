@@ -286,7 +286,8 @@ class Registry:
         self._pop_record: Callable[..., Any] = pop_record
         # Native releases in flight: seq -> RELEASING_ENTRY. The record stays live (counted,
         # listed) until its release returns; the hooks and dispose() add and remove these.
-        self._releasing: Dict[int, Tuple[float, Any, int]] = {}
+        # A dict, or with the C hooks a ``_speedups.Releasing`` (the same mapping in C).
+        self._releasing: Any = {}
 
     # -- what the hooks share -------------------------------------------------------------
     @property
@@ -306,7 +307,7 @@ class Registry:
         return self._handle_seqs
 
     @property
-    def releasing_table(self) -> Dict[int, Tuple[float, Any, int]]:
+    def releasing_table(self) -> Any:
         return self._releasing
 
     @property
@@ -332,6 +333,9 @@ class Registry:
                 # dict.copy() / HandleIndex.items(): one C call, atomic under the GIL.
                 pairs = index.copy().items() if isinstance(index, dict) else index.items()
                 self._handle_seqs = index_type(pairs)
+            releasing_type = dict if speedups is None else speedups.Releasing
+            if type(self._releasing) is not releasing_type:
+                self._releasing = releasing_type(self._releasing.copy().items())
 
     def new_kind(self, kind: str) -> Any:
         """The counters of ``kind``, created if new (the hooks call this for a new kind)."""
@@ -412,7 +416,7 @@ class Registry:
 
     def releasing(self) -> Dict[int, Tuple[float, Any, int]]:
         """A copy of the releases in flight: seq -> ``RELEASING_ENTRY``."""
-        return self._releasing.copy()
+        return dict(self._releasing.copy())  # one C call: atomic under the GIL
 
     def _pop(self, seq: int, column: int) -> Optional[RecordFields]:
         # Caller holds the lock.

@@ -626,6 +626,311 @@ static PyTypeObject HandleIndexType = {
     .tp_new = index_new,
 };
 
+
+/* -- Releasing: the native releases in flight ------------------------------------------------
+ * seq -> (started, thread, cause column) while a release runs (Registry.releasing_table; the
+ * Python hooks keep a dict). Few releases are ever in flight at once (one per thread at most,
+ * nested ones aside), so the entries are a small array scanned from the end: a release marks
+ * itself and unmarks itself with no allocation (a tuple and a float per release cost more than
+ * the rest of the __del__ hook). Python code sees a mapping from seq to the tuple. */
+typedef struct {
+    PyObject *seq; /* NULL: free */
+    PyObject *thread;
+    double started;
+    Py_ssize_t column;
+} Marked;
+
+typedef struct {
+    PyObject_HEAD
+    Marked *entries;
+    Py_ssize_t used;     /* entries in use are entries[0 .. used) */
+    Py_ssize_t capacity;
+} Releasing;
+
+static PyTypeObject ReleasingType;
+
+#define Releasing_Check(op) Py_IS_TYPE((op), &ReleasingType)
+
+/* Where seq is marked, or -1. */
+static Py_ssize_t
+releasing_find(Releasing *self, PyObject *seq)
+{
+    for (Py_ssize_t i = self->used - 1; i >= 0; i--) {
+        PyObject *key = self->entries[i].seq;
+        if (key == seq)
+            return i;
+        int equal = PyObject_RichCompareBool(key, seq, Py_EQ);
+        if (equal < 0)
+            PyErr_Clear();
+        else if (equal)
+            return i;
+    }
+    return -1;
+}
+
+/* Mark seq (a new reference to seq and thread is taken): 0, or -1 with an exception. */
+static int
+releasing_put(Releasing *self, PyObject *seq, double started, PyObject *thread,
+              Py_ssize_t column)
+{
+    Py_ssize_t at = releasing_find(self, seq);
+    if (at < 0) {
+        if (self->used == self->capacity) {
+            Py_ssize_t capacity = self->capacity ? self->capacity * 2 : 8;
+            Marked *entries = PyMem_Realloc(self->entries, capacity * sizeof(Marked));
+            if (entries == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            self->entries = entries;
+            self->capacity = capacity;
+        }
+        at = self->used++;
+        self->entries[at].seq = NULL;
+        self->entries[at].thread = NULL;
+    }
+    Marked *entry = &self->entries[at];
+    PyObject *old_seq = entry->seq, *old_thread = entry->thread;
+    Py_INCREF(seq);
+    Py_INCREF(thread);
+    entry->seq = seq;
+    entry->thread = thread;
+    entry->started = started;
+    entry->column = column;
+    Py_XDECREF(old_seq);
+    Py_XDECREF(old_thread);
+    return 0;
+}
+
+/* Unmark seq: 1 if it was marked (its entry copied to *out, references handed over), 0 if
+ * not. */
+static int
+releasing_take(Releasing *self, PyObject *seq, Marked *out)
+{
+    Py_ssize_t at = releasing_find(self, seq);
+    if (at < 0)
+        return 0;
+    *out = self->entries[at];
+    self->entries[at] = self->entries[--self->used];
+    return 1;
+}
+
+static PyObject *
+marked_tuple(Marked *entry)
+{
+    return Py_BuildValue("(dOn)", entry->started, entry->thread, entry->column);
+}
+
+static int
+releasing_parse(PyObject *value, double *started, PyObject **thread, Py_ssize_t *column)
+{
+    if (!PyArg_ParseTuple(value, "dOn:Releasing", started, thread, column)) {
+        PyErr_SetString(PyExc_TypeError, "Releasing values are (started, thread, column)");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+releasing_set(Releasing *self, PyObject *seq, PyObject *value)
+{
+    if (value == NULL) {
+        Marked gone;
+        if (!releasing_take(self, seq, &gone)) {
+            PyErr_SetObject(PyExc_KeyError, seq);
+            return -1;
+        }
+        Py_DECREF(gone.seq);
+        Py_DECREF(gone.thread);
+        return 0;
+    }
+    double started;
+    PyObject *thread;
+    Py_ssize_t column;
+    if (releasing_parse(value, &started, &thread, &column) < 0)
+        return -1;
+    return releasing_put(self, seq, started, thread, column);
+}
+
+static int
+releasing_clear(Releasing *self)
+{
+    Py_ssize_t used = self->used;
+    Marked *entries = self->entries;
+    self->used = 0;
+    for (Py_ssize_t i = 0; i < used; i++) {
+        Py_CLEAR(entries[i].seq);
+        Py_CLEAR(entries[i].thread);
+    }
+    return 0;
+}
+
+static PyObject *
+releasing_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *items = NULL;
+    if ((kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) ||
+        !PyArg_ParseTuple(args, "|O:Releasing", &items))
+        return NULL;
+    Releasing *self = (Releasing *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->entries = NULL;
+    self->used = self->capacity = 0;
+    if (items != NULL) {
+        PyObject *pairs = PyMapping_Check(items) && PyObject_HasAttrString(items, "items")
+                              ? PyMapping_Items(items)
+                              : PySequence_List(items);
+        if (pairs == NULL) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pairs); i++) {
+            PyObject *pair = PyList_GET_ITEM(pairs, i);
+            if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+                releasing_set(self, PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1)) < 0) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_TypeError, "Releasing() takes (seq, value) pairs");
+                Py_DECREF(pairs);
+                Py_DECREF(self);
+                return NULL;
+            }
+        }
+        Py_DECREF(pairs);
+    }
+    return (PyObject *)self;
+}
+
+static int
+releasing_traverse(Releasing *self, visitproc visit, void *arg)
+{
+    for (Py_ssize_t i = 0; i < self->used; i++) {
+        Py_VISIT(self->entries[i].seq);
+        Py_VISIT(self->entries[i].thread);
+    }
+    return 0;
+}
+
+static void
+releasing_dealloc(Releasing *self)
+{
+    PyObject_GC_UnTrack(self);
+    releasing_clear(self);
+    PyMem_Free(self->entries);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static Py_ssize_t
+releasing_length(Releasing *self)
+{
+    return self->used;
+}
+
+static PyObject *
+releasing_subscript(Releasing *self, PyObject *seq)
+{
+    Py_ssize_t at = releasing_find(self, seq);
+    if (at < 0) {
+        PyErr_SetObject(PyExc_KeyError, seq);
+        return NULL;
+    }
+    return marked_tuple(&self->entries[at]);
+}
+
+static int
+releasing_contains(Releasing *self, PyObject *seq)
+{
+    return releasing_find(self, seq) >= 0;
+}
+
+static PyObject *
+releasing_pop(Releasing *self, PyObject *args)
+{
+    PyObject *seq, *fallback = Py_None;
+    if (!PyArg_ParseTuple(args, "O|O:pop", &seq, &fallback))
+        return NULL;
+    Marked gone;
+    if (!releasing_take(self, seq, &gone)) {
+        Py_INCREF(fallback);
+        return fallback;
+    }
+    PyObject *value = marked_tuple(&gone);
+    Py_DECREF(gone.seq);
+    Py_DECREF(gone.thread);
+    return value;
+}
+
+/* A dict of the releases in flight (one C call: atomic with the hooks under the GIL). */
+static PyObject *
+releasing_copy(Releasing *self, PyObject *unused)
+{
+    PyObject *copy = PyDict_New();
+    if (copy == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < self->used; i++) {
+        PyObject *value = marked_tuple(&self->entries[i]);
+        if (value == NULL || PyDict_SetItem(copy, self->entries[i].seq, value) < 0) {
+            Py_XDECREF(value);
+            Py_DECREF(copy);
+            return NULL;
+        }
+        Py_DECREF(value);
+    }
+    return copy;
+}
+
+static PyObject *
+releasing_items(Releasing *self, PyObject *unused)
+{
+    PyObject *copy = releasing_copy(self, NULL);
+    if (copy == NULL)
+        return NULL;
+    PyObject *items = PyDict_Items(copy);
+    Py_DECREF(copy);
+    return items;
+}
+
+static PyObject *
+releasing_clear_method(Releasing *self, PyObject *unused)
+{
+    releasing_clear(self);
+    Py_RETURN_NONE;
+}
+
+static PyMappingMethods releasing_as_mapping = {
+    .mp_length = (lenfunc)releasing_length,
+    .mp_subscript = (binaryfunc)releasing_subscript,
+    .mp_ass_subscript = (objobjargproc)releasing_set,
+};
+
+static PySequenceMethods releasing_as_sequence = {
+    .sq_contains = (objobjproc)releasing_contains,
+};
+
+static PyMethodDef releasing_methods[] = {
+    {"pop", (PyCFunction)releasing_pop, METH_VARARGS, "pop(seq, default=None)"},
+    {"copy", (PyCFunction)releasing_copy, METH_NOARGS, "a dict of seq -> (started, thread, column)"},
+    {"items", (PyCFunction)releasing_items, METH_NOARGS, "a list of (seq, value)"},
+    {"clear", (PyCFunction)releasing_clear_method, METH_NOARGS, "unmark everything"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ReleasingType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "handletrace._instrument._speedups.Releasing",
+    .tp_basicsize = sizeof(Releasing),
+    .tp_dealloc = (destructor)releasing_dealloc,
+    .tp_as_mapping = &releasing_as_mapping,
+    .tp_as_sequence = &releasing_as_sequence,
+    .tp_hash = PyObject_HashNotImplemented,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Releasing(items=()): seq -> (started, thread, cause column), releases in flight.",
+    .tp_traverse = (traverseproc)releasing_traverse,
+    .tp_clear = (inquiry)releasing_clear,
+    .tp_methods = releasing_methods,
+    .tp_new = releasing_new,
+};
+
 #define UNWRAP_CACHE 8
 #define ROW_CACHE 16
 #define STACK_CACHE 256 /* a power of two */
@@ -812,18 +1117,31 @@ load_config(Hook *self, PyObject *config)
 #define HAVE_CLOCK 0
 #endif
 
-static PyObject *
-monotonic_now(Hook *self)
+/* The clock read here, as time.monotonic would give it: 1, or 0 if it cannot be (then
+ * ctx.monotonic is called). */
+static int
+clock_seconds(Hook *self, double *seconds)
 {
 #if HAVE_CLOCK
     struct timespec now;
     if (self->read_clock && clock_gettime(CLOCK_MONOTONIC, &now) == 0) {
         long long ns = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
-        double seconds =
-            ns % 1000000000LL == 0 ? (double)(ns / 1000000000LL) : (double)ns / 1e9;
-        return PyFloat_FromDouble(seconds);
+        *seconds = ns % 1000000000LL == 0 ? (double)(ns / 1000000000LL) : (double)ns / 1e9;
+        return 1;
     }
+#else
+    (void)self;
+    (void)seconds;
 #endif
+    return 0;
+}
+
+static PyObject *
+monotonic_now(Hook *self)
+{
+    double seconds;
+    if (clock_seconds(self, &seconds))
+        return PyFloat_FromDouble(seconds);
     return PyObject_CallNoArgs(self->monotonic);
 }
 
@@ -831,7 +1149,9 @@ monotonic_now(Hook *self)
 static int
 monotonic_seconds(Hook *self, double *seconds)
 {
-    PyObject *now = monotonic_now(self);
+    if (clock_seconds(self, seconds))
+        return 0;
+    PyObject *now = PyObject_CallNoArgs(self->monotonic);
     if (now == NULL)
         return -1;
     *seconds = PyFloat_AsDouble(now);
@@ -1535,12 +1855,8 @@ begin_release(Hook *self, PyObject *handle_obj, Release *release)
         Py_DECREF(thread);
         goto fail;
     }
-    PyObject *marked = Py_BuildValue("(dOn)", started, thread, column);
+    int rc = releasing_put((Releasing *)self->releasing, seq, started, thread, column);
     Py_DECREF(thread);
-    if (marked == NULL)
-        goto fail;
-    int rc = PyDict_SetItem(self->releasing, seq, marked);
-    Py_DECREF(marked);
     if (rc < 0)
         goto fail;
     release->seq = seq;
@@ -1562,17 +1878,11 @@ end_release(Hook *self, PyObject *handle_obj, Release *release)
     if (monotonic_seconds(self, &ended) < 0)
         return -1;
     double duration = ended - release->started;
-    PyObject *marked = NULL;
-#if PY_VERSION_HEX >= 0x030D0000
-    if (PyDict_Pop(self->releasing, release->seq, &marked) < 0)
-        return -1;
-    Py_XDECREF(marked);
-#else
-    marked = _PyDict_Pop(self->releasing, release->seq, Py_None);
-    if (marked == NULL)
-        return -1;
-    Py_DECREF(marked);
-#endif
+    Marked marked;
+    if (releasing_take((Releasing *)self->releasing, release->seq, &marked)) {
+        Py_DECREF(marked.seq);
+        Py_DECREF(marked.thread);
+    }
     HandleIndex *index = (HandleIndex *)self->handle_index;
     IndexSlot *slot = &index->slots[index_find(index, handle_obj)];
     if (slot->key != NULL && slot->value == release->seq) {
@@ -1819,14 +2129,14 @@ new_hook(PyObject *original, PyObject *ctx, int is_init)
 #undef TAKE_COLUMN
     if (!PyDict_CheckExact(self->live) || !PyDict_CheckExact(self->counts) ||
         !PyDict_CheckExact(self->unwrapped) || !PyDict_CheckExact(self->interned) ||
-        !PyDict_CheckExact(self->active_threads) || !PyDict_CheckExact(self->releasing) ||
+        !PyDict_CheckExact(self->active_threads) || !Releasing_Check(self->releasing) ||
         !PyTuple_CheckExact(self->ignored_dirs) ||
         !PyAnySet_Check(self->ignored_files) || !HandleIndex_Check(self->handle_index) ||
         !PyIter_Check(self->seq_counter)) {
         PyErr_SetString(PyExc_TypeError,
                         "make_hooks: ctx containers must be dicts, ignored_dirs a tuple of str, "
-                        "ignored_files a frozenset, handle_index a HandleIndex and seq_counter "
-                        "an iterator");
+                        "ignored_files a frozenset, handle_index a HandleIndex, releasing a "
+                        "Releasing and seq_counter an iterator");
         goto fail;
     }
     if (!PyCallable_Check(self->monotonic) || !PyCallable_Check(self->on_slow_release)) {
@@ -1994,7 +2304,7 @@ PyInit__speedups(void)
     if (s_missing == NULL && (s_missing = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type)) == NULL)
         return NULL;
     if (PyType_Ready(&HookType) < 0 || PyType_Ready(&CountersType) < 0 ||
-        PyType_Ready(&HandleIndexType) < 0)
+        PyType_Ready(&HandleIndexType) < 0 || PyType_Ready(&ReleasingType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)
@@ -2008,6 +2318,12 @@ PyInit__speedups(void)
     Py_INCREF(&HandleIndexType);
     if (PyModule_AddObject(module, "HandleIndex", (PyObject *)&HandleIndexType) < 0) {
         Py_DECREF(&HandleIndexType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&ReleasingType);
+    if (PyModule_AddObject(module, "Releasing", (PyObject *)&ReleasingType) < 0) {
+        Py_DECREF(&ReleasingType);
         Py_DECREF(module);
         return NULL;
     }

@@ -69,7 +69,7 @@ class HookContext:
     make_traceback: Callable[..., Any]
     monotonic: Callable[[], float]
     #: seq -> ``RELEASING_ENTRY``: ``Registry.releasing_table`` (releases in flight).
-    releasing: Dict[int, Tuple[float, Any, int]]
+    releasing: Any
     #: Called with (entry, seconds, cause column, frame) after a release that took at least
     #: ``tracker.config.slow_release`` (``_sdk.blocking.record_release``).
     on_slow_release: Callable[..., Any]
@@ -244,7 +244,10 @@ def python_hooks(original_init: Any, original_del: Any, ctx: HookContext) -> Tup
                         if listener is not None:
                             listener(entry[entry_kind], duration)
                         if duration >= tracker.config.slow_release:
-                            on_slow_release(entry, duration, column, getframe(1))
+                            # f_back: None on a thread with no Python frame below the
+                            # release (an SDK callback thread, as its callback returns);
+                            # getframe(1) would raise there and lose the record.
+                            on_slow_release(entry, duration, column, getframe(0).f_back)
                 except Exception as exc:
                     try:
                         count_error("_Handle.__del__", exc)

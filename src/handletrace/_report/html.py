@@ -13,8 +13,16 @@ import time
 from html import escape
 from typing import IO, Any, List, Optional, Sequence
 
-from .model import Report, ReportFrame, ReportGroup
-from .words import age_text, native_notes, not_installed, plural
+from .model import Report, ReportBlocking, ReportFinding, ReportFrame, ReportGroup
+from .words import (
+    age_text,
+    blocking_headline,
+    duration_text,
+    native_notes,
+    not_installed,
+    plural,
+    process_line,
+)
 
 __all__ = ["format_html", "render_html", "svg_cycle"]
 
@@ -57,6 +65,11 @@ h4 { font-size: .95rem; margin: .8rem 0 .3rem; }
 .fix { background: #e8f5e9; border-left: 4px solid var(--ok); padding: .4rem .8rem;
        font-size: .9rem; white-space: pre-wrap; }
 """
+
+
+def _frames_html(frames: Sequence[ReportFrame]) -> str:
+    """A short stack (most recent call last), its last frame (the line) in bold."""
+    return _traceback_html(frames).replace("Traceback (most recent call last):\n", "", 1)
 
 
 def _traceback_html(frames: Sequence[ReportFrame]) -> str:
@@ -173,15 +186,7 @@ def _diagnosis_html(group: ReportGroup) -> str:
     counts = ", ".join(f"{n} {escape(str(state))}" for state, n in classification)
     parts.append(f'<div><span class="label">Diagnosis:</span> {counts}</div>')
     for finding in getattr(group, "findings", ()) or ():
-        where = _where(finding.filename, finding.lineno)
-        parts.append(
-            f'<div class="finding"><span class="label">{escape(finding.title)}</span>'
-            f"{f' at <code>{where}</code>' if where else ''}"
-            f"{f' ({finding.count} objects)' if finding.count > 1 else ''}: "
-            f"{escape(finding.message)}</div>"
-        )
-        if finding.fix:
-            parts.append(f'<div class="fix">{escape(finding.fix)}</div>')
+        parts.append(_finding_html(finding, "objects"))
     cycle = getattr(group, "cycle", None)
     if cycle is not None and getattr(cycle, "steps", None):
         parts.append("<h4>The reference cycle keeping these handles alive</h4>")
@@ -246,6 +251,77 @@ def _diagnosis_html(group: ReportGroup) -> str:
     return "\n".join(parts)
 
 
+def _finding_html(finding: ReportFinding, unit: str) -> str:
+    where = _where(finding.filename, finding.lineno)
+    html = (
+        f'<div class="finding"><span class="label">{escape(finding.title)}</span>'
+        f"{f' at <code>{where}</code>' if where else ''}"
+        f"{f' ({finding.count} {unit})' if finding.count > 1 else ''}: "
+        f"{escape(finding.message)}</div>"
+    )
+    if finding.fix:
+        html += f'\n<div class="fix">{escape(finding.fix)}</div>'
+    return html
+
+
+def _blocking_html(blocking: ReportBlocking) -> str:
+    """Releases in flight, slow releases and blocking calls by site, and the findings."""
+    if blocking.clean:
+        return ""
+    parts = ["<h2>What blocked</h2>", f'<p class="mono small">{escape(blocking_headline(blocking))}</p>']
+    for finding in blocking.findings:
+        parts.append(_finding_html(finding, "times"))
+    if blocking.in_flight:
+        rows = []
+        for flight in blocking.in_flight:
+            rows.append(
+                f'<tr class="bad"><td class="l mono">{escape(flight.kind)}</td>'
+                f'<td class="l">{escape(flight.owner)}</td><td>{duration_text(flight.elapsed)}</td>'
+                f'<td class="l">{escape(str(flight.thread))}</td><td class="l">{escape(flight.cause)}</td>'
+                f'<td class="l">{_frames_html(flight.site) if flight.site else ""}</td>'
+                f'<td class="l">{_where_of(flight.created)}</td></tr>'
+            )
+        parts.append(
+            "<h4>Releases in flight (the handle is still live while its release blocks)</h4>"
+            '<table><tr><th class="l">kind</th><th class="l">owner</th><th>for</th>'
+            '<th class="l">thread</th><th class="l">cause</th><th class="l">released at</th>'
+            '<th class="l">created at</th></tr>\n' + "\n".join(rows) + "\n</table>"
+        )
+    if blocking.sites:
+        rows = []
+        for site in blocking.sites:
+            what = (
+                "other sites"
+                if site.other
+                else f"release {site.name} ({site.owner})"
+                if site.what == "release"
+                else site.name
+            )
+            css = ' class="bad"' if site.on_event_loop or site.on_sdk_thread else ""
+            rows.append(
+                f'<tr{css}><td class="l mono">{escape(what)}</td><td>{site.count}</td>'
+                f"<td>{duration_text(site.total)}</td><td>{duration_text(site.worst)}</td>"
+                f"<td>{site.on_event_loop}</td><td>{site.on_sdk_thread}</td>"
+                f'<td class="l">{escape(site.cause)} on {escape(str(site.thread))}</td>'
+                f'<td class="l">{_frames_html(site.site) if site.site else ""}</td>'
+                f'<td class="l">{_where_of(site.created)}</td></tr>'
+            )
+        parts.append(
+            f"<h4>Slow releases and blocking calls by site (each {duration_text(blocking.threshold)}"
+            " or longer)</h4>"
+            '<table><tr><th class="l">what</th><th>count</th><th>total</th><th>worst</th>'
+            '<th>on an event loop</th><th>on an SDK thread</th><th class="l">last</th>'
+            '<th class="l">made at</th><th class="l">created at</th></tr>\n'
+            + "\n".join(rows)
+            + "\n</table>"
+        )
+    return "\n".join(parts)
+
+
+def _where_of(frames: Sequence[ReportFrame]) -> str:
+    return f"<code>{_where(frames[-1].filename, frames[-1].lineno)}</code>" if frames else ""
+
+
 def _native_html(report: Report) -> str:
     native = getattr(report, "native", None)
     if native is None or not getattr(native, "rows", ()):
@@ -261,10 +337,12 @@ def _native_html(report: Report) -> str:
         )
     rows = "\n".join(lines)
     what = "change since the baseline" if getattr(native, "relative", False) else "live now"
+    process = process_line(native)
     return (
         f"<h2>The SDK's own handle table ({what})</h2>"
         '<table><tr><th class="l">native type</th><th class="l">kinds</th><th>native</th>'
         f'<th>tracked</th><th class="l">why they differ</th></tr>\n{rows}\n</table>'
+        + (f'<p class="small">{escape(process)}</p>' if process else "")
     )
 
 
@@ -384,6 +462,7 @@ def format_html(report: Report, *, title: Optional[str] = None) -> str:
 {notes_html}
 {kinds_table}
 {_native_html(report)}
+{_blocking_html(report.blocking) if report.blocking is not None else ""}
 {groups_html}
 </body>
 </html>

@@ -40,6 +40,26 @@ At the top level: ``diagnosis`` ``{"classification": {...}, "findings", "duratio
 "sdk_internal"}]}`` (the SDK's own handle table beside the registry's live counts;
 ``sdk_internal``: what each untracked handle the SDK made for itself at import is).
 
+``blocking`` (top level, present when the report was made with the blocking record)::
+
+    {"threshold": <seconds>, "total": <seconds>, "worst": <seconds>,
+     "event_loop": <seconds>,
+     "in_flight": [{"seq", "kind", "owner", "elapsed", "cause",
+                    "thread": {"name", "sdk_thread", "event_loop"},
+                    "site": [frames], "created": [frames]}],
+     "sites": [{"what", "name", "owner", "count", "total", "worst", "on_event_loop",
+                "on_sdk_thread", "cause", "thread", "site": [frames], "created": [frames],
+                "other"}],
+     "findings": [findings, as in groups]}
+
+Releases in flight when the report began (the handle is ``releasing``: still live), and the
+releases and event-loop SDK calls that took at least ``threshold`` seconds, by site (``site``
+and ``created``: up to six frames, most recent call last; ``cause``, ``thread``: those of the
+site's most recent event; ``other``: ``true`` on the row counting sites past the record's
+bound, absent on the others).
+``total``, ``worst`` and ``event_loop`` (seconds event loops were held) are derived from the
+sites and not read back.
+
 A group's ``fingerprint`` hashes its creation site, its kinds and, when it has one, its
 cycle's text: leaks with the same site and the same cycle shape share it across runs.
 """
@@ -49,15 +69,21 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-from dataclasses import dataclass, field
+import re
+import sysconfig
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
+from .._analysis.blocking import blocking_findings
 from .._analysis.diagnosis import Diagnosis, HandleDiagnosis, SignalInfo
 from .._analysis.paths import RefPath
 from .._analysis.states import CLASSIFICATIONS, DESCRIPTIONS, RELEASED
+from .._core.blocking import Blocking, BlockingSite, InFlight
 from .._core.compat import DATACLASS_SLOTS
+from .._core.registry import HandleRecord
 from .._core.snapshot import HandleGroup, Snapshot
-from .._core.stacks import Frame
+from .._core.stacks import Frame, Traceback
+from .._core.threads import ThreadInfo
 from .._sdk.access import AccessRecord
 from .._sdk.native import NativeCheck
 from ..errors import ReportError
@@ -70,11 +96,16 @@ __all__ = [
     "ReportError",
     "ReportFrame",
     "ReportAccess",
+    "ReportBlocking",
+    "ReportBlockingSite",
     "ReportDiagnosis",
     "ReportFinding",
     "ReportGroup",
     "ReportHandle",
+    "ReportInFlight",
+    "ReportThread",
     "KindCount",
+    "make_blocking",
     "make_report",
     "fingerprint_of",
 ]
@@ -82,6 +113,8 @@ __all__ = [
 REPORT_SCHEMA = "handletrace.report"
 REPORT_VERSION = 1
 HANDLES_PER_GROUP = 50  # handles listed individually per group in a report
+#: Frames kept of a blocking release's or call's site and of its handle's creation stack.
+BLOCKING_FRAMES = 6
 
 # The JSON form of every type below follows its fields (see codec.py): a field's metadata
 # says where its key differs from its name, what may be absent, and what is left out.
@@ -176,6 +209,121 @@ class ReportDiagnosis:
     gc_collected: bool = False
 
 
+_SECONDS = codec.meta(digits=4)
+
+
+@dataclass(frozen=True, **DATACLASS_SLOTS)
+class ReportThread:
+    """The thread a blocking release or call ran on."""
+
+    name: str
+    #: One of the SDK's native callback threads (Python did not start it).
+    sdk_thread: bool = False
+    #: An asyncio event loop was running on it.
+    event_loop: bool = False
+
+    @classmethod
+    def of(cls, thread: ThreadInfo) -> ReportThread:
+        return cls(thread.name, thread.sdk_thread, thread.event_loop)
+
+    def __str__(self) -> str:
+        flags = (("event loop", self.event_loop), ("SDK callback thread", self.sdk_thread))
+        what = [word for word, on in flags if on]
+        return f"{self.name} ({', '.join(what)})" if what else self.name
+
+
+@dataclass(frozen=True, **DATACLASS_SLOTS)
+class ReportInFlight:
+    """A native release that had started and not returned when the report began."""
+
+    seq: int
+    kind: str
+    owner: str
+    #: Seconds it had been releasing.
+    elapsed: float = field(metadata=_SECONDS)
+    #: ``del``, ``gc``, ``forced`` (``dispose()``) or ``direct``.
+    cause: str
+    thread: ReportThread
+    #: Where the release is being made, most recent call last (the last frame: the line
+    #: that dropped the last reference or called ``dispose()``).
+    site: Tuple[ReportFrame, ...]
+    #: Where the handle was created, most recent call last.
+    created: Tuple[ReportFrame, ...]
+
+
+@dataclass(frozen=True, **DATACLASS_SLOTS)
+class ReportBlockingSite:
+    """Every recorded slow release or blocking call made from one line."""
+
+    #: ``release`` or ``call``.
+    what: str
+    #: The handle kind released (``recognizer``) or the call
+    #: (``SpeechRecognizer.stop_continuous_recognition()``).
+    name: str
+    #: The class of the SDK object released or called.
+    owner: str
+    count: int
+    total: float = field(metadata=_SECONDS)
+    worst: float = field(metadata=_SECONDS)
+    #: How many ran on an event loop's thread, and on an SDK callback thread.
+    on_event_loop: int
+    on_sdk_thread: int
+    #: The most recent one's cause (``del``, ``gc``, ``forced``, ``direct``; ``call``) and
+    #: thread.
+    cause: str
+    thread: ReportThread
+    #: Its site and its handle's creation stack, most recent call last.
+    site: Tuple[ReportFrame, ...]
+    created: Tuple[ReportFrame, ...]
+    #: The row counting the sites past the record's bound (no site of its own).
+    other: bool = field(default=False, metadata=codec.meta(omit=True))
+
+    @property
+    def where(self) -> str:
+        return str(self.site[-1]) if self.site else ""
+
+    @property
+    def event_loop_seconds(self) -> float:
+        """The seconds its events held event loops (a site whose events ran partly on a
+        loop counts its share)."""
+        return self.total * self.on_event_loop / self.count if self.count else 0.0
+
+
+@dataclass(frozen=True)
+class ReportBlocking:
+    """What blocked: releases in flight when the report began, and the slow releases and
+    blocking SDK calls recorded (at least ``threshold`` seconds), by site, with the known
+    patterns they match."""
+
+    threshold: float
+    #: The longest first.
+    in_flight: Tuple[ReportInFlight, ...] = ()
+    #: The longest total first (the "other sites" row last).
+    sites: Tuple[ReportBlockingSite, ...] = ()
+    findings: Tuple[ReportFinding, ...] = ()
+
+    @property
+    def clean(self) -> bool:
+        return not (self.in_flight or self.sites)
+
+    @property
+    def total(self) -> float:
+        """Seconds of every recorded release and call."""
+        return sum((site.total for site in self.sites), 0.0)
+
+    @property
+    def worst(self) -> float:
+        """The longest recorded release or call, or release in flight so far."""
+        return max(
+            [0.0, *(site.worst for site in self.sites), *(f.elapsed for f in self.in_flight)]
+        )
+
+    @property
+    def event_loop(self) -> float:
+        """Seconds event loops were held by recorded releases and calls."""
+        return sum((site.event_loop_seconds for site in self.sites), 0.0)
+
+
 @dataclass(frozen=True, **DATACLASS_SLOTS)
 class GroupSummary:
     """A one-glance view of a group's diagnosis (derived from its fields, not serialised)."""
@@ -252,6 +400,8 @@ class Report:
     diagnosis: Optional[ReportDiagnosis] = field(default=None, metadata=_OPTIONAL)
     #: The SDK's native handle table beside the registry (``None``: not read).
     native: Optional[NativeCheck] = field(default=None, metadata=_OPTIONAL)
+    #: Releases in flight, slow releases and blocking calls (``None``: not recorded).
+    blocking: Optional[ReportBlocking] = field(default=None, metadata=_OPTIONAL)
 
     @property
     def clean(self) -> bool:
@@ -293,8 +443,23 @@ _CODEC = codec.Codec(
     derived={
         Report: {"summary.groups": lambda report: len(report.groups)},
         RefPath: {"text": lambda path: path.text},
+        ReportBlocking: {
+            "total": lambda blocking: round(blocking.total, 4),
+            "worst": lambda blocking: round(blocking.worst, 4),
+            "event_loop": lambda blocking: round(blocking.event_loop, 4),
+        },
+        NativeCheck: {"per_object": lambda check: [_per_object(p) for p in check.per_object()]},
     }
 )
+
+
+def _per_object(per: Any) -> Dict[str, Any]:
+    return {
+        "kind": per.kind,
+        "live": per.live,
+        "threads": None if per.threads is None else round(per.threads, 2),
+        "sockets": None if per.sockets is None else round(per.sockets, 2),
+    }
 
 
 def _problem(error: codec.CodecError, source: str) -> str:
@@ -393,17 +558,112 @@ def _diagnosis_fields(group: HandleGroup, diagnosis: Diagnosis) -> Dict[str, Any
     }
 
 
+def _stdlib_files(*names: str) -> Tuple[str, ...]:
+    stdlib = sysconfig.get_paths()["stdlib"]
+    return tuple(os.path.join(stdlib, name) for name in names)
+
+
+#: Frames of the machinery that ran a blocking release or call, left out of its site: the
+#: event loop's and the thread's own (the thread's description says which it was), runpy's
+#: and handletrace's (``handletrace run``), but for the local speech service's.
+_MACHINERY = _stdlib_files(
+    f"asyncio{os.sep}", "threading.py", f"concurrent{os.sep}", "selectors.py", "runpy.py"
+)
+_PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "")
+_SERVICE = os.path.join(_PACKAGE, "testing", "")
+
+
+def _machinery(filename: str) -> bool:
+    if filename.startswith(_MACHINERY) or filename.startswith("<frozen "):  # runpy in 3.11+
+        return True
+    return filename.startswith(_PACKAGE) and not filename.startswith(_SERVICE)
+
+
+#: A string literal in a source line.
+_LITERAL = re.compile(r"""("[^"\n]*"|'[^'\n]*')""")
+
+
+def _frames(traceback: Traceback, *, site: bool = False) -> Tuple[ReportFrame, ...]:
+    """Up to ``BLOCKING_FRAMES`` frames of a stack, most recent call last, without the event
+    loop's and the thread's machinery. ``site``: the stack of a release or a call, whose
+    lines show every string literal masked (besides the usual masking of keys and configs):
+    the line that drops the last reference is often one that drops a dictionary entry,
+    ``SESSIONS["<key>"] = ...``, and the dictionary may be keyed by a secret."""
+    frames = [f for f in traceback if not _machinery(f.filename)] or list(traceback)
+    shown = [ReportFrame.of(f) for f in frames[-BLOCKING_FRAMES:]]
+    if site:
+        shown = [replace(f, line=_LITERAL.sub("'***'", f.line)) for f in shown]
+    return tuple(shown)
+
+
+def _in_flight_row(flight: InFlight, record: Optional[HandleRecord]) -> ReportInFlight:
+    return ReportInFlight(
+        seq=flight.seq,
+        kind=record.kind if record is not None else "",
+        owner=record.owner_label if record is not None else "",
+        elapsed=round(flight.elapsed, 4),
+        cause=flight.cause,
+        thread=ReportThread.of(flight.thread),
+        site=_frames(flight.site, site=True),
+        created=_frames(record.traceback) if record is not None else (),
+    )
+
+
+def _site_row(site: BlockingSite) -> ReportBlockingSite:
+    last = site.last
+    return ReportBlockingSite(
+        what=site.what,
+        name=site.name,
+        owner=site.owner,
+        count=site.count,
+        total=round(site.total, 4),
+        worst=round(site.worst, 4),
+        on_event_loop=site.on_event_loop,
+        on_sdk_thread=site.on_sdk_thread,
+        cause=last.cause,
+        thread=ReportThread.of(last.thread),
+        site=() if site.other else _frames(last.site, site=True),
+        created=() if site.other else _frames(last.created),
+        other=site.other,
+    )
+
+
+def make_blocking(
+    blocking: Blocking, records: Sequence[HandleRecord] = ()
+) -> ReportBlocking:
+    """The report's blocking section for ``blocking`` (what :func:`handletrace.blocking`
+    returns, or the part of it a test made); ``records``: the live records, whose kind,
+    owner and creation stack describe the releases in flight."""
+    by_seq = {record.seq: record for record in records}
+    in_flight = [(flight, by_seq.get(flight.seq)) for flight in blocking.in_flight]
+    findings = blocking_findings(
+        blocking.sites, [(flight, record) for flight, record in in_flight if record is not None]
+    )
+    return ReportBlocking(
+        threshold=float(blocking.threshold),
+        in_flight=tuple(_in_flight_row(flight, record) for flight, record in in_flight),
+        sites=tuple(_site_row(site) for site in blocking.sites),
+        findings=tuple(
+            ReportFinding(f.pattern, f.title, f.message, f.filename, f.lineno, f.fix, count)
+            for f, count in findings
+        ),
+    )
+
+
 def make_report(
     snapshot: Snapshot,
     *,
     installed: bool,
     sdk_version: str,
     diagnosis: Optional[Diagnosis] = None,
+    blocking: Optional[Blocking] = None,
 ) -> Report:
     """The report data for ``snapshot``: groups by creation site, largest first.
 
     With a ``diagnosis`` (see :func:`handletrace.diagnose`), a site's handles are further
-    split by the cycle that holds them, and each group carries its diagnosis.
+    split by the cycle that holds them, and each group carries its diagnosis. With
+    ``blocking`` (its releases in flight should be the snapshot's), the report has its
+    blocking section.
     """
     groups = []
     now = snapshot.taken_monotonic
@@ -483,4 +743,5 @@ def make_report(
         instrumentation_errors=stats.instrumentation_errors if stats else 0,
         diagnosis=summary,
         native=diagnosis.native if diagnosis is not None else None,
+        blocking=make_blocking(blocking, snapshot.records) if blocking is not None else None,
     )

@@ -2,7 +2,9 @@
 
 With a diagnosis, each group's text also shows its classification, the reference cycle (or
 the path from a root), the known-pattern findings with their fixes, the signals tree of its
-SDK object and the access records; the report ends with the native handle-table cross-check.
+SDK object and the access records; then come the native handle-table cross-check (with the
+process's threads and sockets) and, when anything blocked, the blocking section: releases
+in flight, slow releases and blocking calls by site, and the patterns they match.
 """
 
 from __future__ import annotations
@@ -13,12 +15,21 @@ from typing import IO, Optional
 from .._analysis.diagnosis import SignalInfo
 from .._analysis.paths import RefPath
 from .._analysis.states import DESCRIPTIONS
-from .model import Report, ReportGroup
-from .words import age_text, native_notes, not_installed, plural
+from .model import Report, ReportBlocking, ReportFinding, ReportFrame, ReportGroup
+from .words import (
+    age_text,
+    blocking_headline,
+    duration_text,
+    native_notes,
+    not_installed,
+    plural,
+    process_line,
+)
 
-__all__ = ["format_text", "render_text"]
+__all__ = ["blocking_lines", "format_text", "render_text"]
 
 TRACEBACK_LIMIT = 8  # frames shown per group in text; JSON keeps all captured frames
+SITE_LIMIT = 3  # frames shown per blocking site in text (JSON keeps six)
 
 
 def _causes(report: Report) -> str:
@@ -60,6 +71,9 @@ def format_text(report: Report) -> str:
     if report.native is not None and report.native.rows and not report.clean:
         lines.append("")
         lines.extend(_native_lines(report))
+    if report.blocking is not None and not report.blocking.clean:
+        lines.append("")
+        lines.extend(blocking_lines(report.blocking))
     return "\n".join(lines) + "\n"
 
 
@@ -96,6 +110,78 @@ def _native_lines(report: Report) -> list[str]:
         if notes:
             line += "  " + "; ".join(notes)
         lines.append(line)
+    process = process_line(native)
+    if process:
+        lines.append(process)
+    return lines
+
+
+def _stack_lines(frames: tuple[ReportFrame, ...], indent: str) -> list[str]:
+    shown = frames[-SITE_LIMIT:]
+    lines = []
+    for frame in shown:
+        lines.append(f'{indent}File "{frame.filename}", line {frame.lineno}, in {frame.name}')
+        if frame.line:
+            lines.append(f"{indent}  {frame.line}")
+    return lines
+
+
+def _created_line(frames: tuple[ReportFrame, ...], indent: str) -> list[str]:
+    if not frames:
+        return []
+    origin = frames[-1]
+    return [f"{indent}created at {origin} in {origin.name}"]
+
+
+def _finding_lines(finding: ReportFinding, indent: str = "    ") -> list[str]:
+    count = f" x{finding.count}" if finding.count > 1 else ""
+    where = f" at {finding.where}" if finding.where else ""
+    return [
+        f"{indent}finding [{finding.pattern}]{count}{where}: {finding.title}",
+        f"{indent}    {finding.message}",
+        f"{indent}    fix: {finding.fix}",
+    ]
+
+
+def blocking_lines(blocking: ReportBlocking) -> list[str]:
+    """The blocking section: releases in flight, recorded sites, findings (no trailing
+    newline; empty lines between parts are the caller's)."""
+    lines = [blocking_headline(blocking)]
+    if blocking.in_flight:
+        lines.append("  releases in flight:")
+        for flight in blocking.in_flight:
+            what = f"{flight.kind} ({flight.owner})" if flight.owner else flight.kind or "?"
+            lines.append(
+                f"    {what} releasing for {duration_text(flight.elapsed)} on "
+                f"{flight.thread}, cause {flight.cause}"
+            )
+            lines.extend(_stack_lines(flight.site, "      "))
+            lines.extend(_created_line(flight.created, "      "))
+    if blocking.sites:
+        lines.append("  slow releases and blocking calls by site (longest total first):")
+        for site in blocking.sites:
+            if site.other:
+                lines.append(
+                    f"    {plural(site.count, 'more event')} at other sites (not kept one by "
+                    f"one), {duration_text(site.total)} in all, {duration_text(site.worst)} worst"
+                )
+                continue
+            what = f"release {site.name} ({site.owner})" if site.what == "release" else site.name
+            where = []
+            if site.on_event_loop:
+                where.append(f"{site.on_event_loop} on an event loop")
+            if site.on_sdk_thread:
+                where.append(f"{site.on_sdk_thread} on an SDK callback thread")
+            lines.append(
+                f"    {what}: {site.count}x, {duration_text(site.total)} in all, "
+                f"{duration_text(site.worst)} worst"
+                + (f", {', '.join(where)}" if where else "")
+                + f"; last: {site.cause} on {site.thread}"
+            )
+            lines.extend(_stack_lines(site.site, "      "))
+            lines.extend(_created_line(site.created, "      "))
+    for finding in blocking.findings:
+        lines.extend(_finding_lines(finding, "  "))
     return lines
 
 
@@ -175,11 +261,7 @@ def _diagnosis_lines(group: ReportGroup) -> list[str]:
     if group.root_path is not None:
         lines.extend(_path_lines("held by", group.root_path))
     for finding in group.findings:
-        count = f" x{finding.count}" if finding.count > 1 else ""
-        where = f" at {finding.where}" if finding.where else ""
-        lines.append(f"    finding [{finding.pattern}]{count}{where}: {finding.title}")
-        lines.append(f"        {finding.message}")
-        lines.append(f"        fix: {finding.fix}")
+        lines.extend(_finding_lines(finding))
     if group.signals:
         lines.extend(_signal_lines(group))
     if group.access:

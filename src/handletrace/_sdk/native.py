@@ -10,6 +10,10 @@ argument of ``SpeechSynthesizer`` when it is imported, for one). Those the SDK m
 itself are found (:func:`sdk_internal_handles`) and named in the row they belong to, so
 only what nothing explains is shown as a problem (``NativeRow.unexplained``).
 
+Beside the handle table, the check gives the process's native threads and open sockets
+(``/proc``; ``None`` elsewhere): each live recognizer has threads of its own and a websocket,
+so "2 threads and ~1.5 sockets per live recognizer" shows without another tool.
+
 Reading the counts calls the SDK only if it is already imported; it never imports it, and
 it uses its own ctypes function objects (the SDK's ``_sdk_lib`` attributes are left as they are).
 """
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .._core.compat import DATACLASS_SLOTS
+from .._core.process import ProcessCounts, read_process_counts
 from .._core.state import TRACKER
 from .kinds import kind_of
 from .modules import SDK_MODULE, handle_type, is_sdk_object, sdk_library
@@ -32,6 +37,7 @@ __all__ = [
     "NativeCheck",
     "NativeCounts",
     "NativeRow",
+    "PerObject",
     "SdkHandle",
     "cross_check",
     "native_handle_total",
@@ -120,14 +126,53 @@ class NativeRow:
         return self.native - self.tracked - len(self.sdk_internal)
 
 
+#: The kinds whose live handles the process's threads and sockets are shown per: one
+#: ``recognizer`` handle per recognizer, transcriber or translation recognizer, one
+#: ``synthesizer`` handle per synthesizer (each has its own threads and connection).
+PER_OBJECT_KINDS: Tuple[str, ...] = ("recognizer", "synthesizer")
+
+
+@dataclass(frozen=True, **DATACLASS_SLOTS)
+class PerObject:
+    """The process's threads and sockets divided by the live SDK objects of one kind (the
+    whole process's: threads and sockets of anything else in it count too)."""
+
+    kind: str
+    live: int
+    threads: Optional[float]
+    sockets: Optional[float]
+
+
 @dataclass(frozen=True, **DATACLASS_SLOTS)
 class NativeCheck:
-    """Native counts beside tracked live counts; ``relative`` if measured from a baseline."""
+    """Native counts beside tracked live counts; ``relative`` if measured from a baseline.
+    ``threads`` and ``sockets``: the process's native threads and open sockets when it was
+    made (never relative; ``None`` where ``/proc`` is missing)."""
 
     native_total: int = 0
     tracked_total: int = 0
     relative: bool = False
     rows: Tuple[NativeRow, ...] = ()
+    threads: Optional[int] = None
+    sockets: Optional[int] = None
+
+    def live(self, kind: str) -> int:
+        """Live tracked handles of ``kind`` (0 if none)."""
+        return sum(row.tracked for row in self.rows if kind in row.kinds and len(row.kinds) == 1)
+
+    def per_object(self) -> Tuple[PerObject, ...]:
+        """Threads and sockets per live recognizer and per live synthesizer (kinds with
+        none live, and a check without process counts, give none)."""
+        if self.threads is None and self.sockets is None:
+            return ()
+        found = []
+        for kind in PER_OBJECT_KINDS:
+            live = self.live(kind)
+            if live:
+                threads = None if self.threads is None else self.threads / live
+                sockets = None if self.sockets is None else self.sockets / live
+                found.append(PerObject(kind, live, threads, sockets))
+        return tuple(found)
 
     @property
     def agrees(self) -> bool:
@@ -302,6 +347,7 @@ def cross_check(
     baseline: Optional[NativeCounts] = None,
     *,
     sdk_internal: Optional[Sequence[SdkHandle]] = None,
+    process: Optional[ProcessCounts] = None,
 ) -> NativeCheck:
     """Native counts (minus ``baseline``, if given) beside ``tracked`` live counts per kind.
 
@@ -309,7 +355,8 @@ def cross_check(
     tracked kind with live handles that no native type accounts for. ``sdk_internal``: the
     handles the SDK made for itself (default: :func:`sdk_internal_handles`, or none with a
     baseline, which can only be read once the SDK is imported and so already counts them);
-    a row's untracked handles are explained by them as far as they go.
+    a row's untracked handles are explained by them as far as they go. ``process``: the
+    process's threads and sockets (default: read now).
     """
     if sdk_internal is None:
         sdk_internal = () if baseline is not None else sdk_internal_handles()
@@ -330,9 +377,13 @@ def cross_check(
         if kind not in covered and tracked[kind]:
             rows.append(NativeRow("", (kind,), 0, tracked[kind]))
     native_total = native.total - (baseline.total if baseline is not None else 0)
+    if process is None:
+        process = read_process_counts()
     return NativeCheck(
         rows=tuple(rows),
         native_total=native_total,
         tracked_total=sum(tracked.values()),
         relative=baseline is not None,
+        threads=process.threads,
+        sockets=process.sockets,
     )
