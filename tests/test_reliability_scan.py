@@ -22,7 +22,7 @@ from . import sdk_objects
 
 BUILDERS = 4
 #: Reports made while the builders run (each reads the whole heap at least twice).
-REPORTS = 12
+REPORTS = 8
 TIMEOUT = 120.0
 HELD: List[Any] = []
 

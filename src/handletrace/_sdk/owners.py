@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import gc
 import sys
+import weakref
 from functools import partial
 from itertools import compress
 from operator import not_
-from types import CodeType
+from types import CodeType, MemberDescriptorType
 from typing import Any, Callable, Collection, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from .._core.compat import referents
 from .._core.heappass import chains, heap_pass, ids_of_steps, select_instances
+from .attributes import sdk_instance_attributes
 from .modules import SDK_MODULE, handle_type, is_sdk_class, is_sdk_object
 
 __all__ = ["class_of_code", "handles_by_seq", "owners_of", "scan_sees_all"]
@@ -128,7 +130,8 @@ def owners_of(handles: Sequence[Any], codes: Sequence[Optional[CodeType]]) -> Li
     unique = list({id(owner): owner for owner in owners.values()}.values())
     parents = _holders(unique) if unique else {}
     for index, owner in owners.items():
-        parent = _choose(parents.get(id(owner)), "")
+        held_by_sdk = [p for p in parents.get(id(owner), ()) if _holds_in_sdk_attribute(p, owner)]
+        parent = _choose(held_by_sdk, "")
         results[index] = (owner, type(owner).__qualname__, parent)
     return results
 
@@ -140,6 +143,45 @@ def _choose(candidates: Optional[List[Any]], class_name: str) -> Any:
         if any(cls.__qualname__ == class_name for cls in type(candidate).__mro__):
             return candidate
     return candidates[0]
+
+
+def _holds_in_sdk_attribute(holder: Any, value: Any) -> bool:
+    """Whether ``holder`` keeps ``value`` in one of the SDK's own attributes (the rule of
+    ``attributes.py``): a user's subclass of an SDK class (a ``PullAudioInputStreamCallback``
+    that keeps the recognizer in ``self.recognizer``) holds it in the application's
+    attribute, so it is not the SDK parent of what it holds."""
+    cls = type(holder)
+    names = _sdk_attributes.get(cls)
+    if names is None:
+        names = _sdk_attributes[cls] = sdk_instance_attributes(cls)
+    for name in names:
+        if _plain_attribute(cls, name) and _read_attribute(holder, name) is value:
+            return True
+    return False
+
+
+def _plain_attribute(cls: type, name: str) -> bool:
+    """Whether reading ``name`` on a ``cls`` object runs no code: no class in its MRO
+    defines it as a descriptor that computes it (a property); a slot is plain."""
+    for klass in cls.__mro__:
+        found = vars(klass).get(name)
+        if found is not None or name in vars(klass):
+            getter = getattr(type(found), "__get__", None)
+            return getter is None or isinstance(found, MemberDescriptorType)
+    return True
+
+
+def _read_attribute(holder: Any, name: str) -> Any:
+    # object.__getattribute__ reads an instance attribute where it is (inline values on
+    # 3.11+) without making the object a __dict__; the class's __getattr__ is not called.
+    try:
+        return object.__getattribute__(holder, name)
+    except Exception:
+        return None
+
+
+#: Per class: the instance attributes the SDK's code sets (see ``attributes.py``).
+_sdk_attributes: weakref.WeakKeyDictionary[type, FrozenSet[str]] = weakref.WeakKeyDictionary()
 
 
 def _sdk_types() -> FrozenSet[int]:
