@@ -70,6 +70,8 @@ EXTERNAL_ROOT = "referenced from outside the Python heap (a running function's v
 
 # What the scan found about each object (by its position in the scan).
 _REACHABLE, _EXTERNAL, _GARBAGE, _OWN = 0, 1, 2, 3
+#: ``reached[p]`` (0 or 1) -> the state of a position that is not a root.
+_STATE_OF_REACHED = bytes([_GARBAGE, _REACHABLE]) + bytes(254)
 
 
 # -- the scan --------------------------------------------------------------------------------
@@ -204,22 +206,18 @@ def _scan_heap() -> _Heap:
     outside = map(sub, counts, map(internal.get, range(size), repeat(0)))
     external = list(compress(count(), map(partial(lt, offset), outside)))
     del internal, counts
-    state = bytearray(size)
-    for position in external:
-        state[position] = _EXTERNAL
     mine = [p for p in map(index.get, own) if p is not None]
-    for position in mine:
-        state[position] = _OWN  # held by this analysis: a root, but none that it reports
     reached = bytearray(size + 1)
     reached[size] = 1  # what edges[...] == -1 indexes
     frontier = list(dict.fromkeys((*external, *mine)))
-    for position in frontier:
-        reached[position] = 1
+    deque(map(reached.__setitem__, frontier, repeat(1)), maxlen=0)
     _reach(frontier, reached, edges, starts)
-    garbage = 0
-    for position in compress(count(), map(not_, reached)):
-        state[position] = _GARBAGE
-        garbage += 1
+    # Unreached: garbage; then the roots and the scan's own (all reached), in C.
+    state = bytearray(reached[:size].translate(_STATE_OF_REACHED))
+    garbage = state.count(_GARBAGE)
+    deque(map(state.__setitem__, external, repeat(_EXTERNAL)), maxlen=0)
+    # Held by this analysis: a root, but none that it reports.
+    deque(map(state.__setitem__, mine, repeat(_OWN)), maxlen=0)
     roots = [ids[p] for p in external if state[p] == _EXTERNAL]
     return _Heap(ids, edges, starts, index, state, roots, size - len(mine), garbage)
 
