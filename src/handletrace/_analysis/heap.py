@@ -34,7 +34,7 @@ from __future__ import annotations
 import gc
 import sys
 from array import array
-from collections import Counter, deque
+from collections import deque
 from functools import partial
 from itertools import chain, compress, count, repeat, starmap
 from operator import is_not, lt, not_, sub
@@ -201,11 +201,16 @@ def _scan_heap() -> _Heap:
     starts.append(len(flat))
     edges = array("q", map(index.get, flat, repeat(-1)))  # ids -> positions
     del flat
-    internal = Counter(edges)  # position -> references from tracked objects
-    # Referenced from outside: a reference count above the pass's own and the heap's.
-    outside = map(sub, counts, map(internal.get, range(size), repeat(0)))
-    external = list(compress(count(), map(partial(lt, offset), outside)))
-    del internal, counts
+    # Referenced from outside: a reference count above the pass's own and the heap's. Each
+    # reference from a tracked object takes one off its target's count, in C and in place
+    # (``map`` is lazy: each item is read after the one before was written), so no table
+    # of the references per object is made (a dict of them was ~100 bytes per object).
+    outside = counts
+    outside.append(0)  # what a -1 (an object the scan did not see) indexes
+    fewer = map(sub, map(outside.__getitem__, edges), repeat(1))
+    deque(map(outside.__setitem__, edges, fewer), maxlen=0)
+    external = list(compress(range(size), map(partial(lt, offset), outside)))
+    del outside, counts
     mine = [p for p in map(index.get, own) if p is not None]
     reached = bytearray(size + 1)
     reached[size] = 1  # what edges[...] == -1 indexes
