@@ -82,7 +82,7 @@ from .._core.blocking import Blocking, BlockingSite, InFlight
 from .._core.compat import DATACLASS_SLOTS
 from .._core.registry import HandleRecord
 from .._core.snapshot import HandleGroup, Snapshot
-from .._core.stacks import Frame, Traceback
+from .._core.stacks import Frame, Traceback, is_machinery
 from .._core.threads import ThreadInfo
 from .._sdk.access import AccessRecord
 from .._sdk.native import NativeCheck
@@ -569,14 +569,14 @@ def _stdlib_files(*names: str) -> Tuple[str, ...]:
 _MACHINERY = _stdlib_files(
     f"asyncio{os.sep}", "threading.py", f"concurrent{os.sep}", "selectors.py", "runpy.py"
 )
-_PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "")
-_SERVICE = os.path.join(_PACKAGE, "testing", "")
 
 
 def _machinery(filename: str) -> bool:
     if filename.startswith(_MACHINERY) or filename.startswith("<frozen "):  # runpy in 3.11+
         return True
-    return filename.startswith(_PACKAGE) and not filename.startswith(_SERVICE)
+    # handletrace's own modules by what they are (the installed demo's example service and
+    # the local speech service ship in the package but are user code).
+    return is_machinery(filename)
 
 
 #: A string literal in a source line.
