@@ -165,3 +165,51 @@ def test_cycle_searches_of_many_objects_held_by_one_garbage_region_do_bounded_wo
     assert (garbage, len(cycles)) == (400, 1), cycles
     assert reads[0] <= bound, f"{reads[0]} reads of references for {garbage} handles"
     gc.collect()
+
+
+class Pair:
+    """A plain object: on Python 3.11+ its attributes are inline until its __dict__ is asked."""
+
+    def __init__(self) -> None:
+        self.other: Any = None
+
+
+def test_every_object_of_plain_cycles_gets_its_cycle_though_describing_one_makes_dicts(
+    no_gc: None,
+) -> None:
+    """Describing the first cycle asks its objects for their __dict__ (made then, on Python
+    3.11+): the second object of the same cycle still gets it (it got None)."""
+    for _ in range(3):
+        first, second = Pair(), Pair()
+        first.other, second.other = second, first
+    del first, second
+    with HeapGraph.scan() as graph:
+        pairs = graph.instances(Pair)
+        found = [graph.cycle_of(pair) is not None for pair in pairs]
+        del pairs
+    assert found == [True] * 6, found
+    gc.collect()
+
+
+def test_scan_leaving_out_the_asyncio_module_reads_the_whole_heap(
+    no_gc: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the _asyncio module's references must not be asked for (CPython 3.12.0-3.12.5,
+    forced here) the scan leaves it out and still reads every other object (it read none
+    and failed: IndexError)."""
+    import asyncio  # noqa: F401 - the _asyncio module is loaded
+
+    from handletrace._core import compat
+
+    monkeypatch.setattr(compat, "_ASYNCIO_REFERENTS_BROKEN", True)
+    first, second = Pair(), Pair()
+    first.other, second.other = second, first
+    del first, second
+    with HeapGraph.scan() as graph:
+        pairs = graph.instances(Pair)
+        seen = (graph.size > 1000, [graph.is_garbage(pair) for pair in pairs])
+        cycles = [graph.cycle_of(pair) is not None for pair in pairs]
+        del pairs
+    assert seen == (True, [True, True]), seen
+    assert cycles == [True, True], cycles
+    gc.collect()

@@ -134,9 +134,9 @@ def _reach(frontier: List[int], reached: bytearray, edges: array[int], starts: a
         frontier = list(fresh)
 
 
-def _scan_chains() -> Tuple[List[Tuple[str, Any]], List[Any]]:
-    """The pass's steps for (ids, reference counts, references), and the objects made for
-    them (the pass's own)."""
+def _scan_chains() -> Tuple[List[Tuple[str, Any]], List[Any], int]:
+    """The pass's steps for (ids, reference counts, references), the objects made for
+    them (the pass's own) and how many copies of the list they start from."""
     separators = repeat((0,))
     tracked = partial(filter, gc.is_tracked)
     ids_of = partial(map, id)
@@ -150,6 +150,7 @@ def _scan_chains() -> Tuple[List[Tuple[str, Any]], List[Any]]:
     )
     steps: List[Tuple[str, Any]] = []
     made: List[Any] = [separators, tracked, ids_of]
+    width = 3
     broken = compat._ASYNCIO_REFERENTS_BROKEN  # noqa: SLF001 (the one fact, stated there)
     module = sys.modules.get("_asyncio") if broken else None
     if module is not None:
@@ -158,12 +159,14 @@ def _scan_chains() -> Tuple[List[Tuple[str, Any]], List[Any]]:
         not_module = partial(is_not, module)
         other = (partial(map, not_module),)
         made.extend((not_module, *other))
+        # Six copies, joined in pairs: three streams of compress(list, not the module).
         steps += chains((iter,), other, (iter,), other, (iter,), other)
         steps.append(("join", compress))
+        width = 6
     counting = (partial(map, sys.getrefcount),)
     steps += chains((ids_of,), counting, references)
     made.extend((*counting, *references))
-    return steps, made
+    return steps, made, width
 
 
 def _read(
@@ -174,9 +177,9 @@ def _read(
     ids: array[int] = array("Q")
     counts: array[int] = array("q")
     flat: array[int] = array("Q")
-    steps, made = _scan_chains()
+    steps, made, width = _scan_chains()
     sinks = [ids.extend, counts.extend, flat.extend]
-    own = heap_pass(steps, sinks, width=3, source=source)
+    own = heap_pass(steps, sinks, width=width, source=source)
     own.update(ids_of_steps(steps, sinks, made, *made))
     return ids, counts, flat, own
 
@@ -288,15 +291,32 @@ def _walk(
         holder = objects[-1]
         if known is None:
             found = next((c for c in referents(holder) if id(c) == key), None)
+            if found is None:
+                found = _children(holder).get(key)
         else:
             children = known.get(id(holder))
             if children is None:
-                children = known[id(holder)] = {id(c): c for c in referents(holder)}
+                children = known[id(holder)] = _children(holder)
             found = children.get(key)
         if found is None:
             return None
         objects.append(found)
     return objects
+
+
+def _children(holder: Any) -> Dict[int, Any]:
+    """What ``holder`` refers to, by id, and what the dictionaries it refers to hold (after
+    its own references). On Python 3.11+ an object keeps its attributes inline until
+    something asks for its ``__dict__``, and describing a path asks: an edge the scan saw
+    from the object to an attribute's value then goes through the dictionary made since
+    (a second cycle through the same objects was not found)."""
+    direct = referents(holder)
+    children = {id(c): c for c in direct}
+    for child in direct:
+        if type(child) is dict:
+            for value in list(child.values()):
+                children.setdefault(id(value), value)
+    return children
 
 
 class HeapGraph:
