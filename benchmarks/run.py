@@ -4,8 +4,8 @@ Each benchmark runs in its own process (so no state, patch or memory tracer carr
 ``bench_overhead.py``, ``bench_memory.py``, ``bench_session.py``, ``bench_instructions.py``,
 ``bench_peers.py``, ``bench_startup.py``, ``bench_service_report.py`` and
 ``bench_seed_service.py`` give JSON and a table; the other helpers' ``bench_metrics.py``,
-``bench_diagnosis.py`` and ``bench_release.py`` are run as they are, if present, and their
-output is included verbatim.
+``bench_diagnosis.py``, ``bench_release.py`` and ``bench_scale.py`` are run as they are,
+if present, and their output is included verbatim.
 The results go between the ``results`` markers of benchmarks/README.md, replacing what was
 there; the rest of the README is left alone.
 
@@ -87,6 +87,7 @@ OTHERS: Dict[str, str] = {
     "bench_metrics.py": "OpenTelemetry metrics on/off (bench_metrics.py)",
     "bench_diagnosis.py": "Report + diagnosis time (bench_diagnosis.py)",
     "bench_release.py": "dispose() and friends (bench_release.py)",
+    "bench_scale.py": "Snapshot, report, release_all() and diagnosis at scale (bench_scale.py)",
 }
 
 

@@ -138,6 +138,25 @@ def test_stream_callback_subclass_holding_its_recognizer_is_not_its_parent(
     HELD[0].recognizer.canceled.disconnect_all()
 
 
+
+def test_stream_callback_subclass_is_not_the_recognizers_parent_in_the_snapshot(
+    installed: None,
+) -> None:
+    """A record's parent is an SDK object holding its owner in one of the SDK's attributes:
+    the application's callback keeping the recognizer in ``self.recognizer`` is not one,
+    the recognizer keeping its PropertyCollection still is."""
+    reader = Reader()
+    recognizer = speechsdk.SpeechRecognizer(
+        speech_config=sdk_objects.speech_config(),
+        audio_config=audio.AudioConfig(stream=audio.PullAudioInputStream(reader)),
+    )
+    reader.recognizer = recognizer
+    seen = {(r.kind, r.owner, r.parent) for r in handletrace.snapshot()}
+    assert ("recognizer", "SpeechRecognizer", None) in seen, seen
+    assert ("property_bag", "PropertyCollection", "SpeechRecognizer") in seen, seen
+    del recognizer, reader
+
+
 # -- threads on a path (#14.12 c) ----------------------------------------------------------------
 
 

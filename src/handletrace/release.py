@@ -819,7 +819,9 @@ def release_all(
         )
     wanted = _kinds_filter(kinds)
     now = time.monotonic()
-    targets: List[Any] = []
+    # Each owner once, in the order first met (by identity: one lookup per record, not a
+    # scan of the owners so far, which made this quadratic in the live handles).
+    targets: Dict[int, Any] = {}
     skipped: List[HandleRecord] = []
     for record in live_records(tracker.registry, kinds=wanted):
         if older_than is not None and record.age(now) < older_than:
@@ -828,15 +830,15 @@ def release_all(
             skipped.append(record)
             continue
         target = _target_of(record)
-        if target is not None and not any(t is target for t in targets):
-            targets.append(target)
+        if target is not None:
+            targets.setdefault(id(target), target)
     # Newest first, like destruction in reverse order of construction: a recognizer is
     # stopped and released before the streams and configs it was made from.
     site = _caller_site()
-    results = tuple(
-        _dispose_guarded(target, stop_timeout, site) for target in reversed(targets)
-    )
-    del targets
+    ordered = list(targets.values())
+    targets.clear()
+    results = tuple(_dispose_guarded(target, stop_timeout, site) for target in reversed(ordered))
+    del ordered
     return ReleaseAllResult(results=results, skipped=tuple(skipped))
 
 

@@ -35,16 +35,15 @@ from .._core.registry import HandleRecord
 from .._core.snapshot import Snapshot
 from .._core.state import TRACKER
 from .._sdk.access import AccessRecord, access_records
-from .._sdk.attributes import sdk_instance_attributes
 from .._sdk.modules import event_signal_type
 from .._sdk.native import NativeCheck, cross_check, read_native_counts
 from .._sdk.owners import scan_sees_all
-from .._sdk.signals import CallbackInfo, callbacks_of, describe_callable, hostile, signal_names
+from .._sdk.signals import CallbackInfo, callbacks_of, describe_callable, hostile
 from . import patterns
 from .delivery import Delivery, find_deliveries, made_on_sdk_thread
 from .heap import HeapGraph
 from .paths import RefPath
-from .patterns import Finding, Subject
+from .patterns import Finding, Subject, declared_signals
 from .states import (
     CLASSIFICATIONS,
     CYCLIC_GARBAGE,
@@ -108,7 +107,7 @@ def signals_tree(obj: Any) -> Tuple[SignalInfo, ...]:
 def _signals_tree(obj: Any) -> Tuple[SignalInfo, ...]:
     cls = type(obj)
     try:
-        names = signal_names(cls)
+        names = declared_signals(cls)
         mro = type.__getattribute__(cls, "__mro__")  # past a metaclass's __getattribute__
         order = {type.__getattribute__(k, "__name__"): i for i, k in enumerate(mro)}
     except Exception as exc:
@@ -141,40 +140,13 @@ def _signals_tree(obj: Any) -> Tuple[SignalInfo, ...]:
     return tuple(entry[2] for entry in entries)
 
 
-def _data_descriptor(cls: type, name: str) -> bool:
-    for klass in cls.__mro__:
-        if name in vars(klass):
-            kind = type(vars(klass)[name])
-            return hasattr(kind, "__set__") or hasattr(kind, "__delete__")
-    return False
-
-
-def _holds_as_sdk(parent: Any, owner: Any) -> bool:
-    """Whether ``parent`` holds ``owner`` in one of the SDK's own attributes (a
-    recognizer's property bag), not in one the application set (``callback.recognizer``).
-
-    Reads those attributes one by one, never ``parent.__dict__`` (see
-    ``sdk_instance_attributes``: this runs before the heap analysis) nor a property.
-    """
-    cls = type(parent)
-    for name in sdk_instance_attributes(cls):
-        if _data_descriptor(cls, name):
-            continue
-        try:
-            if object.__getattribute__(parent, name) is owner:
-                return True
-        except Exception:
-            continue
-    return False
-
-
 def record_subject(record: HandleRecord) -> Any:
     """The SDK object a record is about (``None`` if it is gone): for a ``_Handle``, the
     object that owns the handle's owner as the SDK made it (a transcriber for its property
     bag), else the owner itself; for a ``ResultFuture``'s handle, the object that started it.
 
-    The owner's holder found by the record counts as its parent only when it holds the owner
-    in one of the SDK's attributes: an application object that merely *is* an SDK object by
+    A record's parent holds its owner in one of the SDK's attributes (``_sdk/owners.py``
+    applies that rule): an application object that merely *is* an SDK object by
     inheritance (a ``PullAudioInputStreamCallback`` subclass keeping its recognizer in
     ``self.recognizer``) is not the recognizer's parent.
     """
@@ -184,9 +156,7 @@ def record_subject(record: HandleRecord) -> Any:
     owner = record.owner_ref()
     if owner is None:
         return parent
-    if parent is not None and _holds_as_sdk(parent, owner):
-        return parent
-    return owner
+    return owner if parent is None else parent
 
 
 @dataclass(frozen=True, **DATACLASS_SLOTS)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import weakref
 from dataclasses import dataclass
 from types import FunctionType, MethodType
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .._core.compat import DATACLASS_SLOTS
 from .._core.registry import HandleRecord
@@ -26,7 +27,7 @@ from .._sdk.signals import callbacks_of, describe_callable, signal_names
 from .paths import RefPath
 from .states import CYCLIC_GARBAGE, ORPHANED
 
-__all__ = ["Finding", "PATTERNS", "Pattern", "Subject", "detect"]
+__all__ = ["Finding", "PATTERNS", "Pattern", "Subject", "declared_signals", "detect"]
 
 
 
@@ -76,6 +77,18 @@ class Pattern:
 
 # -- helpers -------------------------------------------------------------------------------
 
+_declared: weakref.WeakKeyDictionary[type, Dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def declared_signals(cls: type) -> Dict[str, str]:
+    """``signal_names(cls)``, read once per class (a diagnosis of 100,000 objects asks for
+    the same few classes' signals 100,000 times). Not to be changed by the caller."""
+    names = _declared.get(cls)
+    if names is None:
+        names = _declared[cls] = signal_names(cls)
+    return names
+
+
 
 def _site(record: HandleRecord) -> Tuple[str, int]:
     origin = record.traceback.origin
@@ -109,7 +122,7 @@ def _dispose_hint(var: str) -> str:
 
 
 def _signal_attribute(cls: type, name: str) -> Optional[str]:
-    for attribute, signal in signal_names(cls).items():
+    for attribute, signal in declared_signals(cls).items():
         if signal == name:
             return attribute
     return None
@@ -142,7 +155,7 @@ def _connected_signals(obj: Any) -> List[Tuple[str, str, Any]]:
         namespace = vars(obj)
     except TypeError:
         return []
-    for attribute, name in signal_names(type(obj)).items():
+    for attribute, name in declared_signals(type(obj)).items():
         signal = namespace.get(attribute)
         if signal is not None and callbacks_of(signal):
             found.append((name, attribute, signal))
@@ -366,7 +379,7 @@ def detect_recognizer_subclass(subject: Subject) -> Iterable[Finding]:
     missed = sorted(
         {
             name
-            for attribute, name in signal_names(cls).items()
+            for attribute, name in declared_signals(cls).items()
             if not attribute.startswith(prefix) and not attribute.startswith(f"_{cls.__name__}__")
         }
     )

@@ -4,18 +4,38 @@ The hot path records only the sequence number (by the ``_Handle``'s address) and
 that made it; the ``_Handle`` itself, which SDK object keeps it (the owner, e.g. a
 ``PropertyCollection``) and which SDK object keeps that one (the parent, e.g. the
 ``ConversationTranscriber``) are worked out here, for many records at once, from the
-collector's lists: one heap pass per level, at report time only.
+collector's lists: one heap pass for the ``_Handle`` objects, one for the SDK objects (both
+levels are read from their attributes), at report time only, linear in the heap
+(``_core/heappass.py``: a pass holds no object another thread may still be building; what
+it keeps are ``_Handle`` objects and SDK objects).
 """
 
 from __future__ import annotations
 
 import gc
 import sys
-from types import CodeType
-from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tuple
+import weakref
+from functools import partial
+from itertools import chain, compress
+from operator import is_, not_
+from types import CodeType, MemberDescriptorType
+from typing import (
+    Any,
+    Callable,
+    Collection,
+    Dict,
+    FrozenSet,
+    Iterable,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from .._core.compat import referents
-from .modules import SDK_MODULE, handle_type, is_sdk_object
+from .._core.heappass import select, select_instances
+from .attributes import sdk_instance_attributes
+from .modules import SDK_MODULE, handle_type, is_sdk_class
 
 __all__ = ["class_of_code", "handles_by_seq", "owners_of", "scan_sees_all"]
 
@@ -96,11 +116,10 @@ def handles_by_seq(seqs: Collection[int], seq_of: Callable[[Any], Optional[int]]
         return {}
     wanted = set(seqs)
     found: Dict[int, Any] = {}
-    for obj in gc.get_objects():
-        if type(obj) is handle_class:
-            seq = seq_of(obj)
-            if seq in wanted:
-                found[seq] = obj
+    for obj in select_instances(handle_class):
+        seq = seq_of(obj)
+        if seq in wanted:
+            found[seq] = obj
     return found
 
 
@@ -114,16 +133,21 @@ def owners_of(handles: Sequence[Any], codes: Sequence[Optional[CodeType]]) -> Li
     alive = [(index, handle) for index, handle in enumerate(handles) if handle is not None]
     if not alive:
         return results
-    holders = _holders([handle for _, handle in alive])
+    # One heap pass for both levels: the SDK objects (owners and parents are among them).
+    sdk_objects = _sdk_objects()
+    refs = list(map(referents, sdk_objects))
+    holders = _holders([handle for _, handle in alive], sdk_objects, refs)
     owners: Dict[int, Any] = {}
     for index, handle in alive:
         owner = _choose(holders.get(id(handle)), results[index][1])
         if owner is not None:
             owners[index] = owner
     unique = list({id(owner): owner for owner in owners.values()}.values())
-    parents = _holders(unique) if unique else {}
+    parents = _holders(unique, sdk_objects, refs) if unique else {}
+    del sdk_objects, refs
     for index, owner in owners.items():
-        parent = _choose(parents.get(id(owner)), "")
+        held_by_sdk = [p for p in parents.get(id(owner), ()) if _holds_in_sdk_attribute(p, owner)]
+        parent = _choose(held_by_sdk, "")
         results[index] = (owner, type(owner).__qualname__, parent)
     return results
 
@@ -131,38 +155,132 @@ def owners_of(handles: Sequence[Any], codes: Sequence[Optional[CodeType]]) -> Li
 def _choose(candidates: Optional[List[Any]], class_name: str) -> Any:
     if not candidates:
         return None
+    if len(candidates) == 1:
+        return candidates[0]
     for candidate in candidates:
-        if any(cls.__qualname__ == class_name for cls in type(candidate).__mro__):
+        if _is_named(type(candidate), class_name):
             return candidate
     return candidates[0]
 
 
-def _holders(objects: Sequence[Any]) -> Dict[int, List[Any]]:
-    """id(object) -> the SDK objects holding it in an attribute (each heap pass finds all)."""
-    wanted = {id(obj) for obj in objects}
+_named: Dict[Tuple[type, str], bool] = {}
+
+
+def _is_named(cls: type, class_name: str) -> bool:
+    """Whether ``cls`` or a base of it has the qualified name ``class_name`` (once per
+    class and name: a snapshot asks it for every record)."""
+    key = (cls, class_name)
+    known = _named.get(key)
+    if known is None:
+        known = _named[key] = any(klass.__qualname__ == class_name for klass in cls.__mro__)
+    return known
+
+
+def _holds_in_sdk_attribute(holder: Any, value: Any) -> bool:
+    """Whether ``holder`` keeps ``value`` in one of the SDK's own attributes (the rule of
+    ``attributes.py``): a user's subclass of an SDK class (a ``PullAudioInputStreamCallback``
+    that keeps the recognizer in ``self.recognizer``) holds it in the application's
+    attribute, so it is not the SDK parent of what it holds."""
+    cls = type(holder)
+    names = _sdk_attributes.get(cls)
+    if names is None:
+        plain = [n for n in sdk_instance_attributes(cls) if _plain_attribute(cls, n)]
+        names = _sdk_attributes[cls] = tuple(sorted(plain))
+    return any(_read_attribute(holder, name) is value for name in names)
+
+
+def _plain_attribute(cls: type, name: str) -> bool:
+    """Whether reading ``name`` on a ``cls`` object runs no code: no class in its MRO
+    defines it as a descriptor that computes it (a property); a slot is plain."""
+    for klass in cls.__mro__:
+        found = vars(klass).get(name)
+        if found is not None or name in vars(klass):
+            getter = getattr(type(found), "__get__", None)
+            return getter is None or isinstance(found, MemberDescriptorType)
+    return True
+
+
+def _read_attribute(holder: Any, name: str) -> Any:
+    # object.__getattribute__ reads an instance attribute where it is (inline values on
+    # 3.11+) without making the object a __dict__; the class's __getattr__ is not called.
+    try:
+        return object.__getattribute__(holder, name)
+    except Exception:
+        return None
+
+
+#: Per class: the instance attributes the SDK's code sets (see ``attributes.py``) that are
+#: read without running code.
+_sdk_attributes: weakref.WeakKeyDictionary[type, Tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def _sdk_types() -> FrozenSet[int]:
+    """The ids of the SDK's classes and of every class derived from one (the application's
+    subclasses too): what an SDK object can be an instance of."""
+    found: Dict[int, type] = {}
+    pending: List[type] = []
+    for name, module in list(sys.modules.items()):
+        if name.startswith(SDK_MODULE) and module is not None:
+            pending.extend(v for v in list(vars(module).values()) if isinstance(v, type))
+    while pending:
+        cls = pending.pop()
+        if id(cls) in found or not (is_sdk_class(cls) or any(map(is_sdk_class, cls.__mro__))):
+            continue
+        found[id(cls)] = cls
+        try:
+            pending.extend(type.__subclasses__(cls))
+        except TypeError:
+            continue
+    return frozenset(found)
+
+
+def _sdk_objects() -> List[Any]:
+    """Every tracked object whose class is the SDK's or derives from one, in ``gc`` order:
+    one heap pass (an SDK object is never a tuple another thread is building)."""
+    types = _sdk_types()
+    return select((partial(map, type), partial(map, id), partial(map, types.__contains__)))
+
+
+def _holders(
+    objects: Sequence[Any], sdk_objects: Sequence[Any], refs: Sequence[List[Any]]
+) -> Dict[int, List[Any]]:
+    """id(object) -> the SDK objects of ``sdk_objects`` holding it in an attribute
+    (``refs[i]``: what ``sdk_objects[i]`` refers to).
+
+    An SDK object's attributes are what it refers to: its inline values (Python 3.11+) or
+    its instance ``__dict__`` (3.9/3.10, or one that was materialised), read here. Which
+    objects hold one is worked out in C (``isdisjoint`` over their references' ids); only
+    those are looked at one by one.
+    """
+    wanted = frozenset(map(id, objects))
     holders: Dict[int, List[Any]] = {}
-    instance_dicts = []
-    for referrer in gc.get_referrers(*objects):
-        if type(referrer) is dict:
-            # An instance __dict__ (Python 3.9/3.10, or one that was materialised): the
-            # object owning it is one more pass away.
-            if any(id(value) in wanted for value in referrer.values()):
-                instance_dicts.append(referrer)
-        elif is_sdk_object(referrer):
-            _note(referrer, referents(referrer), wanted, holders)
-    if instance_dicts:
-        dict_ids = {id(d) for d in instance_dicts}
-        for referrer in gc.get_referrers(*instance_dicts):
-            if is_sdk_object(referrer):
-                own = getattr(referrer, "__dict__", None)
-                if own is not None and id(own) in dict_ids:
-                    _note(referrer, own.values(), wanted, holders)
+    ids_of = partial(map, id)
+    direct = compress(range(len(refs)), map(not_, map(wanted.isdisjoint, map(ids_of, refs))))
+    # Dictionaries an SDK object refers to that hold a wanted object (its __dict__ perhaps).
+    referenced = chain.from_iterable(refs)
+    dicts = [
+        d
+        for d in compress(referenced, map(partial(is_, dict), map(type, chain.from_iterable(refs))))
+        if not wanted.isdisjoint(map(id, d.values()))
+    ]
+    via_dict: Iterable[int] = ()
+    dict_ids = frozenset(map(id, dicts))
+    if dicts:
+        via_dict = compress(
+            range(len(refs)), map(not_, map(dict_ids.isdisjoint, map(ids_of, refs)))
+        )
+    for position in direct:
+        _note(sdk_objects[position], refs[position], wanted, holders)
+    for position in via_dict:
+        holder = sdk_objects[position]
+        own = getattr(holder, "__dict__", None)  # one it has: no new dict made
+        if own is not None and id(own) in dict_ids:
+            _note(holder, list(own.values()), wanted, holders)
     return holders
 
 
-def _note(holder: Any, values: Any, wanted: set, holders: Dict[int, List[Any]]) -> None:
-    for value in values:
-        if id(value) in wanted:
-            found = holders.setdefault(id(value), [])
-            if not any(existing is holder for existing in found):
-                found.append(holder)
+def _note(holder: Any, values: Any, wanted: FrozenSet[int], holders: Dict[int, List[Any]]) -> None:
+    for value in compress(values, map(wanted.__contains__, map(id, values))):
+        found = holders.setdefault(id(value), [])
+        if not any(existing is holder for existing in found):
+            found.append(holder)
