@@ -224,7 +224,10 @@ def _sdk_types() -> FrozenSet[int]:
             pending.extend(v for v in list(vars(module).values()) if isinstance(v, type))
     while pending:
         cls = pending.pop()
-        if id(cls) in found or not (is_sdk_class(cls) or any(map(is_sdk_class, cls.__mro__))):
+        if id(cls) in found:
+            continue
+        # Past a metaclass's __getattribute__: a user's class may make it raise.
+        if not (is_sdk_class(cls) or any(map(is_sdk_class, type.__getattribute__(cls, "__mro__")))):
             continue
         found[id(cls)] = cls
         try:
