@@ -288,3 +288,27 @@ def test_text_and_json_report_say_where_a_kept_event_came_from(
         app.close()
         del app
         gc.collect()
+
+
+class Holder:
+    """An application object an attribute of which is set with setattr()."""
+
+
+def test_an_attribute_name_that_looks_like_a_key_is_not_shown_in_a_path(
+    installed: None,
+) -> None:
+    """setattr() takes any string: a name that looks like a key or token (16+ characters,
+    4+ digits) is 'an attribute' in a reference path, a plain name is shown (#18.6)."""
+    secret_name = "k3y7a9b2c4d6e8f0a1b2"
+    for name in (secret_name, "recognizer"):
+        holder = Holder()
+        recognizer = sdk_objects.recognizer()
+        setattr(holder, name, recognizer)
+        HELD.append(holder)
+        del recognizer, holder
+    diagnosis = handletrace.diagnose()
+    paths = [d.path.text for d in diagnosis.handles.values() if d.path is not None]
+    print(paths)
+    assert not [p for p in paths if secret_name in p], paths
+    assert [p for p in paths if "Holder (an attribute) -> SpeechRecognizer" in p], paths
+    assert [p for p in paths if "Holder (attribute 'recognizer') -> SpeechRecognizer" in p], paths

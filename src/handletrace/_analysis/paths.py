@@ -110,13 +110,17 @@ _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}\Z")
 def key_text(key: Any) -> str:
     """A dict key as shown in a path: names only; strings that could be secrets (keys,
     tokens: long, with digits, or not identifiers) are shown as their type."""
-    if (
-        isinstance(key, str)
-        and _PLAIN_KEY.match(key)
-        and not (len(key) >= 16 and sum(c.isdigit() for c in key) >= 4)
-    ):
+    if isinstance(key, str) and _plain_name(key):
         return f"'{key}'"
     return f"<{type(key).__name__}>"
+
+
+def _plain_name(name: str) -> bool:
+    """Whether a dict key or attribute name can be shown: an identifier of up to 40
+    characters that does not look like a key or token (16+ characters with 4+ digits)."""
+    return bool(_PLAIN_KEY.match(name)) and not (
+        len(name) >= 16 and sum(c.isdigit() for c in name) >= 4
+    )
 
 
 def _type_name(cls: type) -> str:
@@ -145,7 +149,8 @@ def _attribute_of(src: Any, dst: Any) -> Optional[str]:
     if isinstance(namespace, dict):
         for key, value in list(namespace.items()):
             if value is dst and isinstance(key, str):
-                return key
+                # setattr() takes any string: a name that could be a secret is not shown.
+                return key if _plain_name(key) else "<attribute>"
     for klass in type(src).__mro__:
         for name, descriptor in list(vars(klass).items()):
             if type(descriptor).__name__ == "member_descriptor":
@@ -163,7 +168,7 @@ def _attribute_note(src: Any, dst: Any, attribute: str) -> str:
     if is_sdk_attribute(type(src), attribute):
         return ""  # the SDK's own attribute names say nothing to the user
     # One the application set, on its own object or on an SDK object (recognizer.job = self).
-    return f"attribute '{attribute}'"
+    return f"attribute '{attribute}'" if attribute != "<attribute>" else "an attribute"
 
 
 def _code_of(obj: Any) -> Any:
