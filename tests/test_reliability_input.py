@@ -97,7 +97,7 @@ def test_stack_depth_is_accepted_exactly_when_it_is_a_whole_number_up_to_256(val
     result, problems = settings_from_env({_env.ENV_STACK_DEPTH: value})
     accepted = _whole_number_up_to(value, 256)
     assert (problems == []) == accepted, (value, problems)
-    assert result.stack_depth == (int(value) if accepted else DEFAULTS.stack_depth)
+    assert result.stack_depth == (int(value.strip()) if accepted else DEFAULTS.stack_depth)
 
 
 @settings(max_examples=300, deadline=None)
@@ -107,7 +107,7 @@ def test_stack_sample_is_accepted_exactly_when_the_hooks_can_hold_it(value: str)
     result, problems = settings_from_env({_env.ENV_STACK_SAMPLE: value})
     accepted = _whole_number_up_to(value, 2**31 - 1)
     assert (problems == []) == accepted, (value, problems)
-    assert result.stack_sample == (int(value) if accepted else DEFAULTS.stack_sample)
+    assert result.stack_sample == (int(value.strip()) if accepted else DEFAULTS.stack_sample)
 
 
 def test_bad_env_values_at_startup_warn_once_each_and_the_program_runs(tmp_path: Path) -> None:
