@@ -92,6 +92,7 @@ def _whole_number_up_to(value: str, high: int) -> bool:
 
 @settings(max_examples=300, deadline=None)
 @given(value=env_value)
+@example(value="0\x1f")  # str.strip() removes the separator, int() does not
 def test_stack_depth_is_accepted_exactly_when_it_is_a_whole_number_up_to_256(value: str) -> None:
     """HANDLETRACE_STACK_DEPTH: ASCII digits from 0 to 256 (blanks around) and nothing else."""
     result, problems = settings_from_env({_env.ENV_STACK_DEPTH: value})
