@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Iterator, List, Tuple
+from typing import Any, List, Tuple
 
 import azure.cognitiveservices.speech as speechsdk
 import pytest
@@ -27,43 +27,15 @@ from handletrace.testing import (
     silence_wav,
 )
 
-STOP_TIMEOUT = "1"  # seconds the SDK waits for the end of the turn (its default is 10)
+from . import blocking_scenarios
+from .blocking_scenarios import running_recognizer
 
-
-@pytest.fixture(scope="module")
-def held_service() -> Iterator[SpeechService]:
-    """A service that never answers the end of a turn's audio."""
-    with SpeechService(Script.of("hello", teardown=Teardown(answer_end=False))) as service:
-        yield service
-
-
-def running_recognizer(service: SpeechService) -> Tuple[Any, Any]:
-    """A recognizer in continuous recognition whose audio has reached the service (which
-    holds the end of the turn), and its feed."""
-    config = speechsdk.SpeechConfig(host=service.host)
-    config.set_property_by_name("SPEECH-StopRecognitionTimeoutInSeconds", STOP_TIMEOUT)
-    feed = push_stream_audio_config(silence_wav(0.5))
-    recognizer = speechsdk.SpeechRecognizer(config, audio_config=feed.config)
-    before = len(service.connections)
-    recognizer.start_continuous_recognition_async().get()
-    feed.feed()
-    deadline = threading.Event()
-    for _ in range(3000):  # up to 30 s
-        connections = service.connections[before:]
-        if connections and connections[-1].time_of("audio.end") is not None:
-            break
-        deadline.wait(0.01)
-    else:
-        raise AssertionError(f"the audio never ended at the service: {service.connections}")
-    return recognizer, feed
+held_service = blocking_scenarios.held_service
 
 
 def line_of(text: str) -> int:
     """The line of this file holding ``text`` (once)."""
-    with open(__file__, encoding="utf-8") as source:
-        lines = [n for n, line in enumerate(source, 1) if text in line and "line_of(" not in line]
-    assert len(lines) == 1, lines
-    return lines[0]
+    return blocking_scenarios.line_of(__file__, text)
 
 
 def test_a_blocked_release_is_releasing_while_it_blocks_then_recorded(

@@ -29,7 +29,7 @@ from handletrace.analysis import read_native_counts
 from handletrace.testing import Script, SpeechService, Teardown
 
 from . import sdk_objects
-from .test_blocking import running_recognizer
+from .blocking_scenarios import running_recognizer
 
 #: Handles made while installed, then dropped one by one by another thread.
 HANDLES = 3000
