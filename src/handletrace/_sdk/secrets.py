@@ -51,8 +51,10 @@ def sdk_secrets(records: Iterable[HandleRecord], *, skip: Container[int] = ()) -
         if record.seq in skip:
             continue
         owner = record.owner_ref()
-        if owner is None:
+        if owner is None or _holds_no_credentials(owner):
             continue
+        if record.parent is not None and _holds_no_credentials(record.parent_ref()):
+            continue  # an audio config's property collection
         try:
             for collection in _collections_of(owner, collection_type):
                 collections.setdefault(id(collection), collection)
@@ -62,6 +64,20 @@ def sdk_secrets(records: Iterable[HandleRecord], *, skip: Container[int] = ()) -
     for collection in collections.values():
         found.update(_read(collection, secret_ids))
     return frozenset(found)
+
+
+#: The SDK module of the audio classes (configs, streams, results' audio data): the SDK
+#: gives them no credentials, and in a service they are the most numerous owners (reading
+#: their property collections was 15 % of a report of 100,000 handles).
+_AUDIO_MODULE = f"{SDK_MODULE}.audio"
+
+
+def _holds_no_credentials(obj: Any) -> bool:
+    try:
+        module = type.__getattribute__(type(obj), "__module__")  # past a metaclass's hooks
+    except Exception:
+        return False
+    return module == _AUDIO_MODULE
 
 
 def _collections_of(owner: Any, collection_type: type) -> List[Any]:
