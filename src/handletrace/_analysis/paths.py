@@ -149,8 +149,7 @@ def _attribute_of(src: Any, dst: Any) -> Optional[str]:
     if isinstance(namespace, dict):
         for key, value in list(namespace.items()):
             if value is dst and isinstance(key, str):
-                # setattr() takes any string: a name that could be a secret is not shown.
-                return key if _plain_name(key) else "<attribute>"
+                return key
     for klass in type(src).__mro__:
         for name, descriptor in list(vars(klass).items()):
             if type(descriptor).__name__ == "member_descriptor":
@@ -167,8 +166,10 @@ def _attribute_note(src: Any, dst: Any, attribute: str) -> str:
         return ""  # the EventSignal's label names the signal
     if is_sdk_attribute(type(src), attribute):
         return ""  # the SDK's own attribute names say nothing to the user
+    if not _plain_name(attribute):
+        return "an attribute"  # setattr() takes any string: one that could be a secret
     # One the application set, on its own object or on an SDK object (recognizer.job = self).
-    return f"attribute '{attribute}'" if attribute != "<attribute>" else "an attribute"
+    return f"attribute '{attribute}'"
 
 
 def _code_of(obj: Any) -> Any:
