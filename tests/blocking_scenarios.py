@@ -8,12 +8,14 @@ Expose the fixture in a test module with ``held_service = blocking_scenarios.hel
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any, Iterator, Tuple
 
 import azure.cognitiveservices.speech as speechsdk
 import pytest
 
+import handletrace
 from handletrace.testing import (
     Script,
     SpeechService,
@@ -51,6 +53,27 @@ def running_recognizer(service: SpeechService) -> Tuple[Any, Any]:
     else:
         raise AssertionError(f"the audio never ended at the service: {service.connections}")
     return recognizer, feed
+
+
+#: A service whose answer to the SDK's close frame comes 0.5 s late: a recognizer's teardown
+#: (dispose() included) waits for it.
+SLOW_CLOSE = Script.of("hello", teardown=Teardown(close_delay=0.5))
+
+
+def dispose_on_a_loop(service: SpeechService) -> None:
+    """A recognizer that recognized once, then handletrace.dispose()d on an event loop: its
+    teardown waits for the late close answer there (use with a SLOW_CLOSE service)."""
+    config = speechsdk.SpeechConfig(host=service.host)
+    feed = push_stream_audio_config(silence_wav(0.5))
+    recognizer = speechsdk.SpeechRecognizer(config, audio_config=feed.config)
+    feed.feed_when_connected(recognizer)
+    assert recognizer.recognize_once_async().get().text == "hello"
+
+    async def main(target: Any) -> None:
+        handletrace.dispose(target)  # DISPOSE-LINE
+
+    asyncio.run(main(recognizer))
+    del recognizer, feed
 
 
 def line_of(path: str, text: str) -> int:

@@ -20,17 +20,17 @@ import pytest
 import handletrace
 from handletrace.analysis import cross_check, read_native_counts
 from handletrace.testing import (
-    Script,
     SpeechService,
-    Teardown,
-    push_stream_audio_config,
-    silence_wav,
 )
 
 from . import blocking_scenarios
 from .blocking_scenarios import running_recognizer
 
 held_service = blocking_scenarios.held_service
+
+
+#: Where blocking_scenarios.dispose_on_a_loop() calls dispose().
+DISPOSE_LINE = blocking_scenarios.line_of(blocking_scenarios.__file__, "# DISPOSE-LINE")
 
 
 def line_of(text: str) -> int:
@@ -108,25 +108,14 @@ def test_dispose_of_a_running_recognizer_on_a_loop_is_a_forced_release_on_the_lo
 ) -> None:
     """dispose() called on an event loop: its slow release is recorded, cause forced, at the
     dispose() line, on a thread running an event loop."""
-    script = Script.of("hello", teardown=Teardown(close_delay=0.5))
-    with SpeechService(script) as service:
+    with SpeechService(blocking_scenarios.SLOW_CLOSE) as service:
         handletrace.install()
-        config = speechsdk.SpeechConfig(host=service.host)
-        feed = push_stream_audio_config(silence_wav(0.5))
-        recognizer = speechsdk.SpeechRecognizer(config, audio_config=feed.config)
-        feed.feed_when_connected(recognizer)
-        assert recognizer.recognize_once_async().get().text == "hello"
-
-        async def main(target: Any) -> None:
-            handletrace.dispose(target)  # DISPOSE-LINE
-
-        asyncio.run(main(recognizer))
-        del recognizer, feed
+        blocking_scenarios.dispose_on_a_loop(service)
     sites = [s for s in handletrace.blocking().sites if s.what == "release"]
     assert sites, handletrace.blocking()
     site = sites[0]
     assert site.last.cause == "forced" and "SpeechRecognizer" in site.owner, site
-    assert site.site is not None and site.site.lineno == line_of("# DISPOSE-LINE"), site
+    assert site.site is not None and site.site.lineno == DISPOSE_LINE, site
     assert site.last.thread.event_loop, site.last.thread
 
 

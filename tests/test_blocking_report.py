@@ -18,7 +18,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, List
 
-import azure.cognitiveservices.speech as speechsdk
 import pytest
 
 import handletrace
@@ -31,13 +30,7 @@ from handletrace._core.threads import ThreadInfo
 from handletrace._report.html import format_html
 from handletrace._report.render import render_json
 from handletrace._report.text import format_text
-from handletrace.testing import (
-    Script,
-    SpeechService,
-    Teardown,
-    push_stream_audio_config,
-    silence_wav,
-)
+from handletrace.testing import SpeechService
 
 from . import blocking_scenarios, sdk_objects
 from .blocking_scenarios import line_of, running_recognizer
@@ -153,23 +146,12 @@ def test_synchronous_calls_on_the_loop_are_named_with_the_async_variant_fix(
 def test_dispose_on_the_loop_is_reported_with_the_adispose_fix() -> None:
     """handletrace.dispose() of a recognizer whose teardown is slow, called on a loop: its
     own pattern, whose fix is adispose()."""
-    script = Script.of("hello", teardown=Teardown(close_delay=0.5))
-    with SpeechService(script) as service:
+    with SpeechService(blocking_scenarios.SLOW_CLOSE) as service:
         handletrace.install()
-        config = speechsdk.SpeechConfig(host=service.host)
-        feed = push_stream_audio_config(silence_wav(0.5))
-        recognizer = speechsdk.SpeechRecognizer(config, audio_config=feed.config)
-        feed.feed_when_connected(recognizer)
-        assert recognizer.recognize_once_async().get().text == "hello"
-
-        async def main(target: Any) -> None:
-            handletrace.dispose(target)  # DISPOSE-LINE
-
-        asyncio.run(main(recognizer))
-        del recognizer, feed
+        blocking_scenarios.dispose_on_a_loop(service)
         report = handletrace.build_report()
     found = finding(report, "blocking-dispose-on-event-loop")
-    assert found.lineno == line_of(HERE, "# DISPOSE-LINE"), found
+    assert found.lineno == line_of(blocking_scenarios.__file__, "# DISPOSE-LINE"), found
     assert found.fix.startswith("await handletrace.adispose(recognizer)"), found.fix
     # The slow release is its property bag's (which keeps the native recognizer alive).
     assert found.message.startswith(
